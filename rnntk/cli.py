@@ -1,0 +1,93 @@
+"""The ``rnntk`` command line: a Typer app that registers one command per method.
+
+Errors are one line on stderr with exit code 2 (usage and user errors), 3 (non-finite),
+130/143 (signals) or 1 (internal bugs; ``RNNTK_DEBUG=1`` prints the traceback). Engine
+commands print one JSON line on stdout at the end, on failure too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Annotated, Optional, Sequence
+
+import typer
+from typer._click import exceptions as _cx
+
+from . import __version__
+from .commands import common as _common
+from .engine.errors import RnntkError
+
+app = typer.Typer(
+    name="rnntk",
+    help="Train and analyse recurrent networks as models of the brain.\n\n"
+    "Every command writes a run folder (run.h5, config.toml, summary.json, checkpoints) and ends "
+    "with one JSON line on stdout. Exit codes: 0 ok, 1 internal error, 2 bad input, 3 non-finite, "
+    "130/143 interrupted (checkpointed; continue with --resume RUN_DIR).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"rnntk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[Optional[bool], typer.Option("--version", "-V", help="Print the version and exit.", callback=_version, is_eager=True)] = None,
+) -> None:
+    """Train and analyse recurrent networks as models of the brain."""
+
+
+# command modules register themselves on `app`
+from .commands import inspect as _inspect  # noqa: E402,F401
+from .commands import selftest as _selftest  # noqa: E402,F401
+
+
+def _subcommand(argv: Sequence[str]) -> Optional[str]:
+    for a in argv:
+        if not a.startswith("-"):
+            return a
+    return None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    """Entry point of the ``rnntk`` console script (exits the process)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(app)
+    sub = _subcommand(args)
+    code = 0
+    try:
+        rv = command.main(args=args, prog_name="rnntk", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
+    except _cx.NoArgsIsHelpError:
+        code = 0  # Typer has printed the help already
+    except _cx.ClickException as e:
+        where = f"rnntk {sub} --help" if sub and sub in {c for c in getattr(command, 'commands', {})} else "rnntk --help"
+        _common.error_line(f"{e.format_message()} (see '{where}')")
+        code = e.exit_code
+        if sub in _common.ENGINE_COMMANDS:
+            print(json.dumps({"status": "error", "run_dir": None, "command": sub, "error": " ".join(e.format_message().split())}), flush=True)
+    except RnntkError as e:  # raised while parsing, e.g. by --config
+        _common.error_line(e.one_line())
+        code = e.exit_code
+        if sub in _common.ENGINE_COMMANDS:
+            print(json.dumps({"status": "error", "run_dir": None, "command": sub, "error": e.one_line()}), flush=True)
+    except _cx.Abort:
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except BrokenPipeError:  # e.g. `rnntk inspect run.h5 | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        code = 0
+    sys.exit(code)

@@ -1,0 +1,570 @@
+"""``Run``: one training or analysis run — its folder, ``run.h5``, checkpoints, progress,
+non-finite guard, signal handling, and the summary left for scripts.
+
+Usage (the engine contract)::
+
+    from rnntk.engine import Run
+
+    with Run.open("runs/demo", command="demo", config=cfg, seed=0, device="auto") as run:
+        model = Net().to(run.device)
+        opt = torch.optim.Adam(model.parameters())
+        run.track(model, opt, hparams={"n": 64})           # checkpointed; restored on resume
+        for step in run.steps(1000, desc="train"):         # progress, resumable, signal-safe
+            loss = ...
+            run.log(step, loss=loss)                       # /metrics; NaN/inf → NonFiniteError
+        run.trace("activity", rates, dt=0.01)              # /traces/activity [trial, time, unit]
+        run.save_model()                                   # model.pt + /model/*
+
+On exit the status is set (completed | nonfinite | interrupted | failed), the HDF5 file is
+flushed and closed, and ``summary.json`` is written last, atomically. ``run.outcome`` holds
+what the CLI prints as its JSON line.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import resource
+import shutil
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
+from .config import plain, to_toml
+from .device import configure_threads, device_name, resolve_device
+from .errors import Interrupted, NonFiniteError, RnntkError, UserError
+from .files import atomic_path, write_json_atomic, write_text_atomic
+from .progress import Progress
+from .seeding import get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state
+from .store import RunFile
+
+RUN_FILES = ("run.h5", "config.toml", "summary.json", "ckpt-last.pt", "model.pt")
+CHECKPOINT = "ckpt-last.pt"
+_SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None)) if s is not None)
+
+
+def _utc_now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _iso(t: _dt.datetime) -> str:
+    return t.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def default_run_dir(command: str, seed: int, root: Path | str = "runs", now: _dt.datetime | None = None) -> Path:
+    """``runs/<command>-<UTC>-s<seed>[-j<job>_<task>]``, made unique with ``-2``, ``-3``..."""
+    now = now or _utc_now()
+    name = f"{command}-{now.strftime('%Y%m%dT%H%M%SZ')}-s{seed}"
+    job = os.environ.get("SLURM_ARRAY_JOB_ID") or os.environ.get("SLURM_JOB_ID")
+    if job:
+        task = os.environ.get("SLURM_ARRAY_TASK_ID")
+        name += f"-j{job}" + (f"_{task}" if task else "")
+    base = Path(root) / name
+    cand, i = base, 2
+    while cand.exists():
+        cand = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return cand
+
+
+def _is_run_dir(path: Path) -> bool:
+    return any((path / f).exists() for f in ("run.h5", "config.toml", "summary.json"))
+
+
+def _to_float(name: str, v: Any) -> float:
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(v.shape)}")
+        return float(v.detach().cpu().item())
+    return float(v)
+
+
+class Run:
+    """A run folder with its HDF5 file. Create with :meth:`Run.open`; use as a context manager."""
+
+    def __init__(self) -> None:  # use Run.open
+        self.dir: Path
+        self.h5: RunFile
+        self.command = ""
+        self.config: dict[str, Any] = {}
+        self.seed = 0
+        self.device = torch.device("cpu")
+        self.generator = torch.Generator()
+        self.step = 0
+        self.start_step = 0
+        self.resumed = False
+        self.status = "running"
+        self.outcome: dict[str, Any] = {}
+        self.final: dict[str, Any] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.state: dict[str, Any] = {}  # plain user state, checkpointed and restored
+        self.stopped_early = ""
+        self._buffer: list[dict[str, float]] = []
+        self._tracked: dict[str, Any] = {}
+        self._hparams: dict[str, Any] = {}
+        self._resume_ck: dict[str, Any] | None = None
+        self._rng_restored = False
+        self._signal: int | None = None
+        self._old_handlers: dict[int, Any] = {}
+        self._closed = False
+        self._last_ckpt_step: int | None = None
+        self._last_ckpt_time = 0.0
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        out: Path | str | None = None,
+        *,
+        command: str,
+        config: Mapping[str, Any] | None = None,
+        seed: int | str = 0,
+        device: str | torch.device = "auto",
+        force: bool = False,
+        resume: bool = False,
+        progress: str = "auto",
+        log_every: int = 50,
+        flush_secs: float = 10.0,
+        checkpoint_every: int | None = None,
+        checkpoint_secs: float = 300.0,
+        argv: Sequence[str] | None = None,
+        runs_root: Path | str = "runs",
+    ) -> "Run":
+        """Create (or, with ``resume=True``, reopen) a run folder.
+
+        out: the run folder; ``None`` → :func:`default_run_dir`. An existing non-empty
+          folder is refused unless ``force`` (which replaces an earlier *run* folder, and
+          never deletes a folder that is not one) or ``resume``.
+        progress: ``auto|bar|plain|none`` (``none`` for --quiet).
+        log_every / flush_secs: metrics are appended to ``run.h5`` and flushed every
+          ``log_every`` rows or ``flush_secs`` seconds, whichever comes first.
+        checkpoint_every / checkpoint_secs: ``ckpt-last.pt`` is rewritten every that many
+          steps (default: 10 flushes' worth) or seconds, at step boundaries.
+        """
+        self = cls()
+        self.command = command
+        self.seed = resolve_seed(seed)
+        self.device = resolve_device(device)
+        self._progress_mode = progress
+        self.log_every = max(1, int(log_every))
+        self.flush_secs = float(flush_secs)
+        self.checkpoint_every = int(checkpoint_every) if checkpoint_every else 10 * self.log_every
+        self.checkpoint_secs = float(checkpoint_secs)
+        self.config = {k: plain(v) for k, v in (config or {}).items()}
+        self.argv = list(argv) if argv is not None else list(sys.argv)
+        self.created = _utc_now()
+        self._t0 = time.monotonic()
+        self._last_flush = self._t0
+        self._last_ckpt_time = self._t0
+        threads = configure_threads()
+
+        if resume:
+            if out is None:
+                raise UserError("--resume needs the run folder to continue")
+            self.dir = Path(out)
+            self._open_resume()
+        else:
+            self.dir = Path(out) if out is not None else default_run_dir(command, self.seed, runs_root)
+            self._prepare_dir(force)
+            self._open_fresh()
+        try:
+            self.h5.set_attrs(threads=torch.get_num_threads(), threads_from_slurm=threads or 0)
+            self.generator = seed_everything(self.seed)
+            self._install_signals()
+        except BaseException as e:
+            self.close(e)
+            raise
+        return self
+
+    def _prepare_dir(self, force: bool) -> None:
+        d = self.dir
+        if d.exists() and not d.is_dir():
+            raise UserError(f"output path exists and is a file: {d}")
+        if d.exists() and any(d.iterdir()):
+            if not force:
+                raise UserError(f"output folder exists: {d}; use --force to replace it or --resume {d} to continue")
+            if not _is_run_dir(d):
+                raise UserError(f"--force: {d} is not an rnntk run folder (no run.h5/config.toml); refusing to delete it")
+            shutil.rmtree(d)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create output folder {d}: {e.strerror}") from None
+        if not os.access(d, os.W_OK):
+            raise UserError(f"output folder is not writable: {d}")
+
+    def _provenance(self) -> dict[str, Any]:
+        env = os.environ
+        return dict(
+            rnntk_version=__version__,
+            command=self.command,
+            argv=json.dumps(self.argv),
+            seed=self.seed,
+            seeds=json.dumps(seeds_record(self.seed)),
+            device=str(self.device),
+            device_name=device_name(self.device),
+            torch_version=torch.__version__,
+            numpy_version=np.__version__,
+            h5py_version=h5py.__version__,
+            python_version=platform.python_version(),
+            host=socket.gethostname(),
+            slurm_job_id=env.get("SLURM_JOB_ID", ""),
+            slurm_array_job_id=env.get("SLURM_ARRAY_JOB_ID", ""),
+            slurm_array_task_id=env.get("SLURM_ARRAY_TASK_ID", ""),
+            slurm_restart_count=env.get("SLURM_RESTART_COUNT", ""),
+        )
+
+    def _write_config(self) -> None:
+        header = (
+            f"rnntk {self.command}: every resolved option of this run (rnntk {__version__}).\n"
+            f"Re-run: rnntk {self.command} --config config.toml --out NEW_FOLDER"
+        )
+        text = to_toml(self.config, header)
+        write_text_atomic(self.dir / "config.toml", text)
+        self.h5.write_config(self.config, text)
+
+    def _open_fresh(self) -> None:
+        try:
+            self.h5 = RunFile(self.dir / "run.h5", "w")
+        except OSError as e:
+            raise UserError(f"cannot create {self.dir / 'run.h5'}: {e}") from None
+        try:
+            self.h5.set_attrs(created=_iso(self.created), finished="", **self._provenance())
+            self._write_config()
+            self.h5.set_status("running")
+        except BaseException:
+            self.h5.close()
+            raise
+
+    def _open_resume(self) -> None:
+        d = self.dir
+        if not d.is_dir():
+            raise UserError(f"--resume: no such run folder: {d}")
+        if not (d / "run.h5").exists():
+            raise UserError(f"--resume: {d} has no run.h5; not an rnntk run folder")
+        ck_path = d / CHECKPOINT
+        if ck_path.exists():
+            self._resume_ck = load_checkpoint(ck_path)
+            self.start_step = int(self._resume_ck["step"])
+            self.state = dict(self._resume_ck.get("extra", {}).get("state", {}))
+        else:
+            print(f"note: --resume: {d} has no checkpoint yet; starting again from step 0", file=sys.stderr)
+            self.start_step = 0
+        try:
+            self.h5 = RunFile(d / "run.h5", "a")
+        except OSError as e:
+            raise UserError(f"--resume: cannot open {d / 'run.h5'}: {e}") from None
+        self.step = self.start_step
+        self._last_ckpt_step = self.start_step if self._resume_ck else None
+        self.resumed = True
+        kept = self.h5.truncate_metrics(self.start_step)
+        g = self.h5.f["metrics"]
+        for k in g:
+            if k in ("step", "wall_time"):
+                continue
+            v = g[k][:]
+            v = v[np.isfinite(v)]
+            if v.size:
+                self.last_metrics[k] = float(v[-1])
+        prev = self.h5.f.attrs.get("resume_count", 0)
+        self.h5.set_attrs(
+            resumed=_iso(self.created), resume_count=int(prev) + 1, resumed_from_step=self.start_step,
+            metrics_rows_kept=kept, finished="", error="", **self._provenance()
+        )
+        self._write_config()
+        (d / "summary.json").unlink(missing_ok=True)  # the run is no longer finished
+        self.h5.set_status("running")
+
+    # ------------------------------------------------------------------ signals
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in _SIGNALS:
+            self._old_handlers[s] = signal.getsignal(s)
+            signal.signal(s, self._on_signal)
+
+    def _restore_signals(self) -> None:
+        for s, h in self._old_handlers.items():
+            try:
+                signal.signal(s, h)
+            except (ValueError, TypeError):
+                pass
+        self._old_handlers = {}
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signal is not None:  # second signal: stop now, keep the last checkpoint
+            raise Interrupted(signum, self.step, note="second signal, stopped mid-step; last checkpoint kept")
+        self._signal = signum
+        print(
+            f"received {signal.Signals(signum).name}: checkpointing after the current step "
+            "(send again to stop at once)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def check_interrupt(self) -> None:
+        """Raise :class:`Interrupted` (after checkpointing) if a signal arrived. Call it in
+        long phases outside :meth:`steps`; :meth:`steps` calls it at every step boundary."""
+        if self._signal is not None:
+            info = self.save_checkpoint()
+            note = f"checkpoint {CHECKPOINT} at step {self.step}" if info else "nothing to checkpoint"
+            raise Interrupted(self._signal, self.step, note=note + f"; continue with --resume {self.dir}")
+
+    # ------------------------------------------------------------------ training
+    def track(self, model: nn.Module | None = None, optimizer: Any = None, *, hparams: Mapping[str, Any] | None = None, **others: Any) -> None:
+        """Register what checkpoints hold: the model (its class name and ``hparams``, the
+        constructor arguments), the optimizer, and any other objects with
+        ``state_dict()``/``load_state_dict()`` (schedulers, a second model...).
+
+        When resuming, their states are loaded here from ``ckpt-last.pt``.
+        """
+        if model is not None:
+            self._tracked["model"] = model
+        if optimizer is not None:
+            self._tracked["optimizer"] = optimizer
+        self._tracked.update(others)
+        if hparams is not None:
+            self._hparams = dict(plain(dict(hparams)))
+        ck = self._resume_ck
+        if ck is None:
+            return
+        if model is not None:
+            if ck.get("model") and ck["model"] != type(model).__name__:
+                raise UserError(f"--resume: checkpoint holds a {ck['model']}, this run builds a {type(model).__name__}")
+            load_state_into(model, ck["state_dict"], source=f"{self.dir / CHECKPOINT}")
+        if optimizer is not None and ck.get("optimizer") is not None:
+            optimizer.load_state_dict(ck["optimizer"])
+        objs = ck.get("extra", {}).get("objects", {})
+        for name, obj in others.items():
+            if name in objs:
+                if isinstance(obj, nn.Module):
+                    load_state_into(obj, objs[name], source=f"{self.dir / CHECKPOINT} [{name}]")
+                else:
+                    obj.load_state_dict(objs[name])
+
+    def steps(self, n: int, desc: str | None = None, *, time_budget: float | None = None) -> Iterator[int]:
+        """Iterate ``step`` from the first not-yet-done step to ``n - 1``.
+
+        Shows progress, restores RNG states on resume (so a resumed run is bit-identical
+        to an uninterrupted one), checkpoints every ``checkpoint_every`` steps or
+        ``checkpoint_secs`` seconds, and stops cleanly on a signal or when ``time_budget``
+        seconds have passed (``run.stopped_early`` then says why).
+        """
+        if self._resume_ck is not None and self._resume_ck.get("rng") and not self._rng_restored:
+            set_rng_state(self._resume_ck["rng"], self.generator)
+            self._rng_restored = True
+        bar = Progress(n, desc or self.command, mode=self._progress_mode, start=self.start_step)
+        t_start = time.monotonic()
+        try:
+            self.check_interrupt()
+            for step in range(self.step, n):
+                yield step
+                self.step = step + 1
+                bar.update(self.step, self.last_metrics)
+                now = time.monotonic()
+                if self._signal is not None:
+                    self.check_interrupt()
+                if time_budget is not None and now - t_start >= time_budget and self.step < n:
+                    self.stopped_early = f"time budget of {time_budget:g} s reached at step {self.step}"
+                    break
+                if self._tracked and (
+                    self.step % self.checkpoint_every == 0 or now - self._last_ckpt_time >= self.checkpoint_secs
+                ):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+
+    def log(self, step: int, **metrics: float | torch.Tensor) -> None:
+        """Append one row of scalar metrics at ``step`` to ``/metrics``.
+
+        Raises :class:`NonFiniteError` (after writing the row) if any value is NaN or inf.
+        """
+        row: dict[str, float] = {"step": int(step)}
+        bad: tuple[str, float] | None = None
+        for k, v in metrics.items():
+            x = _to_float(k, v)
+            row[k] = x
+            if not math.isfinite(x) and bad is None:
+                bad = (k, x)
+        row["wall_time"] = time.monotonic() - self._t0
+        self._buffer.append(row)
+        if bad is not None:
+            self.flush()
+            raise NonFiniteError(step, bad[0], bad[1])
+        self.last_metrics.update({k: v for k, v in row.items() if k not in ("step", "wall_time")})
+        if len(self._buffer) >= self.log_every or time.monotonic() - self._last_flush >= self.flush_secs:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append buffered metric rows to ``run.h5`` and flush the file."""
+        if self._buffer:
+            self.h5.append_metrics(self._buffer)
+            self._buffer = []
+        else:
+            self.h5.flush()
+        self._last_flush = time.monotonic()
+
+    def save_checkpoint(self) -> dict[str, Any] | None:
+        """Write ``ckpt-last.pt`` (tracked objects, RNG states, step) atomically, after
+        flushing metrics. Returns ``{bytes, sha256}``, or None when nothing is tracked."""
+        if not self._tracked:
+            return None
+        self.flush()
+        model = self._tracked.get("model")
+        objects = {k: v.state_dict() for k, v in self._tracked.items() if k not in ("model", "optimizer")}
+        info = save_checkpoint(
+            self.dir / CHECKPOINT,
+            state_dict=model.state_dict() if model is not None else {},
+            model_class=type(model).__name__ if model is not None else "",
+            hparams=self._hparams,
+            optimizer=self._tracked.get("optimizer"),
+            rng=get_rng_state(self.generator),
+            step=self.step,
+            extra={"objects": objects, "state": plain(self.state)},
+        )
+        g = self.h5.f["checkpoints"].require_group("last")
+        g.attrs.update(path=CHECKPOINT, step=self.step, bytes=info["bytes"], sha256=info["sha256"], created=_iso(_utc_now()))
+        self.h5.flush()
+        self._last_ckpt_step = self.step
+        self._last_ckpt_time = time.monotonic()
+        return info
+
+    # ------------------------------------------------------------------ outputs
+    def path(self, name: str) -> Path:
+        """A path inside the run folder."""
+        return self.dir / name
+
+    def trace(self, name: str, data: Any, *, dt: float, dims: Sequence[str] = ("trial", "time", "unit"), units: str = "a.u.", t0: float = 0.0, description: str = "", append: bool = False, **attrs: Any) -> None:
+        """``/traces/<name>``: activity ``[trial, time, unit]`` (float32, gzip), ``dt`` in s."""
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu().float().numpy()
+        self.h5.write_trace(name, data, dt=dt, dims=dims, units=units, t0=t0, description=description, append=append, recorded_at_step=self.step, **attrs)
+
+    def trials(self, table: Mapping[str, Any], append: bool = False) -> None:
+        """``/trials/<column>``: the per-trial table a task returns (one 1-D column each)."""
+        cols = {k: (v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for k, v in table.items()}
+        self.h5.write_table("trials", cols, append=append)
+
+    def result(self, name: str, data: Any, **attrs: Any) -> None:
+        """``/results/<name>``: a final analysis array (complex allowed)."""
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu().numpy()
+        self.h5.write_array("results", name, data, **attrs)
+        self.h5.flush()
+
+    def save_model(self, model: nn.Module | None = None, name: str = "model", hparams: Mapping[str, Any] | None = None) -> Path:
+        """Write ``<name>.pt`` (an rnntk checkpoint without optimizer) and the weights as
+        plain arrays under ``/model`` (readable without torch)."""
+        model = model if model is not None else self._tracked.get("model")
+        if model is None:
+            raise ValueError("save_model: no model given or tracked")
+        hp = dict(plain(dict(hparams))) if hparams is not None else self._hparams
+        path = self.dir / f"{name}.pt"
+        save_checkpoint(path, model=model, hparams=hp, step=self.step)
+        prefix = "" if name == "model" else f"{name}/"
+        for k, v in model.state_dict().items():
+            arr = v.detach().cpu()
+            if arr.is_floating_point():
+                arr = arr.float()
+            self.h5.write_array("model", prefix + k, arr.numpy(), shape=list(v.shape))
+        self.h5.f["model"].attrs.update(model_class=type(model).__name__, hparams=json.dumps(hp), checkpoint=path.name)
+        self.h5.flush()
+        return path
+
+    def figure(self, fig: Any, name: str, dpi: int = 120) -> Path:
+        """Save a matplotlib figure as ``<name>.png`` in the run folder (atomically) and close it."""
+        path = self.dir / (name if name.endswith(".png") else f"{name}.png")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        except Exception:  # pragma: no cover - matplotlib missing is fine
+            pass
+        return path
+
+    def finish(self, **final: Any) -> None:
+        """Record final values (accuracy, best loss...) for ``summary.json`` and the JSON line."""
+        self.final.update({k: plain(v.item() if isinstance(v, torch.Tensor) else v) for k, v in final.items()})
+
+    # ------------------------------------------------------------------ closing
+    def __enter__(self) -> "Run":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        self.close(exc)
+        return False
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Set the status from ``exc``, flush and close ``run.h5``, write ``summary.json``."""
+        if self._closed:
+            return
+        self._closed = True
+        self._restore_signals()
+        error = ""
+        if exc is None:
+            status = "completed"
+            try:
+                self.save_checkpoint()  # so that --resume with more steps can continue
+            except Exception as e:  # noqa: BLE001 - still close the file
+                status, error = "failed", f"final checkpoint failed: {e}"
+        elif isinstance(exc, NonFiniteError):
+            status = "nonfinite"
+            if self._last_ckpt_step is not None:
+                exc.note = f"last good checkpoint kept: {self.dir / CHECKPOINT} (step {self._last_ckpt_step})"
+            else:
+                exc.note = "no checkpoint had been written yet"
+            exc.args = (str(exc).split("; training stopped")[0] + "; training stopped; " + exc.note,)
+            error = exc.one_line()
+        elif isinstance(exc, (Interrupted, KeyboardInterrupt)):
+            status = "interrupted"
+            error = exc.one_line() if isinstance(exc, Interrupted) else "interrupted by SIGINT"
+        else:
+            status = "failed"
+            error = exc.one_line() if isinstance(exc, RnntkError) else f"{type(exc).__name__}: {exc}"
+        self.status = status
+        wall = time.monotonic() - self._t0
+        finished = _utc_now()
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        try:
+            if self._buffer:
+                self.h5.append_metrics(self._buffer)
+                self._buffer = []
+            extra = {}
+            if self.device.type == "cuda":
+                extra["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+            self.h5.set_attrs(finished=_iso(finished), wall_s=wall, peak_rss_mb=peak_mb, steps_done=self.step, error=error, stopped_early=self.stopped_early, final=json.dumps(self.final), **extra)
+            self.h5.set_status(status)
+        finally:
+            self.h5.close()
+        self.outcome = {
+            "status": status,
+            "run_dir": str(self.dir),
+            "command": self.command,
+            "step": self.step,
+            "final": {**{k: v for k, v in self.last_metrics.items()}, **self.final},
+            "wall_s": round(wall, 3),
+        }
+        if self.stopped_early:
+            self.outcome["stopped_early"] = self.stopped_early
+        if error:
+            self.outcome["error"] = error
+        summary = dict(self.outcome, created=_iso(self.created), finished=_iso(finished), seed=self.seed,
+                       device=str(self.device), rnntk_version=__version__, peak_rss_mb=round(peak_mb, 1),
+                       checkpoint=CHECKPOINT if self._last_ckpt_step is not None else None)
+        write_json_atomic(self.dir / "summary.json", summary)
