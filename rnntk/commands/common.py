@@ -23,14 +23,15 @@ import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence
 
 import typer
 
 from ..engine.config import plain, read_toml
 from ..engine.errors import EXIT_INTERNAL, RnntkError, UserError
-from ..engine.run import Run
-from ..engine.seeding import resolve_seed
+
+if TYPE_CHECKING:  # torch is imported only when a run opens (fast --help)
+    from ..engine.run import Run
 
 PANEL = "Run options"
 ENGINE_COMMANDS: set[str] = set()
@@ -73,11 +74,14 @@ class RunOptions:
     checkpoint_every: Optional[int] = None
     config_file: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)  # the method's resolved options
-    run: Optional[Run] = None
+    run: Optional["Run"] = None
 
-    def open_run(self, config: Optional[dict[str, Any]] = None, **open_kwargs: Any) -> Run:
+    def open_run(self, config: Optional[dict[str, Any]] = None, **open_kwargs: Any) -> "Run":
         """Open the run folder with ``config`` = the method options (plus ``config``
         updates, e.g. a preset's resolved values), the seed and the device."""
+        from ..engine.run import Run
+        from ..engine.seeding import resolve_seed
+
         cfg = {**self.options, **(config or {})}
         seed = resolve_seed(self.seed)
         cfg.update(seed=seed, device=self.device)

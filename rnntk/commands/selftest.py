@@ -6,13 +6,10 @@ from __future__ import annotations
 import time
 from typing import Annotated
 
-import torch
 import typer
 
 from ..cli import app
 from ..engine.errors import UserError
-from ..nets.leaky_rnn import LeakyRNN
-from ..tasks.integrate import integration_trials
 from .common import RunOptions, engine_command
 
 
@@ -34,6 +31,11 @@ def selftest(
     filesystem: [bold]rnntk selftest --device cuda --out $SCRATCH/rnntk-check[/bold]."""
     if lr <= 0:
         raise UserError(f"bad --lr {lr}: must be > 0")
+    import torch
+
+    from ..nets.leaky_rnn import LeakyRNN
+    from ..tasks.integrate import integration_trials
+
     with opts.open_run() as run:
         model = LeakyRNN(1, hidden, 1, dt=0.01, tau=0.1).to(run.device)
         opt = torch.optim.Adam(model.parameters(), lr=lr)

@@ -123,16 +123,13 @@ def load_file(path: Path | str) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "Weights only load failed" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
-            glob = ""
-            for line in msg.splitlines():
-                if "Unsupported global" in line or "Unsupported operand" in line:
-                    glob = " (" + line.strip().split(": ", 1)[-1][:120] + ")"
-                    break
-            raise UserError(
-                f"refusing to load {path}: it contains pickled Python objects{glob}; "
-                "rnntk loads tensors and plain values only (weights_only=True)"
-            ) from None
+        for line in msg.splitlines():
+            if "GLOBAL" in line or "Unsupported global" in line:  # a class/function import: refuse
+                what = line.strip().split("GLOBAL", 1)[-1].strip().split(" ")[0][:80] if "GLOBAL" in line else "?"
+                raise UserError(
+                    f"refusing to load {path}: it contains pickled Python objects ({what}); "
+                    "rnntk loads tensors and plain values only (weights_only=True)"
+                ) from None
         raise UserError(f"cannot read checkpoint {path}: corrupt or not a torch file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError) as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__

@@ -1,0 +1,67 @@
+"""Shared test helpers: run the real CLI in a subprocess and check its conventions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> dict:
+        """The last stdout line, parsed (every engine command ends with one JSON line)."""
+        lines = [ln for ln in self.stdout.splitlines() if ln.strip()]
+        assert lines, f"no stdout; stderr was:\n{self.stderr}"
+        return json.loads(lines[-1])
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return [ln for ln in self.stderr.splitlines() if ln.strip()]
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k not in ("RNNTK_SEED", "RNNTK_DEVICE", "RNNTK_DEBUG")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", NO_COLOR="1")
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> CliResult:
+    """Run ``python -m rnntk ARGS`` and capture its exit code, stdout and stderr."""
+    p = subprocess.run(
+        [sys.executable, "-m", "rnntk", *map(str, args)],
+        cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout,
+    )
+    return CliResult(p.returncode, p.stdout, p.stderr)
+
+
+def assert_user_error(res: CliResult, *needles: str, code: int = 2, engine: bool = True) -> None:
+    """Exit ``code``, exactly one stderr line containing every needle, no traceback, and
+    (for engine commands) a JSON line on stdout that says so."""
+    assert res.code == code, f"exit {res.code} != {code}\nstdout: {res.stdout}\nstderr: {res.stderr}"
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr_lines) == 1, f"expected one stderr line, got:\n{res.stderr}"
+    line = res.stderr_lines[0]
+    assert line.startswith("rnntk: error: "), line
+    for n in needles:
+        assert n in line, f"{n!r} not in {line!r}"
+    if engine:
+        out = res.json
+        assert out["status"] in ("error", "failed", "nonfinite", "interrupted")
+        assert "error" in out
+
+
+@pytest.fixture
+def cli():
+    return run_cli
