@@ -17,7 +17,7 @@ from typer._click import exceptions as _cx
 
 from . import __version__
 from .commands import common as _common
-from .engine.errors import RnntkError
+from .engine.errors import Interrupted, RnntkError
 
 app = typer.Typer(
     name="rnntk",
@@ -63,6 +63,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(app)
     sub = _subcommand(args)
+    _install_early_signals()
     code = 0
     try:
         rv = command.main(args=args, prog_name="rnntk", standalone_mode=False)
@@ -80,14 +81,42 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         code = e.exit_code
         if sub in _common.ENGINE_COMMANDS:
             print(json.dumps({"status": "error", "run_dir": None, "command": sub, "error": e.one_line()}), flush=True)
-    except _cx.Abort:
+    except typer.Abort:
         code = 1
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:  # e.g. `rnntk inspect run.h5 | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:
-            pass
+        _silence_stdout()
         code = 0
+    except Exception as e:  # noqa: BLE001 - a bug: one line, exit 1, traceback on request
+        if os.environ.get("RNNTK_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        _common.error_line(f"internal error: {type(e).__name__}: {e} (set RNNTK_DEBUG=1 for a traceback)")
+        code = 1
     sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def _early_signal(signum: int, frame: object) -> None:
+    """Before a run opens (parsing, building the model), a signal just stops the command."""
+    raise Interrupted(signum, note="before the run started")
+
+
+def _install_early_signals() -> None:
+    import signal
+
+    for name in ("SIGTERM", "SIGUSR2"):
+        if hasattr(signal, name):
+            try:
+                signal.signal(getattr(signal, name), _early_signal)
+            except ValueError:  # not the main thread
+                pass

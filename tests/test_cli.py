@@ -279,3 +279,43 @@ def test_inspect_errors(tmp_path):
     (tmp_path / "trunc.h5").write_bytes(data[: len(data) // 2])
     r = run_cli("inspect", tmp_path / "trunc.h5")
     assert_user_error(r, "trunc.h5", engine=False)
+
+
+def test_resume_with_seed_auto_under_the_same_slurm_task(tmp_path):
+    env = cli_env(SLURM_ARRAY_TASK_ID="4")
+    assert run_cli("selftest", "--out", tmp_path / "r", *FAST, "-q", "--seed", "auto", env=env).code == 0
+    r = run_cli("selftest", "--resume", tmp_path / "r", "--seed", "auto", "--iters", "8", "-q", env=env)
+    assert r.code == 0, r.stderr
+    assert r.json["step"] == 8
+
+
+def test_failed_cli_resume_keeps_results(tmp_path):
+    assert run_cli("selftest", "--out", tmp_path / "r", *FAST, "-q").code == 0
+    summary = (tmp_path / "r" / "summary.json").read_text()
+    assert_user_error(run_cli("selftest", "--resume", tmp_path / "r", "--iters", "3"), "already at step 6")
+    assert_user_error(run_cli("selftest", "--resume", tmp_path / "r", "--hidden", "5"), "--hidden 5 differs")
+    assert (tmp_path / "r" / "summary.json").read_text() == summary
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        assert f["metrics/step"].shape == (6,) and f.attrs["status"] == "completed"
+
+
+def test_nan_lr_is_a_user_error(tmp_path):
+    assert_user_error(run_cli("selftest", "--out", tmp_path / "r", *FAST, "--lr", "nan"), "bad --lr nan")
+
+
+def test_inspect_foreign_hdf5_and_markup_in_attrs(tmp_path):
+    with h5py.File(tmp_path / "foreign.h5", "w") as f:
+        f["metrics"] = np.arange(3)  # a dataset where rnntk has a group
+    assert_user_error(run_cli("inspect", tmp_path / "foreign.h5"), "cannot summarise", engine=False)
+    assert run_cli("selftest", "--out", tmp_path / "r", *FAST, "-q").code == 0
+    with h5py.File(tmp_path / "r" / "run.h5", "a") as f:
+        f.attrs["error"] = "failed: [enforce fail at x.cpp:1] [/oops]"
+    r = run_cli("inspect", tmp_path / "r")
+    assert r.code == 0, r.stderr
+    assert "[enforce fail at x.cpp:1] [/oops]" in r.stdout
+
+
+def test_inspect_into_a_closed_pipe(tmp_path):
+    assert run_cli("selftest", "--out", tmp_path / "r", *FAST, "-q").code == 0
+    p = subprocess.run(f"{sys.executable} -m rnntk inspect {tmp_path / 'r'} | head -n1", shell=True, capture_output=True, text=True, env=cli_env())
+    assert "Traceback" not in p.stderr and p.stdout.strip()

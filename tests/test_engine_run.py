@@ -172,3 +172,104 @@ def test_time_budget_stops_early(tmp_path):
             run.log(step, x=1.0)
     assert 5 <= run.step < 100 and "time budget" in run.stopped_early
     assert run.outcome["status"] == "completed" and "stopped_early" in run.outcome
+
+
+def test_force_never_deletes_a_folder_rnntk_did_not_write(tmp_path, monkeypatch):
+    site = tmp_path / "hugo"
+    site.mkdir()
+    (site / "config.toml").write_text("title = 'my site'\n")  # someone else's config.toml
+    (site / "content.md").write_text("x")
+    with pytest.raises(UserError, match="not an rnntk run folder"):
+        Run.open(site, command="tiny", force=True, device="cpu")
+    assert (site / "content.md").exists()
+    train(tmp_path / "r", 2)
+    monkeypatch.chdir(tmp_path / "r")
+    with pytest.raises(UserError, match="current folder"):
+        Run.open(".", command="tiny", force=True, device="cpu")
+    assert (tmp_path / "r" / "run.h5").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "r")
+    with pytest.raises(UserError, match="symbolic link"):
+        Run.open(tmp_path / "link", command="tiny", force=True, device="cpu")
+
+
+def test_failed_resume_leaves_the_run_untouched(tmp_path):
+    train(tmp_path / "r", 10)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    ck = torch.load(tmp_path / "r" / "ckpt-last.pt", weights_only=True)
+    ck["state_dict"]["0.weight"] = torch.zeros(3, 3)
+    torch.save(ck, tmp_path / "r" / "ckpt-last.pt")
+    with pytest.raises(UserError, match="has shape"):
+        train(tmp_path / "r", 20, resume=True)
+    after = {p.name: p.read_bytes() for p in (tmp_path / "r").iterdir()}
+    assert after["summary.json"] == before["summary.json"]
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "completed" and f["metrics/step"].shape == (10,)
+    # damaged structure: one line, not a KeyError
+    torch.save({"format": "rnntk-checkpoint"}, tmp_path / "r" / "ckpt-last.pt")
+    with pytest.raises(UserError, match="damaged rnntk checkpoint: 'step'"):
+        train(tmp_path / "r", 20, resume=True)
+
+
+def test_resume_with_fewer_steps_than_done_is_refused(tmp_path):
+    train(tmp_path / "r", 10)
+    with pytest.raises(UserError, match="already at step 10"):
+        train(tmp_path / "r", 5, resume=True)
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "completed" and f["metrics/step"].shape == (10,)
+
+
+def _post_loop_rng(out, n, resume=False):
+    with Run.open(out, command="tiny", seed=1, device="cpu", progress="none", resume=resume, checkpoint_every=100) as run:
+        net = nn.Linear(3, 1)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        run.track(net, opt)
+        for step in run.steps(n):
+            x = torch.randn(8, 3, generator=run.generator)
+            loss = (net(x) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.log(step, loss=loss)
+        torch.randn(100, generator=run.generator)  # post-loop analysis drawing random numbers
+        torch.randn(100)
+
+
+def test_resume_after_post_loop_randomness_is_bit_identical(tmp_path):
+    _post_loop_rng(tmp_path / "ref", 20)
+    _post_loop_rng(tmp_path / "x", 10)
+    _post_loop_rng(tmp_path / "x", 20, resume=True)
+    np.testing.assert_array_equal(metrics(tmp_path / "ref")["loss"], metrics(tmp_path / "x")["loss"])
+
+
+def test_stop_counts_the_step_and_checkpoints_it(tmp_path):
+    with Run.open(tmp_path / "s", command="tiny", device="cpu", progress="none", checkpoint_every=100) as run:
+        net = nn.Linear(2, 1)
+        run.track(net)
+        for step in run.steps(50):
+            run.log(step, loss=1.0 / (step + 1))
+            if step == 4:
+                run.stop("early stopping: loss < 0.25")
+    assert run.step == 5 and "early stopping" in run.stopped_early
+    assert torch.load(tmp_path / "s" / "ckpt-last.pt", weights_only=True)["step"] == 5
+
+
+def test_failed_metric_append_is_rolled_back(tmp_path, monkeypatch):
+    from rnntk.engine import store
+
+    f = store.RunFile(tmp_path / "r.h5", "w")
+    f.append_metrics([{"step": 0, "a": 1.0}])
+    real = store.RunFile._metric_ds
+
+    def boom(self, name, dtype, n):
+        if name == "b":
+            raise OSError("disk full")
+        return real(self, name, dtype, n)
+
+    monkeypatch.setattr(store.RunFile, "_metric_ds", boom)
+    with pytest.raises(OSError):
+        f.append_metrics([{"step": 1, "a": 2.0, "b": 3.0}])
+    monkeypatch.setattr(store.RunFile, "_metric_ds", real)
+    assert all(f.f["metrics"][k].shape == (1,) for k in f.f["metrics"])
+    f.append_metrics([{"step": 1, "a": 2.0, "b": 3.0}])
+    assert f.f["metrics/step"][:].tolist() == [0, 1]
+    f.close()

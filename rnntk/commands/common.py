@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence
 import typer
 
 from ..engine.config import plain, read_toml
-from ..engine.errors import EXIT_INTERNAL, RnntkError, UserError
+from ..engine.errors import EXIT_INTERNAL, Interrupted, RnntkError, UserError
 
 if TYPE_CHECKING:  # torch is imported only when a run opens (fast --help)
     from ..engine.run import Run
@@ -135,9 +135,13 @@ def _read_run_config(ctx: typer.Context, run_dir: Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise UserError(f"--resume: no such run folder: {run_dir}")
     cfg_path = run_dir / "config.toml"
-    if not cfg_path.exists():
-        raise UserError(f"--resume: {run_dir} has no config.toml; not an rnntk run folder")
-    first = cfg_path.read_text(encoding="utf-8", errors="replace").splitlines()[:1]
+    if not cfg_path.is_file():
+        raise UserError(f"--resume: {run_dir} has no config.toml file; not an rnntk run folder")
+    try:
+        with open(cfg_path, encoding="utf-8", errors="replace") as fh:
+            first = [fh.readline()]
+    except OSError as e:
+        raise UserError(f"--resume: cannot read {cfg_path}: {e.strerror}") from None
     words = first[0].split() if first else []
     other = words[2].rstrip(":") if len(words) > 2 and words[:2] == ["#", "rnntk"] else None
     if other is None:
@@ -168,11 +172,20 @@ def _check_resume(ctx: typer.Context, values: dict[str, Any], resumable: Sequenc
     stored = ctx.meta.get("rnntk_resume_config", {})
     if values.get("out") is not None:
         raise UserError("--resume continues the run in RUN_DIR; do not combine it with --out")
+    from ..engine.seeding import resolve_seed
+
     for key, new in values.items():
         if key not in stored or key in resumable or key in ("device", "quiet", "log_every", "checkpoint_every"):
             continue
         src = ctx.get_parameter_source(key)
-        if src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT") and str(plain(new)) != str(stored[key]):
+        if key == "seed":  # 'auto' resolves to the same seed under the same Slurm task
+            try:
+                same = resolve_seed(new) == int(stored[key])
+            except (UserError, ValueError, TypeError):
+                same = False
+        else:
+            same = str(plain(new)) == str(stored[key])
+        if src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT") and not same:
             hint = f" (changeable: {', '.join('--' + r.replace('_', '-') for r in resumable)})" if resumable else ""
             raise UserError(
                 f"--resume: --{key.replace('_', '-')} {plain(new)} differs from the run's {key} = {stored[key]}; "
@@ -211,13 +224,13 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
                 outcome = opts.run.outcome if opts.run is not None and opts.run.outcome else {"status": "completed", "run_dir": None}
             except (RnntkError, KeyboardInterrupt) as e:
                 if isinstance(e, KeyboardInterrupt):
-                    from ..engine.errors import Interrupted
                     import signal as _signal
 
                     e = Interrupted(_signal.SIGINT)
                 code = e.exit_code
                 error_line(e.one_line())
-                outcome = _failure_outcome(opts, "error" if isinstance(e, UserError) else None, e.one_line())
+                status = "error" if isinstance(e, UserError) else ("interrupted" if isinstance(e, Interrupted) else None)
+                outcome = _failure_outcome(opts, status, e.one_line())
             except Exception as e:  # noqa: BLE001 - an internal bug: one line, exit 1
                 code = EXIT_INTERNAL
                 if os.environ.get("RNNTK_DEBUG"):

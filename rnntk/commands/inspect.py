@@ -10,7 +10,9 @@ from typing import Annotated, Any
 import h5py
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ..cli import app
 from ..engine.errors import UserError
@@ -46,23 +48,23 @@ def render(s: dict[str, Any], console: Console) -> None:
     a = s["attrs"]
     status = a.get("status", "?")
     colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(status, "red")
-    console.print(f"[bold]{s['file']}[/bold]")
+    console.print(f"[bold]{escape(str(s['file']))}[/bold]")
     if a.get("format") != "rnntk-run":
         console.print("[yellow]note: not written by rnntk (no format=rnntk-run attribute)[/yellow]")
     console.print(
-        f"command [bold]{a.get('command', '?')}[/bold]  status [{colour}]{status}[/{colour}]  "
-        f"seed {a.get('seed', '?')}  device {a.get('device_name', a.get('device', '?'))}"
+        f"command [bold]{escape(str(a.get('command', '?')))}[/bold]  status [{colour}]{escape(str(status))}[/{colour}]  "
+        f"seed {escape(str(a.get('seed', '?')))}  device {escape(str(a.get('device_name', a.get('device', '?'))))}"
     )
     console.print(
-        f"created {a.get('created', '?')}  finished {a.get('finished') or '-'}  "
-        f"wall {_num(a.get('wall_s'))} s  steps {a.get('steps_done', '-')}  rnntk {a.get('rnntk_version', '?')}  torch {a.get('torch_version', '?')}"
+        f"created {escape(str(a.get('created', '?')))}  finished {escape(str(a.get('finished') or '-'))}  "
+        f"wall {escape(str(_num(a.get('wall_s'))))} s  steps {escape(str(a.get('steps_done', '-')))}  rnntk {escape(str(a.get('rnntk_version', '?')))}  torch {escape(str(a.get('torch_version', '?')))}"
     )
     if a.get("error"):
-        console.print(f"[red]error:[/red] {a['error']}", markup=True, highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(a['error']))}", markup=True, highlight=False)
     if a.get("stopped_early"):
-        console.print(f"stopped early: {a['stopped_early']}")
+        console.print(f"stopped early: {escape(str(a['stopped_early']))}")
     if a.get("resume_count"):
-        console.print(f"resumed {a['resume_count']}x (last from step {a.get('resumed_from_step')})")
+        console.print(f"resumed {escape(str(a['resume_count']))}x (last from step {escape(str(a.get('resumed_from_step')))})")
     if s.get("config_toml"):
         console.rule("config")
         lines = [ln for ln in s["config_toml"].splitlines() if ln and not ln.startswith("#")]
@@ -75,7 +77,7 @@ def render(s: dict[str, Any], console: Console) -> None:
         for col in ("name", "n", "first", "last", "min", "max"):
             t.add_column(col, justify="left" if col == "name" else "right")
         for k, m in sorted(s["metrics"].items()):
-            t.add_row(k, str(m["n"]), _num(m["first"]), _num(m["last"]), _num(m["min"]), _num(m["max"]))
+            t.add_row(*(Text(x) for x in (k, str(m["n"]), _num(m["first"]), _num(m["last"]), _num(m["min"]), _num(m["max"]))))
         console.print(t)
     for group in ("traces", "trials", "results", "model"):
         items = s.get(group) or {}
@@ -101,12 +103,12 @@ def render(s: dict[str, Any], console: Console) -> None:
             if "value" in d:
                 v = d["value"]
                 info.insert(0, "= " + (_num(v) if not isinstance(v, list) else "[" + ", ".join(_num(x) for x in v) + "]"))
-            t.add_row(k, "×".join(map(str, d["shape"])) or "scalar", d["dtype"], ", ".join(info))
+            t.add_row(*(Text(x) for x in (k, "×".join(map(str, d["shape"])) or "scalar", d["dtype"], ", ".join(info))))
         console.print(t)
     if s.get("checkpoints"):
         console.rule("checkpoints")
         for k, c in s["checkpoints"].items():
-            console.print(f"{k}: {c.get('path')} step {c.get('step')} ({_num(c.get('bytes'))} bytes)")
+            console.print(f"{escape(str(k))}: {escape(str(c.get('path')))} step {escape(str(c.get('step')))} ({escape(str(_num(c.get('bytes'))))} bytes)")
 
 
 @app.command("inspect")
@@ -127,7 +129,13 @@ def inspect_cmd(
     except OSError as e:
         error_line(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__} (truncated or not a run file?)")
         raise typer.Exit(2)
-    if as_json:
-        print(json.dumps(s, default=str))
-        return
-    render(s, Console(soft_wrap=False, highlight=False))
+    except Exception as e:  # noqa: BLE001 - an HDF5 file of another layout
+        error_line(f"cannot summarise {path}: not an rnntk run layout ({type(e).__name__}: {e})")
+        raise typer.Exit(2)
+    try:
+        if as_json:
+            print(json.dumps(s, default=str))
+            return
+        render(s, Console(soft_wrap=False, highlight=False))
+    except BrokenPipeError:
+        raise  # main() silences stdout and exits 0

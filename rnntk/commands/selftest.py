@@ -3,6 +3,7 @@ output filesystem end to end (HDF5 writes, atomic renames, checkpoints, --resume
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
@@ -29,8 +30,8 @@ def selftest(
     Trains a small leaky tanh RNN to integrate noisy evidence (Adam + BPTT) on the shared
     engine, writing a complete run folder. Use it on a new machine, GPU or cluster
     filesystem: [bold]rnntk selftest --device cuda --out $SCRATCH/rnntk-check[/bold]."""
-    if lr <= 0:
-        raise UserError(f"bad --lr {lr}: must be > 0")
+    if not (math.isfinite(lr) and lr > 0):
+        raise UserError(f"bad --lr {lr}: must be a finite number > 0")
     import torch
 
     from ..nets.leaky_rnn import LeakyRNN

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -120,7 +121,9 @@ def load_file(path: Path | str) -> Any:
     if path.is_dir():
         raise UserError(f"checkpoint path is a folder, not a file: {path}")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. torch's notes on old pickle protocols
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         for line in msg.splitlines():
@@ -144,6 +147,12 @@ def load_checkpoint(path: Path | str, expect_model: nn.Module | str | None = Non
     ck = load_file(path)
     if not isinstance(ck, dict) or ck.get("format") != FORMAT:
         raise UserError(f"{path} is not an rnntk checkpoint (no 'format: {FORMAT}' entry)")
+    for key, kind in (("step", int), ("state_dict", dict), ("hparams", dict), ("model", str)):
+        if not isinstance(ck.get(key), kind):
+            raise UserError(f"{path} is a damaged rnntk checkpoint: '{key}' is missing or not a {kind.__name__}")
+    for key in ("rng", "optimizer", "extra"):
+        if ck.get(key) is not None and not isinstance(ck[key], dict):
+            raise UserError(f"{path} is a damaged rnntk checkpoint: '{key}' is not a dict")
     if expect_model is not None and ck.get("model") and ck["model"] != model_name(expect_model):
         raise UserError(f"{path} holds a {ck['model']} checkpoint, not a {model_name(expect_model)}")
     return ck

@@ -55,7 +55,12 @@ class Progress:
         self.total, self.desc, self.start = total, desc, start
         self.stream = stream or sys.stderr
         if interval is None:
-            interval = float(os.environ.get("RNNTK_PROGRESS_INTERVAL", "5"))
+            try:
+                interval = float(os.environ.get("RNNTK_PROGRESS_INTERVAL", "5"))
+            except ValueError:
+                interval = 5.0
+            if not math.isfinite(interval) or interval < 0:
+                interval = 5.0
         self.interval = interval
         if mode == "auto":
             isatty = getattr(self.stream, "isatty", lambda: False)()

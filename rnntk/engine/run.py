@@ -22,6 +22,7 @@ what the CLI prints as its JSON line.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import math
@@ -82,7 +83,24 @@ def default_run_dir(command: str, seed: int, root: Path | str = "runs", now: _dt
 
 
 def _is_run_dir(path: Path) -> bool:
-    return any((path / f).exists() for f in ("run.h5", "config.toml", "summary.json"))
+    """True only for a folder rnntk wrote: a run.h5 with format=rnntk-run, or a config.toml
+    with rnntk's header line."""
+    h5 = path / "run.h5"
+    if h5.is_file():
+        try:
+            with h5py.File(h5, "r", locking=False) as f:
+                if f.attrs.get("format") == "rnntk-run":
+                    return True
+        except OSError:
+            pass
+    cfg = path / "config.toml"
+    if cfg.is_file():
+        try:
+            with open(cfg, encoding="utf-8", errors="replace") as fh:
+                return fh.readline().startswith("# rnntk ")
+        except OSError:
+            return False
+    return False
 
 
 def _to_float(name: str, v: Any) -> float:
@@ -121,6 +139,11 @@ class Run:
         self._signal: int | None = None
         self._old_handlers: dict[int, Any] = {}
         self._closed = False
+        self._hard_stop: int | None = None
+        self._critical_depth = 0
+        self._stop_reason = ""
+        self.resumed = False
+        self._resume_committed = True
         self._last_ckpt_step: int | None = None
         self._last_ckpt_time = 0.0
 
@@ -197,8 +220,13 @@ class Run:
         if d.exists() and any(d.iterdir()):
             if not force:
                 raise UserError(f"output folder exists: {d}; use --force to replace it or --resume {d} to continue")
+            if d.is_symlink():
+                raise UserError(f"--force: {d} is a symbolic link; refusing to delete what it points to")
+            here = Path.cwd().resolve()
+            if d.resolve() == here or d.resolve() in here.parents:
+                raise UserError(f"--force: {d} is the current folder or one of its parents; refusing to delete it")
             if not _is_run_dir(d):
-                raise UserError(f"--force: {d} is not an rnntk run folder (no run.h5/config.toml); refusing to delete it")
+                raise UserError(f"--force: {d} is not an rnntk run folder (no rnntk run.h5 or config.toml); refusing to delete it")
             shutil.rmtree(d)
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -271,6 +299,17 @@ class Run:
         self.step = self.start_step
         self._last_ckpt_step = self.start_step if self._resume_ck else None
         self.resumed = True
+        self._resume_committed = False  # nothing on disk changes until _commit_resume()
+
+    def _commit_resume(self, n_steps: int | None = None) -> None:
+        """Truncate metrics past the checkpoint, rewrite the config, mark the run running.
+        Called when training actually continues, after the model and optimizer loaded."""
+        if not self.resumed or self._resume_committed:
+            return
+        if n_steps is not None and n_steps < self.start_step:
+            raise UserError(f"--resume: {self.dir} is already at step {self.start_step}; ask for at least that many steps (got {n_steps})")
+        self._resume_committed = True
+        d = self.dir
         kept = self.h5.truncate_metrics(self.start_step)
         g = self.h5.f["metrics"]
         for k in g:
@@ -306,8 +345,11 @@ class Run:
         self._old_handlers = {}
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._signal is not None:  # second signal: stop now, keep the last checkpoint
-            raise Interrupted(signum, self.step, note="second signal, stopped mid-step; last checkpoint kept")
+        if self._signal is not None:  # second signal: stop now (but never inside a file write)
+            self._hard_stop = signum
+            if self._critical_depth == 0:
+                self._raise_hard_stop()
+            return
         self._signal = signum
         print(
             f"received {signal.Signals(signum).name}: checkpointing after the current step "
@@ -315,6 +357,22 @@ class Run:
             file=sys.stderr,
             flush=True,
         )
+
+    def _raise_hard_stop(self) -> None:
+        signum, self._hard_stop = self._hard_stop, None
+        kept = f"last checkpoint kept (step {self._last_ckpt_step})" if self._last_ckpt_step is not None else "no checkpoint had been written"
+        raise Interrupted(signum, self.step, note=f"second signal, stopped mid-step; {kept}")
+
+    @contextlib.contextmanager
+    def _critical(self) -> Iterator[None]:
+        """A file write that a second signal must not cut in half."""
+        self._critical_depth += 1
+        try:
+            yield
+        finally:
+            self._critical_depth -= 1
+        if self._critical_depth == 0 and self._hard_stop is not None:
+            self._raise_hard_stop()
 
     def check_interrupt(self) -> None:
         """Raise :class:`Interrupted` (after checkpointing) if a signal arrived. Call it in
@@ -342,32 +400,45 @@ class Run:
         ck = self._resume_ck
         if ck is None:
             return
+        src = f"{self.dir / CHECKPOINT}"
         if model is not None:
             if ck.get("model") and ck["model"] != type(model).__name__:
                 raise UserError(f"--resume: checkpoint holds a {ck['model']}, this run builds a {type(model).__name__}")
-            load_state_into(model, ck["state_dict"], source=f"{self.dir / CHECKPOINT}")
-        if optimizer is not None and ck.get("optimizer") is not None:
-            optimizer.load_state_dict(ck["optimizer"])
-        objs = ck.get("extra", {}).get("objects", {})
-        for name, obj in others.items():
-            if name in objs:
-                if isinstance(obj, nn.Module):
-                    load_state_into(obj, objs[name], source=f"{self.dir / CHECKPOINT} [{name}]")
-                else:
-                    obj.load_state_dict(objs[name])
+            load_state_into(model, ck["state_dict"], source=src)
+        try:
+            if optimizer is not None and ck.get("optimizer") is not None:
+                optimizer.load_state_dict(ck["optimizer"])
+            objs = ck.get("extra", {}).get("objects", {})
+            for name, obj in others.items():
+                if name in objs:
+                    if isinstance(obj, nn.Module):
+                        load_state_into(obj, objs[name], source=f"{src} [{name}]")
+                    else:
+                        obj.load_state_dict(objs[name])
+        except (ValueError, KeyError, TypeError, RuntimeError) as e:
+            first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            raise UserError(f"--resume: {src} does not fit this run's optimizer or state ({first})") from None
+
+    def stop(self, reason: str = "stopped early") -> None:
+        """Ask :meth:`steps` to end after the current step (early stopping). Prefer this to
+        ``break``: the step then counts as done and is checkpointed."""
+        self._stop_reason = reason
 
     def steps(self, n: int, desc: str | None = None, *, time_budget: float | None = None) -> Iterator[int]:
         """Iterate ``step`` from the first not-yet-done step to ``n - 1``.
 
         Shows progress, restores RNG states on resume (so a resumed run is bit-identical
         to an uninterrupted one), checkpoints every ``checkpoint_every`` steps or
-        ``checkpoint_secs`` seconds, and stops cleanly on a signal or when ``time_budget``
-        seconds have passed (``run.stopped_early`` then says why).
+        ``checkpoint_secs`` seconds and when the loop ends, and stops cleanly on a signal,
+        on :meth:`stop`, or when ``time_budget`` seconds have passed (``run.stopped_early``
+        says why). A ``break`` out of the loop skips the final checkpoint: ``--resume``
+        then replays from the last periodic one.
         """
+        self._commit_resume(n)
         if self._resume_ck is not None and self._resume_ck.get("rng") and not self._rng_restored:
             set_rng_state(self._resume_ck["rng"], self.generator)
             self._rng_restored = True
-        bar = Progress(n, desc or self.command, mode=self._progress_mode, start=self.start_step)
+        bar = Progress(n, desc or self.command, mode=self._progress_mode, start=self.step)
         t_start = time.monotonic()
         try:
             self.check_interrupt()
@@ -378,6 +449,9 @@ class Run:
                 now = time.monotonic()
                 if self._signal is not None:
                     self.check_interrupt()
+                if self._stop_reason:
+                    self.stopped_early = f"{self._stop_reason} at step {self.step}"
+                    break
                 if time_budget is not None and now - t_start >= time_budget and self.step < n:
                     self.stopped_early = f"time budget of {time_budget:g} s reached at step {self.step}"
                     break
@@ -385,6 +459,10 @@ class Run:
                     self.step % self.checkpoint_every == 0 or now - self._last_ckpt_time >= self.checkpoint_secs
                 ):
                     self.save_checkpoint()
+            # the loop is done: checkpoint now, before any post-loop code draws random numbers,
+            # so that a later --resume with more steps continues bit-identically
+            if self._last_ckpt_step != self.step:
+                self.save_checkpoint()
         finally:
             bar.close()
 
@@ -410,12 +488,17 @@ class Run:
             self.flush()
 
     def flush(self) -> None:
-        """Append buffered metric rows to ``run.h5`` and flush the file."""
-        if self._buffer:
-            self.h5.append_metrics(self._buffer)
-            self._buffer = []
-        else:
-            self.h5.flush()
+        """Append buffered metric rows to ``run.h5`` and flush the file. A failed append is
+        rolled back in the file and the rows stay buffered (never written twice)."""
+        with self._critical():
+            try:
+                if self._buffer:
+                    self.h5.append_metrics(self._buffer)
+                    self._buffer = []
+                else:
+                    self.h5.flush()
+            except OSError as e:
+                raise UserError(f"cannot write {self.dir / 'run.h5'}: {e}") from None
         self._last_flush = time.monotonic()
 
     def save_checkpoint(self) -> dict[str, Any] | None:
@@ -426,19 +509,24 @@ class Run:
         self.flush()
         model = self._tracked.get("model")
         objects = {k: v.state_dict() for k, v in self._tracked.items() if k not in ("model", "optimizer")}
-        info = save_checkpoint(
-            self.dir / CHECKPOINT,
-            state_dict=model.state_dict() if model is not None else {},
-            model_class=type(model).__name__ if model is not None else "",
-            hparams=self._hparams,
-            optimizer=self._tracked.get("optimizer"),
-            rng=get_rng_state(self.generator),
-            step=self.step,
-            extra={"objects": objects, "state": plain(self.state)},
-        )
-        g = self.h5.f["checkpoints"].require_group("last")
-        g.attrs.update(path=CHECKPOINT, step=self.step, bytes=info["bytes"], sha256=info["sha256"], created=_iso(_utc_now()))
-        self.h5.flush()
+        with self._critical():
+            try:
+                info = save_checkpoint(
+                    self.dir / CHECKPOINT,
+                    state_dict=model.state_dict() if model is not None else {},
+                    model_class=type(model).__name__ if model is not None else "",
+                    hparams=self._hparams,
+                    optimizer=self._tracked.get("optimizer"),
+                    rng=get_rng_state(self.generator),
+                    step=self.step,
+                    extra={"objects": objects, "state": plain(self.state)},
+                )
+            except (OSError, RuntimeError) as e:
+                first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+                raise UserError(f"cannot write checkpoint {self.dir / CHECKPOINT}: {first}") from None
+            g = self.h5.f["checkpoints"].require_group("last")
+            g.attrs.update(path=CHECKPOINT, step=self.step, bytes=info["bytes"], sha256=info["sha256"], created=_iso(_utc_now()))
+            self.h5.flush()
         self._last_ckpt_step = self.step
         self._last_ckpt_time = time.monotonic()
         return info
@@ -511,18 +599,29 @@ class Run:
         return False
 
     def close(self, exc: BaseException | None = None) -> None:
-        """Set the status from ``exc``, flush and close ``run.h5``, write ``summary.json``."""
+        """Set the status from ``exc``, flush and close ``run.h5``, write ``summary.json``.
+
+        A ``--resume`` that failed before training continued (bad checkpoint, wrong model)
+        leaves the run folder exactly as it was. If closing itself fails (disk full) with no
+        other error pending, the status is ``failed`` and an error is raised after cleanup.
+        """
         if self._closed:
             return
         self._closed = True
         self._restore_signals()
+        if self.resumed and not self._resume_committed:
+            if exc is None:
+                self._commit_resume()
+            else:
+                self.h5.close()
+                msg = exc.one_line() if isinstance(exc, RnntkError) else f"{type(exc).__name__}: {exc}"
+                status = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else ("error" if isinstance(exc, UserError) else "failed")
+                self.status = status
+                self.outcome = {"status": status, "run_dir": str(self.dir), "command": self.command, "step": self.step, "error": msg, "note": "run folder left unchanged"}
+                return
         error = ""
         if exc is None:
             status = "completed"
-            try:
-                self.save_checkpoint()  # so that --resume with more steps can continue
-            except Exception as e:  # noqa: BLE001 - still close the file
-                status, error = "failed", f"final checkpoint failed: {e}"
         elif isinstance(exc, NonFiniteError):
             status = "nonfinite"
             if self._last_ckpt_step is not None:
@@ -537,10 +636,10 @@ class Run:
         else:
             status = "failed"
             error = exc.one_line() if isinstance(exc, RnntkError) else f"{type(exc).__name__}: {exc}"
-        self.status = status
         wall = time.monotonic() - self._t0
         finished = _utc_now()
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+        close_error = ""
         try:
             if self._buffer:
                 self.h5.append_metrics(self._buffer)
@@ -550,8 +649,16 @@ class Run:
                 extra["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             self.h5.set_attrs(finished=_iso(finished), wall_s=wall, peak_rss_mb=peak_mb, steps_done=self.step, error=error, stopped_early=self.stopped_early, final=json.dumps(self.final), **extra)
             self.h5.set_status(status)
+        except Exception as e:  # noqa: BLE001 - still close the file and report
+            close_error = f"cannot finish {self.dir / 'run.h5'}: {type(e).__name__}: {e}"
         finally:
-            self.h5.close()
+            try:
+                self.h5.close()
+            except Exception as e:  # noqa: BLE001
+                close_error = close_error or f"cannot close {self.dir / 'run.h5'}: {e}"
+        if close_error and exc is None:
+            status, error = "failed", close_error
+        self.status = status
         self.outcome = {
             "status": status,
             "run_dir": str(self.dir),
@@ -567,4 +674,11 @@ class Run:
         summary = dict(self.outcome, created=_iso(self.created), finished=_iso(finished), seed=self.seed,
                        device=str(self.device), rnntk_version=__version__, peak_rss_mb=round(peak_mb, 1),
                        checkpoint=CHECKPOINT if self._last_ckpt_step is not None else None)
-        write_json_atomic(self.dir / "summary.json", summary)
+        try:
+            write_json_atomic(self.dir / "summary.json", summary)
+        except OSError as e:
+            if exc is None:
+                self.status = self.outcome["status"] = "failed"
+                self.outcome["error"] = close_error = close_error or f"cannot write {self.dir / 'summary.json'}: {e}"
+        if close_error and exc is None:
+            raise UserError(close_error)

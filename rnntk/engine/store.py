@@ -139,13 +139,20 @@ class RunFile:
         n0 = self.n_rows()
         n1 = n0 + len(rows)
         names = sorted({k for r in rows for k in r if k != "step"})
-        step = self._metric_ds("step", np.int64, n0)
-        step.resize((n1,))
-        step[n0:n1] = np.array([int(r["step"]) for r in rows], dtype=np.int64)
-        for name in set(names) | set(self.metric_names()):
-            ds = self._metric_ds(name, np.float64, n0)
-            ds.resize((n1,))
-            ds[n0:n1] = np.array([float(r.get(name, math.nan)) for r in rows], dtype=np.float64)
+        try:
+            step = self._metric_ds("step", np.int64, n0)
+            step.resize((n1,))
+            step[n0:n1] = np.array([int(r["step"]) for r in rows], dtype=np.int64)
+            for name in set(names) | set(self.metric_names()):
+                ds = self._metric_ds(name, np.float64, n0)
+                ds.resize((n1,))
+                ds[n0:n1] = np.array([float(r.get(name, math.nan)) for r in rows], dtype=np.float64)
+        except BaseException:
+            # roll back: every column back to n0 rows, so the caller can retry without duplicates
+            for k in self.f["metrics"]:
+                if self.f["metrics"][k].shape[0] > n0:
+                    self.f["metrics"][k].resize((n0,))
+            raise
         self.flush()
 
     def truncate_metrics(self, before_step: int) -> int:

@@ -6,20 +6,9 @@ target y_t = (1/T) * sum_{s<=t} u_s (the running integral, scaled to [-1, 1]).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass
-class TrialBatch:
-    """A batch of trials: inputs (B, T, n_in), targets (B, T, n_out), mask (B, T, n_out) and
-    a per-trial table of 1-D tensors (written to ``/trials``)."""
-
-    inputs: torch.Tensor
-    targets: torch.Tensor
-    mask: torch.Tensor
-    table: dict[str, torch.Tensor]
+from .base import TrialBatch
 
 
 def integration_trials(batch: int, steps: int = 50, *, noise: float = 0.5, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> TrialBatch:
@@ -27,4 +16,4 @@ def integration_trials(batch: int, steps: int = 50, *, noise: float = 0.5, gener
     c = torch.rand(batch, 1, 1, generator=generator, dtype=dtype) * 2 - 1
     u = c + noise * torch.randn(batch, steps, 1, generator=generator, dtype=dtype)
     y = torch.cumsum(u, dim=1) / steps
-    return TrialBatch(u, y, torch.ones_like(y), {"coherence": c.reshape(batch)})
+    return TrialBatch(u, y, torch.ones_like(y), {"coherence": c.reshape(batch)}, dt=0.01)
