@@ -1,0 +1,438 @@
+"""SOFO: second-order forward-mode optimisation (Yu et al., NeurIPS 2024).
+
+Each iteration draws K random tangent directions V (K × P), pushes them through the model in
+one batched forward pass (forward-mode AD, no graph kept), and accumulates
+
+    ĝ = V g              (K,)    the gradient sketch
+    Ĝ = V G Vᵀ           (K, K)  the sketch of the generalised Gauss–Newton matrix G = Σ Jᵀ H J
+
+online over time. It then takes a damped Gauss–Newton step inside span(V):
+
+    α = (Ĝ + λ I)⁻¹ ĝ,   λ = γ · λ_max(Ĝ)  (relative damping),   Δ = Vᵀ α,   θ ← θ − η Δ.
+
+rnntk computes the *exact* Ĝ of the loss it reports, so ``lr = 1`` is a full Gauss–Newton step
+in the subspace (upstream's scalings differ between its versions; see the method note).
+
+Shapes: parameters are a dict ``name → tensor``; tangents a dict ``name → (K, *shape)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import torch
+from torch import nn
+from torch.func import jvp, vmap
+
+Params = dict[str, torch.Tensor]
+TANGENT_KINDS = ("orthonormal", "normalized", "rank1", "block")
+DAMPING_MODES = ("relative", "relative_min", "absolute")
+
+
+# --------------------------------------------------------------------------- tangents
+def n_params(params: Mapping[str, torch.Tensor]) -> int:
+    """Total number of scalars P in ``params``."""
+    return sum(p.numel() for p in params.values())
+
+
+def _split(flat: torch.Tensor, params: Mapping[str, torch.Tensor]) -> Params:
+    """(K, P) → dict of contiguous (K, *shape) blocks, in ``params`` order."""
+    out, i = {}, 0
+    for name, p in params.items():
+        n = p.numel()
+        out[name] = flat[:, i : i + n].reshape(flat.shape[0], *p.shape).contiguous()
+        i += n
+    return out
+
+
+def flatten_tangents(V: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """dict of (K, *shape) blocks → (K, P)."""
+    return torch.cat([v.reshape(v.shape[0], -1) for v in V.values()], dim=1)
+
+
+def sample_tangents(
+    params: Mapping[str, torch.Tensor],
+    K: int,
+    *,
+    kind: str = "orthonormal",
+    generator: Optional[torch.Generator] = None,
+    dtype: Optional[torch.dtype] = None,
+) -> Params:
+    """Draw K tangent directions over all parameter blocks jointly.
+
+    kind:
+      ``orthonormal`` (default): QR of a P×K Gaussian, so V Vᵀ = I_K (needs K ≤ P);
+      ``normalized``: i.i.d. N(0, 1) rows scaled to unit norm (upstream Python API);
+      ``rank1``: each matrix block of each tangent an outer product of Gaussian vectors, then
+        every tangent scaled to unit norm;
+      ``block``: localised tangents, each non-zero in one block only, K split across blocks in
+        proportion to their size (at least one each), orthonormal within a block.
+    Random numbers come from ``generator`` (CPU); the result is on the parameters' device.
+    Returns ``name → (K, *shape)`` (contiguous blocks).
+    """
+    if kind not in TANGENT_KINDS:
+        raise ValueError(f"tangent kind must be one of {TANGENT_KINDS}, got {kind!r}")
+    P = n_params(params)
+    if K < 1 or K > P:
+        raise ValueError(f"need 1 <= K <= P = {P}, got K = {K}")
+    first = next(iter(params.values()))
+    dtype = dtype or first.dtype
+    dev = first.device
+    if kind == "orthonormal":
+        G = torch.randn(P, K, generator=generator, dtype=torch.float64)
+        Q, R = torch.linalg.qr(G)
+        Q = Q * torch.sign(torch.diagonal(R)).where(torch.diagonal(R) != 0, torch.ones(()))[None, :]
+        flat = Q.T.to(dtype)
+    elif kind == "normalized":
+        flat = torch.randn(K, P, generator=generator, dtype=torch.float64)
+        flat = (flat / flat.norm(dim=1, keepdim=True)).to(dtype)
+    elif kind == "rank1":
+        blocks = []
+        for p in params.values():
+            if p.dim() >= 2:
+                a = torch.randn(K, p.shape[0], generator=generator, dtype=torch.float64)
+                b = torch.randn(K, int(p[0].numel()), generator=generator, dtype=torch.float64)
+                blocks.append(torch.einsum("ki,kj->kij", a, b).reshape(K, -1))
+            else:
+                blocks.append(torch.randn(K, p.numel(), generator=generator, dtype=torch.float64))
+        flat = torch.cat(blocks, dim=1)
+        flat = (flat / flat.norm(dim=1, keepdim=True)).to(dtype)
+    else:  # block
+        sizes = [p.numel() for p in params.values()]
+        budget = _block_budget(sizes, K)
+        flat = torch.zeros(K, P, dtype=torch.float64)
+        row, col = 0, 0
+        for n, k in zip(sizes, budget):
+            if k:
+                G = torch.randn(n, k, generator=generator, dtype=torch.float64)
+                Q, _ = torch.linalg.qr(G)
+                flat[row : row + k, col : col + n] = Q.T
+            row += k
+            col += n
+        flat = flat.to(dtype)
+    return _split(flat.to(dev), params)
+
+
+def _block_budget(sizes: Sequence[int], K: int) -> list[int]:
+    """Split K tangents over blocks ∝ size, at least one per block when K allows, ≤ size."""
+    nb = len(sizes)
+    P = sum(sizes)
+    base = [min(s, 1) for s in sizes] if K >= nb else [0] * nb
+    rest = K - sum(base)
+    share = [rest * s / P for s in sizes]
+    budget = [b + int(math.floor(x)) for b, x in zip(base, share)]
+    order = sorted(range(nb), key=lambda i: share[i] - math.floor(share[i]), reverse=True)
+    i = 0
+    while sum(budget) < K:
+        j = order[i % nb]
+        if budget[j] < sizes[j]:
+            budget[j] += 1
+        i += 1
+    return [min(b, s) for b, s in zip(budget, sizes)]
+
+
+# --------------------------------------------------------------------------- losses
+class MSE:
+    """Weighted squared error ``ℓ = (c/B) Σ_b w_b ‖y_b − y*_b‖²`` (÷D with ``mean_dims``).
+
+    y, target: (B, D); weight: (B,) or (B, D) or None (= 1). Gradient (2c/B) w (y − y*);
+    output Hessian (2c/B) w I, so Ĝ_kl = (2c/B) Σ_b w_b ⟨dY_kb, dY_lb⟩.
+    """
+
+    def __init__(self, scale: float = 1.0, mean_dims: bool = False) -> None:
+        self.scale, self.mean_dims = float(scale), bool(mean_dims)
+
+    def _c(self, y: torch.Tensor) -> float:
+        return self.scale / y.shape[0] / (y.shape[-1] if self.mean_dims else 1)
+
+    @staticmethod
+    def _w(weight: Optional[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        if weight is None:
+            return torch.ones_like(y)
+        return weight[..., None].expand_as(y) if weight.dim() == y.dim() - 1 else weight
+
+    def value(self, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._c(y) * (self._w(weight, y) * (y - target) ** 2).sum()
+
+    def grad(self, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return 2 * self._c(y) * self._w(weight, y) * (y - target)
+
+    def ggn(self, dY: torch.Tensor, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """dY: (K, B, D) → Ĝ contribution (K, K), float64."""
+        w = self._w(weight, y).to(torch.float64)
+        d = dY.to(torch.float64)
+        return 2 * self._c(y) * torch.einsum("kbd,bd,lbd->kl", d, w, d)
+
+
+class CrossEntropy:
+    """Softmax cross-entropy ``ℓ = −(c/B) Σ_b w_b log softmax(z_b)[label_b]``.
+
+    y: logits (B, C); target: labels (B,) int64; weight: (B,) or None. Output Hessian
+    (c/B) w (diag p − p pᵀ), applied without forming C×C matrices.
+    """
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = float(scale)
+
+    def _w(self, weight: Optional[torch.Tensor], y: torch.Tensor) -> torch.Tensor:
+        w = torch.ones(y.shape[0], dtype=y.dtype, device=y.device) if weight is None else weight
+        return w * self.scale / y.shape[0]
+
+    def value(self, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        logp = torch.log_softmax(y, dim=-1)
+        return -(self._w(weight, y) * logp.gather(-1, target[:, None].long())[:, 0]).sum()
+
+    def grad(self, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        p = torch.softmax(y, dim=-1)
+        onehot = torch.nn.functional.one_hot(target.long(), y.shape[-1]).to(y.dtype)
+        return self._w(weight, y)[:, None] * (p - onehot)
+
+    def ggn(self, dY: torch.Tensor, y: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        p = torch.softmax(y.to(torch.float64), dim=-1)
+        w = self._w(weight, y).to(torch.float64)
+        d = dY.to(torch.float64)
+        pd = torch.einsum("bc,kbc->kb", p, d)
+        return torch.einsum("b,kbc,bc,lbc->kl", w, d, p, d) - torch.einsum("b,kb,lb->kl", w, pd, pd)
+
+
+# --------------------------------------------------------------------------- sketches
+@dataclass
+class Sketch:
+    """What one batched forward pass gives: loss (scalar), ĝ (K,), Ĝ (K, K) in float64."""
+
+    loss: torch.Tensor
+    g_hat: torch.Tensor
+    G_hat: torch.Tensor
+    outputs: Optional[torch.Tensor] = None
+
+
+def sketch_feedforward(
+    f: Callable[[Params], torch.Tensor],
+    params: Params,
+    V: Params,
+    loss: Any,
+    target: torch.Tensor,
+    weight: Optional[torch.Tensor] = None,
+) -> Sketch:
+    """Sketch for a feed-forward map ``y = f(params)`` (inputs closed over), y: (B, D).
+
+    The K tangents go through one ``vmap(jvp)`` pass; the primal is computed once.
+    """
+    with torch.inference_mode():
+        y, dY = vmap(lambda v: jvp(f, (params,), (v,)), out_dims=(None, 0))(V)
+        g = loss.grad(y, target, weight).to(torch.float64)
+        g_hat = torch.einsum("kbd,bd->k", dY.to(torch.float64), g)
+        G_hat = loss.ggn(dY, y, target, weight)
+        return Sketch(loss.value(y, target, weight).detach(), g_hat, G_hat, y)
+
+
+StepFn = Callable[[Params, Any, torch.Tensor, Any], tuple[Any, torch.Tensor]]
+TangentStepFn = Callable[[Params, Any, Any, Params, torch.Tensor, Any], tuple[Any, torch.Tensor, Any, torch.Tensor]]
+
+
+def generic_tangent_step(step: StepFn) -> TangentStepFn:
+    """The K-batched tangent recursion of ``step`` by ``vmap(jvp)``:
+    dstate' = ∂F/∂state · dstate + ∂F/∂θ · v, for every tangent at once."""
+
+    def tstep(params: Params, state: Any, dstate: Any, V: Params, x_t: torch.Tensor, noise_t: Any) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+        def one(v: Params, ds: Any) -> Any:
+            return jvp(lambda p, s: step(p, s, x_t, noise_t), (params, state), (v, ds))
+
+        (state1, y), (dstate1, dy) = vmap(one, out_dims=((None, None), (0, 0)))(V, dstate)
+        return state1, y, dstate1, dy
+
+    return tstep
+
+
+def sketch_recurrent(
+    step: StepFn,
+    params: Params,
+    V: Params,
+    state0: Any,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    weights: Optional[torch.Tensor],
+    loss: Any,
+    *,
+    dstate0: Any = None,
+    noise: Any = None,
+    tangent_step: Optional[TangentStepFn] = None,
+    record: bool = False,
+) -> Sketch:
+    """Sketch for a recurrent model, accumulated online over time (memory constant in T).
+
+    step(params, state, x_t, noise_t) → (state', y_t): one time step; state may be a tuple.
+    inputs: (B, T, n_in); targets: (B, T, D); weights: (B, T) or (B, T, D) or None; the loss
+    at step t is ``loss.value(y_t, targets[:, t], weights[:, t])``, summed over t.
+    noise: None, or a tensor (or tuple) whose axis 1 is time, sampled *outside* so every
+    tangent sees the primal's noise. dstate0: tangents of the initial state (K, ...) when it
+    depends on θ (e.g. a learned x0); zeros otherwise. tangent_step: a hand-written K-batched
+    tangent recursion (see :func:`generic_tangent_step` for its contract); default vmap(jvp).
+    """
+    T = inputs.shape[1]
+    K = next(iter(V.values())).shape[0]
+    tstep = tangent_step or generic_tangent_step(step)
+    with torch.inference_mode():
+        state = state0
+        dstate = dstate0 if dstate0 is not None else torch.utils._pytree.tree_map(lambda s: torch.zeros((K, *s.shape), dtype=s.dtype, device=s.device), state0)
+        g_hat = torch.zeros(K, dtype=torch.float64, device=inputs.device)
+        G_hat = torch.zeros(K, K, dtype=torch.float64, device=inputs.device)
+        total = torch.zeros((), dtype=torch.float64, device=inputs.device)
+        outs = []
+        for t in range(T):
+            nt = None if noise is None else torch.utils._pytree.tree_map(lambda n: n[:, t], noise)
+            state, y, dstate, dY = tstep(params, state, dstate, V, inputs[:, t], nt)
+            w = None if weights is None else weights[:, t]
+            if record:
+                outs.append(y)
+            if w is not None and not bool(torch.any(w != 0)):
+                continue
+            tgt = targets[:, t]
+            total += loss.value(y, tgt, w).to(torch.float64)
+            g_hat += torch.einsum("kbd,bd->k", dY.to(torch.float64), loss.grad(y, tgt, w).to(torch.float64))
+            G_hat += loss.ggn(dY, y, tgt, w)
+        return Sketch(total, g_hat, G_hat, torch.stack(outs, 1) if record else None)
+
+
+# --------------------------------------------------------------------------- the step
+@dataclass
+class Solution:
+    """α (K,), the clipped eigenvalues of Ĝ (K,), the damping λ, the predicted decrease."""
+
+    alpha: torch.Tensor
+    eigvals: torch.Tensor
+    lam: float
+    pred_decrease: float
+
+
+def solve(sketch: Sketch, damping: float = 1e-3, mode: str = "relative") -> Solution:
+    """α = (Ĝ + λI)⁻¹ ĝ in float64 via an eigendecomposition of the symmetrised Ĝ.
+
+    mode ``relative``: λ = γ·s_max; ``relative_min``: λ = γ·s_min; ``absolute``: λ = γ.
+    Negative round-off eigenvalues are clipped to 0; directions with s + λ = 0 get no step
+    (the pseudo-inverse), so γ = 0 on a singular Ĝ never gives NaN.
+    """
+    if mode not in DAMPING_MODES:
+        raise ValueError(f"damping mode must be one of {DAMPING_MODES}")
+    if damping < 0:
+        raise ValueError("damping must be >= 0")
+    G = sketch.G_hat.to(torch.float64)
+    G = 0.5 * (G + G.T)
+    g = sketch.g_hat.to(torch.float64)
+    s, U = torch.linalg.eigh(G)
+    s = s.clamp_min(0.0)
+    smax = float(s.max())
+    lam = damping * (smax if mode == "relative" else float(s.min()) if mode == "relative_min" else 1.0)
+    denom = s + lam
+    tol = max(smax, 1e-300) * s.shape[0] * torch.finfo(torch.float64).eps
+    inv = torch.where(denom > tol, 1.0 / denom.clamp_min(tol), torch.zeros_like(denom))
+    alpha = U @ (inv * (U.T @ g))
+    pred = float(g @ alpha - 0.5 * alpha @ (G @ alpha))
+    return Solution(alpha, s, lam, pred)
+
+
+def direction(V: Params, alpha: torch.Tensor) -> Params:
+    """Δ = Vᵀα, per block: Δ_name = Σ_k α_k V_name[k]."""
+    return {k: torch.tensordot(alpha.to(v.dtype), v, dims=1) for k, v in V.items()}
+
+
+@dataclass
+class SOFOInfo:
+    """Per-iteration diagnostics (all Python floats)."""
+
+    loss: float
+    eig_max: float
+    eig_min: float
+    lam: float
+    step_norm: float
+    g_hat_norm: float
+    pred_decrease: float
+    clipped: bool
+
+
+class SOFO:
+    """A torch.optim-like SOFO optimiser over a dict of parameter tensors.
+
+    Each :meth:`step` draws fresh tangents, asks ``sketch_fn(V)`` for the sketch of the loss
+    in those directions, solves the damped subspace problem and updates the parameters in
+    place: θ ← θ − lr·Δ. ``max_step_norm`` (> 0) caps ‖lr·Δ‖ at that fraction of ‖θ‖.
+
+    Example (feed-forward, any ``nn.Module``)::
+
+        opt = SOFO(dict(model.named_parameters()), n_tangents=64)
+        info = opt.step_module(model, x, target, CrossEntropy())
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, torch.Tensor] | nn.Module,
+        n_tangents: int = 128,
+        damping: float = 1e-3,
+        lr: float = 1.0,
+        *,
+        tangents: str = "orthonormal",
+        damping_mode: str = "relative",
+        max_step_norm: float = 0.0,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
+        if isinstance(params, nn.Module):
+            params = dict(params.named_parameters())
+        self.params: Params = dict(params)
+        P = n_params(self.params)
+        if n_tangents < 1:
+            raise ValueError(f"n_tangents must be >= 1, got {n_tangents}")
+        if damping < 0:
+            raise ValueError(f"damping must be >= 0, got {damping}")
+        if tangents not in TANGENT_KINDS:
+            raise ValueError(f"tangents must be one of {TANGENT_KINDS}")
+        if damping_mode not in DAMPING_MODES:
+            raise ValueError(f"damping_mode must be one of {DAMPING_MODES}")
+        self.n_tangents = min(int(n_tangents), P)
+        self.damping, self.lr, self.tangents, self.damping_mode = float(damping), float(lr), tangents, damping_mode
+        self.max_step_norm = float(max_step_norm)
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.iterations = 0
+
+    def sample(self) -> Params:
+        """Fresh tangents for this iteration (never reused: a fixed V freezes optimisation)."""
+        return sample_tangents(self.params, self.n_tangents, kind=self.tangents, generator=self.generator)
+
+    def step(self, sketch_fn: Callable[[Params], Sketch]) -> SOFOInfo:
+        """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ."""
+        V = self.sample()
+        sk = sketch_fn(V)
+        sol = solve(sk, self.damping, self.damping_mode)
+        delta = direction(V, sol.alpha)
+        step_norm = math.sqrt(sum(float((self.lr * d).pow(2).sum()) for d in delta.values()))
+        scale, clipped = self.lr, False
+        if self.max_step_norm > 0:
+            theta = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in self.params.values()))
+            cap = self.max_step_norm * max(theta, 1e-12)
+            if step_norm > cap:
+                scale, clipped = self.lr * cap / step_norm, True
+                step_norm = cap
+        with torch.no_grad():
+            for k, p in self.params.items():
+                p.sub_(scale * delta[k].to(p.dtype))
+        self.iterations += 1
+        s = sol.eigvals
+        return SOFOInfo(float(sk.loss), float(s.max()), float(s.min()), sol.lam, step_norm, float(sk.g_hat.norm()), sol.pred_decrease, clipped)
+
+    def step_module(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: Any, weight: Optional[torch.Tensor] = None) -> SOFOInfo:
+        """One iteration for a feed-forward ``model(x)`` (outputs (B, D))."""
+        names = list(self.params)
+
+        def f(p: Params) -> torch.Tensor:
+            return torch.func.functional_call(model, p, (x,))
+
+        return self.step(lambda V: sketch_feedforward(f, {k: self.params[k].detach() for k in names}, V, loss, target, weight))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Hyper-parameters, iteration count and the tangent generator's state."""
+        return {"iterations": self.iterations, "generator": self.generator.get_state(), "lr": self.lr, "damping": self.damping}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.iterations = int(state["iterations"])
+        self.generator.set_state(state["generator"])
