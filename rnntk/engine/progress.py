@@ -108,7 +108,8 @@ class Progress:
                 self._print_line()
 
     def _metrics_text(self) -> str:
-        items = list(self._metrics.items())[: self.show_metrics]
+        # losses first (what a person watches), then the rest in logging order
+        items = sorted(self._metrics.items(), key=lambda kv: 0 if "loss" in kv[0] else 1)[: self.show_metrics]
         return " ".join(f"{k}={_fmt_value(v)}" for k, v in items)
 
     def _print_line(self, final: bool = False) -> None:

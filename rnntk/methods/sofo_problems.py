@@ -1,0 +1,160 @@
+"""Training problems for SOFO vs Adam+BPTT: a model, a trial sampler, the loss, and what to
+record. Each problem offers the same four operations:
+
+    sample(batch, generator)        → Batch (trials + the noise every tangent shares)
+    sketch(model, V, batch, impl)   → Sketch (SOFO, forward mode, constant memory in T)
+    loss(model, batch)              → scalar with autograd graph (Adam + BPTT)
+    evaluate(model, batch)          → float, no graph (validation)
+and ``record(run, model, batch)`` writes traces/results at the end of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..nets.motor_rnn import MotorRNN, rate_noise
+from ..tasks import reach
+from ..tasks.base import TrialBatch
+from .sofo import MSE, Params, Sketch, sketch_recurrent
+
+TANGENT_IMPLS = ("auto", "generic", "manual")
+
+
+@dataclass
+class Batch:
+    """Trials plus the noise sampled for them (shared by the primal and all tangents)."""
+
+    trials: TrialBatch
+    noise: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to(self, device: torch.device) -> "Batch":
+        tr = self.trials
+        moved = TrialBatch(tr.inputs.to(device), tr.targets.to(device), tr.mask.to(device), tr.table, tr.dt, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tr.extra.items()})
+        noise = self.noise.to(device) if isinstance(self.noise, torch.Tensor) else self.noise
+        return Batch(moved, noise, self.extra)
+
+
+class Problem:
+    """Base class; see the module docstring."""
+
+    name = ""
+    has_manual_tangents = False
+
+    def make_model(self, generator: torch.Generator) -> nn.Module:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:  # pragma: no cover
+        raise NotImplementedError
+
+    def sketch(self, model: nn.Module, V: Params, b: Batch, impl: str = "auto") -> Sketch:  # pragma: no cover
+        raise NotImplementedError
+
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def evaluate(self, model: nn.Module, b: Batch) -> float:
+        with torch.no_grad():
+            return float(self.loss(model, b))
+
+    def record(self, run: Any, model: nn.Module, b: Batch, n_trials: int) -> dict[str, float]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {}
+
+
+class ReachProblem(Problem):
+    """double-reach / single-reach: :class:`MotorRNN` driving the two-link arm."""
+
+    has_manual_tangents = True
+
+    def __init__(self, task: str = "double-reach", *, hidden: int = 64, dt: float = 0.002, tau: float = 0.02, duration: float = 2.0, noise: bool = True) -> None:
+        if task not in ("double-reach", "single-reach"):
+            raise ValueError(task)
+        self.name, self.hidden, self.dt, self.tau, self.duration, self.noise = task, hidden, dt, tau, duration, noise
+        self.steps = int(round(duration / dt))
+        self.n_in = 6 if task == "double-reach" else 3
+        self.mse = MSE(reach.loss_scale(self.steps))
+
+    def describe(self) -> dict[str, Any]:
+        return {"steps": self.steps, "n_in": self.n_in, "loss": f"(10/T) sum_t mean_b w (|p-p*|^2 + |v|^2), T={self.steps}"}
+
+    def make_model(self, generator: torch.Generator) -> MotorRNN:
+        return MotorRNN(self.n_in, self.hidden, dt=self.dt, tau=self.tau, noise=self.noise, generator=generator)
+
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        fn = reach.double_reach_trials if self.name == "double-reach" else reach.single_reach_trials
+        tr = fn(batch, dt=self.dt, duration=self.duration, generator=generator)
+        sigma = reach.noise_sigma(self.tau, self.dt) if self.noise else 0.0
+        return Batch(tr, rate_noise(batch, self.steps, self.hidden, sigma, generator))
+
+    def sketch(self, model: MotorRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        p = model.params()
+        B = b.trials.batch
+        tstep = model.tangent_step if impl in ("auto", "manual") else None
+        return sketch_recurrent(
+            model.step, p, V, model.initial_state(p, B), b.trials.inputs, b.trials.targets, b.trials.mask, self.mse,
+            dstate0=model.initial_tangent(V, B), noise=b.noise, tangent_step=tstep,
+        )
+
+    def _loss_from(self, hand: torch.Tensor, b: Batch) -> torch.Tensor:
+        w = b.trials.mask[..., None]
+        return self.mse.scale / hand.shape[0] * (w * (hand - b.trials.targets) ** 2).sum()
+
+    def loss(self, model: MotorRNN, b: Batch) -> torch.Tensor:
+        out = model.rollout(dict(model.named_parameters()), b.trials.inputs, b.noise)
+        return self._loss_from(out["hand"], b)
+
+    def record(self, run: Any, model: MotorRNN, b: Batch, n_trials: int) -> dict[str, float]:
+        k = min(n_trials, b.trials.batch)
+        with torch.no_grad():
+            out = model.rollout(model.params(), b.trials.inputs[:k], b.noise[:k])
+        dt = self.dt
+        run.trace("activity", out["rates"], dt=dt, units="a.u.", description="rates r = eta * relu(z)")
+        run.trace("hand", out["hand"][..., :2], dt=dt, dims=("trial", "time", "xy"), units="m", description="hand position after each step")
+        run.trace("hand_vel", out["hand"][..., 2:], dt=dt, dims=("trial", "time", "xy"), units="m/s", description="hand velocity")
+        run.trace("torque", out["torque"], dt=dt, dims=("trial", "time", "joint"), units="N*m", description="joint torques")
+        run.trace("inputs", b.trials.inputs[:k], dt=dt, dims=("trial", "time", "channel"), description="network inputs")
+        run.trace("targets", b.trials.targets[:k], dt=dt, dims=("trial", "time", "channel"), units="m, m/s", description="hand targets (x, y, vx, vy)")
+        run.trace("weights", b.trials.mask[:k, :, None], dt=dt, dims=("trial", "time", "channel"), description="loss weight per step")
+        run.trials({c: v[:k] for c, v in b.trials.table.items()})
+        unreach = [v for c, v in b.trials.table.items() if c.startswith("unreachable")]
+        frac = float(torch.cat([u.float() for u in unreach]).mean()) if unreach else 0.0
+        run.result("unreachable_frac", frac, description="fraction of validation targets beyond reach (|p| > 0.6 m)")
+        self._figure(run, out["hand"].cpu(), b, k)
+        return {"unreachable_frac": frac}
+
+    def _figure(self, run: Any, hand: torch.Tensor, b: Batch, k: int) -> None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        cols = plt.cm.tab10.colors
+        tab = b.trials.table
+        for i in range(min(k, 8)):
+            ax.plot(hand[i, :, 0], hand[i, :, 1], color=cols[i % 10], lw=1.2)
+            for key in (("target1_x", "target1_y"), ("target2_x", "target2_y"), ("target_x", "target_y")):
+                if key[0] in tab:
+                    ax.plot(float(tab[key[0]][i]), float(tab[key[1]][i]), "o", color=cols[i % 10], ms=6, mfc="none")
+        ax.set_aspect("equal")
+        ax.set_xlabel("x (m)")
+        ax.set_ylabel("y (m)")
+        ax.set_title(f"{self.name}: hand paths (lines) vs targets (circles)")
+        run.figure(fig, "hand_trajectories")
+
+
+def make_problem(task: str, **kw: Any) -> Problem:
+    """Build the problem for ``task`` (one of :data:`TASKS`)."""
+    if task in ("double-reach", "single-reach"):
+        return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise")})
+    raise ValueError(f"unknown task {task!r}")
+
+
+TASKS = ("double-reach", "single-reach")
