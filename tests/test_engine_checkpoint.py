@@ -97,3 +97,15 @@ def test_wrong_model_is_refused(tmp_path):
         load_state_into(other, ck["state_dict"])
     with pytest.raises(UserError, match="missing 2 key"):
         load_state_into(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.Linear(2, 2)), ck["state_dict"])
+
+
+def test_objects_with_state_dict_are_saved_as_their_state_and_others_refused(tmp_path):
+    class Custom:
+        def state_dict(self):
+            return {"it": 3, "gen": torch.Generator().manual_seed(0).get_state()}
+
+    save_checkpoint(tmp_path / "c.pt", model=_model(), optimizer=Custom())
+    assert load_checkpoint(tmp_path / "c.pt")["optimizer"]["it"] == 3
+    with pytest.raises(TypeError, match="plain values only"):
+        save_checkpoint(tmp_path / "d.pt", model=_model(), extra={"x": object()})
+    assert not (tmp_path / "d.pt").exists()

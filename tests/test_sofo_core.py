@@ -326,3 +326,12 @@ def test_O12_same_seed_same_trajectory():
         return [opt.step(lambda V: recurrent_sketch(opt.params, V)).loss for _ in range(4)]
 
     assert run() == run()
+
+
+def test_nonfinite_sketch_leaves_parameters_untouched():
+    p = {"w": torch.ones(3, dtype=D64)}
+    opt = SOFO(p, n_tangents=2)
+    bad = lambda V: Sketch(torch.tensor(float("inf"), dtype=D64), torch.ones(2, dtype=D64), torch.full((2, 2), float("nan"), dtype=D64))
+    info = opt.step(bad)
+    assert math.isnan(info.loss) and math.isnan(info.eig_max)
+    assert torch.equal(p["w"], torch.ones(3, dtype=D64))

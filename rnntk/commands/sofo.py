@@ -128,6 +128,8 @@ def sofo_train(
             raise UserError(f"bad --{k.replace('_', '-')} {res[k]}: must be a finite number > 0")
     if not (tau > 0 and duration > 0) or duration < res["dt"] * 2:
         raise UserError("bad --tau/--duration: need tau > 0 and duration >= 2*dt")
+    if task.value in ("double-reach", "single-reach") and res["dt"] > tau:
+        raise UserError(f"bad --dt {res['dt']:g}: must be <= --tau {tau:g} (the Euler update is unstable for dt > tau)")
     try:
         problem = make_problem(task.value, hidden=res["hidden"], dt=res["dt"], tau=tau, duration=duration, noise=noise, steps=res["steps"])
     except ValueError as e:

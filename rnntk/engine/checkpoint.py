@@ -52,6 +52,23 @@ def _check_plain(obj: Any, where: str) -> None:
     raise TypeError(f"{where} = {obj!r} ({type(obj).__name__}) is not a plain value (str/int/float/bool/None/list/dict)")
 
 
+def _check_loadable(obj: Any, where: str) -> None:
+    """Tensors, torch dtypes/sizes and plain values in lists/tuples/dicts only."""
+    if isinstance(obj, (torch.Tensor, torch.Size, torch.dtype, torch.device) + _PLAIN):
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_loadable(v, f"{where}[{i}]")
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is not a str or int")
+            _check_loadable(v, f"{where}.{k}")
+        return
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints hold tensors and plain values only")
+
+
 def model_name(model: nn.Module | str) -> str:
     return model if isinstance(model, str) else type(model).__name__
 
@@ -80,7 +97,7 @@ def save_checkpoint(
         raise ValueError("save_checkpoint needs model= or state_dict=")
     hp = dict(hparams or {})
     _check_plain(hp, "hparams")
-    opt_state = optimizer.state_dict() if isinstance(optimizer, torch.optim.Optimizer) else optimizer
+    opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -92,6 +109,7 @@ def save_checkpoint(
         "step": int(step),
         "extra": dict(extra or {}),
     }
+    _check_loadable(payload, "checkpoint")  # never write what weights_only=True would refuse
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -441,6 +441,8 @@ class Run:
         bar = Progress(n, desc or self.command, mode=self._progress_mode, start=self.step)
         t_start = time.monotonic()
         try:
+            if self._tracked and self._last_ckpt_step is None:
+                self.save_checkpoint()  # the initial state: there is always a last good checkpoint
             self.check_interrupt()
             for step in range(self.step, n):
                 yield step

@@ -358,6 +358,7 @@ class SOFO:
     Each :meth:`step` draws fresh tangents, asks ``sketch_fn(V)`` for the sketch of the loss
     in those directions, solves the damped subspace problem and updates the parameters in
     place: θ ← θ − lr·Δ. ``max_step_norm`` (> 0) caps ‖lr·Δ‖ at that fraction of ‖θ‖.
+    A non-finite sketch (the model blew up) leaves θ unchanged and returns NaN diagnostics.
 
     Example (feed-forward, any ``nn.Module``)::
 
@@ -403,6 +404,11 @@ class SOFO:
         """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ."""
         V = self.sample()
         sk = sketch_fn(V)
+        if not (torch.isfinite(sk.loss).all() and torch.isfinite(sk.g_hat).all() and torch.isfinite(sk.G_hat).all()):
+            # leave θ untouched and report NaN: the caller's non-finite guard stops the run
+            self.iterations += 1
+            nan = float("nan")
+            return SOFOInfo(float(sk.loss) if torch.isfinite(sk.loss).all() else nan, nan, nan, nan, nan, nan, nan, False)
         sol = solve(sk, self.damping, self.damping_mode)
         delta = direction(V, sol.alpha)
         step_norm = math.sqrt(sum(float((self.lr * d).pow(2).sum()) for d in delta.values()))
