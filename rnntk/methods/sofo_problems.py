@@ -16,8 +16,9 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from ..nets.kalman_rnn import KalmanRNN
 from ..nets.motor_rnn import MotorRNN, rate_noise
-from ..tasks import reach
+from ..tasks import kalman, reach
 from ..tasks.base import TrialBatch
 from .sofo import MSE, Params, Sketch, sketch_recurrent
 
@@ -150,11 +151,72 @@ class ReachProblem(Problem):
         run.figure(fig, "hand_trajectories")
 
 
+class KalmanProblem(Problem):
+    """Adaptive Kalman filtering: :class:`KalmanRNN` estimates the latent x from observations y.
+    Loss (1/T) Σ_t mean_b (x̂ − x)²; the optimal Kalman filter (≈ 0.49) is the bound."""
+
+    name = "kalman"
+    has_manual_tangents = True
+
+    def __init__(self, *, hidden: int = 100, steps: int = 500) -> None:
+        self.hidden, self.steps = hidden, steps
+        self.mse = MSE(1.0 / steps)
+
+    def describe(self) -> dict[str, Any]:
+        return {"steps": self.steps, "loss": f"(1/T) sum_t mean_b (xhat - x)^2, T={self.steps}"}
+
+    def make_model(self, generator: torch.Generator) -> KalmanRNN:
+        return KalmanRNN(self.hidden, generator=generator)
+
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        tr = kalman.kalman_trials(batch, self.steps, generator=generator)
+        first = torch.zeros(batch, self.steps, 1)
+        first[:, 0] = 1.0
+        u = torch.cat([tr.inputs, torch.ones(batch, self.steps, 1), first], -1)
+        return Batch(TrialBatch(u, tr.targets, tr.mask, tr.table, None, tr.extra), None, {"raw": tr})
+
+    def sketch(self, model: KalmanRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        p = model.params()
+        tstep = model.tangent_step if impl in ("auto", "manual") else None
+        return sketch_recurrent(model.step, p, V, model.initial_state(p, b.trials.batch), b.trials.inputs, b.trials.targets, b.trials.mask, self.mse, tangent_step=tstep)
+
+    def loss(self, model: KalmanRNN, b: Batch) -> torch.Tensor:
+        xhat, _ = model.rollout(dict(model.named_parameters()), b.trials.inputs)
+        return self.mse.scale / xhat.shape[0] * ((xhat - b.trials.targets) ** 2).sum()
+
+    def record(self, run: Any, model: KalmanRNN, b: Batch, n_trials: int) -> dict[str, float]:
+        import numpy as np
+
+        raw = b.extra["raw"]
+        rng = np.random.default_rng(run.seed)
+        base = {
+            "kf_mse": kalman.kalman_filter_mse(raw, "optimal"),
+            "kf_random_mse": kalman.kalman_filter_mse(raw, "random_params", rng=rng),
+            "obs_mse": kalman.kalman_filter_mse(raw, "observation"),
+        }
+        for k, v in base.items():
+            run.result(k, v, description="baseline on the validation batch")
+        k = min(n_trials, b.trials.batch)
+        with torch.no_grad():
+            xhat, z = model.rollout(model.params(), b.trials.inputs[:k])
+        kf = torch.from_numpy(kalman.kalman_filter_estimates(raw, "optimal")[:k]).float()
+        dims = ("trial", "time", "channel")
+        run.trace("activity", z, dt=1.0, units="a.u.", description="RNN state z (time in steps)")
+        run.trace("x", b.trials.targets[:k], dt=1.0, dims=dims, description="latent state")
+        run.trace("y", b.trials.inputs[:k, :, :1], dt=1.0, dims=dims, description="observation")
+        run.trace("xhat", xhat, dt=1.0, dims=dims, description="RNN estimate")
+        run.trace("kf_xhat", kf[..., None], dt=1.0, dims=dims, description="optimal Kalman filter estimate")
+        run.trials({c: v[:k] for c, v in raw.table.items()})
+        return base
+
+
 def make_problem(task: str, **kw: Any) -> Problem:
     """Build the problem for ``task`` (one of :data:`TASKS`)."""
     if task in ("double-reach", "single-reach"):
         return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise")})
+    if task == "kalman":
+        return KalmanProblem(**{k: v for k, v in kw.items() if k in ("hidden", "steps")})
     raise ValueError(f"unknown task {task!r}")
 
 
-TASKS = ("double-reach", "single-reach")
+TASKS = ("double-reach", "single-reach", "kalman")
