@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 from .base import TrialBatch
@@ -51,12 +52,20 @@ def lorenz_rk4(
     """Classical RK4, batched over initial conditions.
 
     x0: (B, 3) initial states; steps: number of RK4 steps; dt: step in Lorenz time units.
-    Returns (B, steps + 1, 3) with index 0 equal to x0 (same dtype/device as x0).
+    Returns (B, steps + 1, 3) with index 0 equal to x0 (same dtype/device as x0). On CPU without
+    autograd the time loop runs in NumPy (identical arithmetic, ~4x faster); otherwise in torch.
     """
     if x0.ndim != 2 or x0.shape[-1] != 3:
         raise ValueError(f"x0 must be (B, 3), got {tuple(x0.shape)}")
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if x0.device.type == "cpu" and not x0.requires_grad and x0.dtype in (torch.float32, torch.float64):
+        return torch.from_numpy(_rk4_numpy(x0.numpy(), steps, dt, sigma, rho, beta))
+    return _rk4_torch(x0, steps, dt, sigma, rho, beta)
+
+
+def _rk4_torch(x0: torch.Tensor, steps: int, dt: float, sigma: float, rho: float, beta: float) -> torch.Tensor:
+    """RK4 with torch ops (any device, differentiable). (B, 3) -> (B, steps + 1, 3)."""
     out = torch.empty(x0.shape[0], steps + 1, 3, dtype=x0.dtype, device=x0.device)
     out[:, 0] = x0
     x, h = x0, dt
@@ -66,6 +75,29 @@ def lorenz_rk4(
         k3 = lorenz_rhs(x + 0.5 * h * k2, sigma, rho, beta)
         k4 = lorenz_rhs(x + h * k3, sigma, rho, beta)
         x = x + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+        out[:, t + 1] = x
+    return out
+
+
+def _rk4_numpy(x0: np.ndarray, steps: int, dt: float, sigma: float, rho: float, beta: float) -> np.ndarray:
+    """The same RK4 in NumPy (same operation order, so the same result bit for bit in float64), about
+    4x faster on CPU for the small per-step arrays of the time loop. (B, 3) -> (B, steps + 1, 3)."""
+    dtype = x0.dtype.type
+    sigma_, rho_, beta_, h = dtype(sigma), dtype(rho), dtype(beta), dtype(dt)
+    half, sixth, two = dtype(0.5), dtype(dt / 6.0), dtype(2.0)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        a, b, c = x[:, 0], x[:, 1], x[:, 2]
+        return np.stack((sigma_ * (b - a), a * (rho_ - c) - b, a * b - beta_ * c), axis=-1)
+
+    out = np.empty((x0.shape[0], steps + 1, 3), dtype=x0.dtype)
+    out[:, 0] = x = x0
+    for t in range(steps):
+        k1 = f(x)
+        k2 = f(x + half * h * k1)
+        k3 = f(x + half * h * k2)
+        k4 = f(x + h * k3)
+        x = x + sixth * (k1 + two * k2 + two * k3 + k4)
         out[:, t + 1] = x
     return out
 
