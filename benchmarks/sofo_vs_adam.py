@@ -87,7 +87,7 @@ def memory_child(kind: str, steps: int, device: str) -> None:
     b = prob.sample(32, torch.Generator().manual_seed(1)).to(torch.device(device))
     opt = SOFO(dict(model.named_parameters()), n_tangents=32, generator=torch.Generator().manual_seed(2)) if kind == "sofo" else torch.optim.Adam(model.parameters())
     if device == "cpu":
-        base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        base = _reset_peak_rss()
     else:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
@@ -97,8 +97,34 @@ def memory_child(kind: str, steps: int, device: str) -> None:
         loss = prob.loss(model, b)
         loss.backward()
         opt.step()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
+    peak = _peak_rss() if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps({"extra_mb": peak - base}))
+
+
+def _status_mb(field: str) -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def _reset_peak_rss() -> float:
+    """Reset the kernel's peak-RSS counter (Linux: write 5 to /proc/self/clear_refs) and return
+    the current RSS in MB, so the next peak reading is this iteration's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _status_mb("VmRSS")
+    except OSError:  # not Linux: fall back to the lifetime peak (underestimates the extra)
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _peak_rss() -> float:
+    try:
+        return _status_mb("VmHWM")
+    except (OSError, KeyError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory(kind: str, steps: int, device: str) -> float:
@@ -137,11 +163,11 @@ def main() -> None:
         print(f"    ratio Adam/SOFO = {a_hit / s_hit:.2f}")
     elif s_hit:
         print(f"    ratio Adam/SOFO > {adam_iters / s_hit:.2f} (Adam did not reach it)")
-    budget = s_wall[-1]
-    best_at_budget = min(
-        (v[max(i for i, w in enumerate(wall) if w <= budget)], lr) for lr, (v, _, wall) in adam.items()
-    )
-    print(f"(b) val loss at equal wall-clock ({budget:.1f} s of optimiser time): SOFO {s_vals[-1]:.3f}, Adam best {best_at_budget[0]:.3f} (lr {best_at_budget[1]:g}); ratio SOFO/Adam = {s_vals[-1] / best_at_budget[0]:.2f}")
+    for budget in (7.5, s_wall[-1]):  # the spec's 7.5 s, and SOFO's whole run
+        budget = min(budget, s_wall[-1])
+        s_at = s_vals[max(i for i, w in enumerate(s_wall) if w <= budget)]
+        best_at_budget = min((v[max(i for i, w in enumerate(wall) if w <= budget)], lr) for lr, (v, _, wall) in adam.items())
+        print(f"(b) val loss at equal wall-clock ({budget:.1f} s of optimiser time): SOFO {s_at:.3f}, Adam best {best_at_budget[0]:.3f} (lr {best_at_budget[1]:g}); ratio SOFO/Adam = {s_at / best_at_budget[0]:.2f}")
     t_s, t_a = statistics.median(s_times), statistics.median(adam[best_lr][1])
     print(f"(c) seconds per iteration: SOFO {t_s:.3f}, Adam {t_a:.3f}; ratio SOFO/Adam = {t_s / t_a:.2f}")
     mem = {(k, T): memory(k, T, a.device) for k in ("sofo", "adam") for T in (500, 5000)}

@@ -17,10 +17,11 @@ import torch
 from torch import nn
 
 from ..nets.kalman_rnn import KalmanRNN
+from ..nets.lorenz_map import LorenzMap
 from ..nets.motor_rnn import MotorRNN, rate_noise
-from ..tasks import kalman, reach
+from ..tasks import kalman, linreg, lorenz, reach
 from ..tasks.base import TrialBatch
-from .sofo import MSE, Params, Sketch, sketch_recurrent
+from .sofo import MSE, Params, Sketch, sketch_feedforward, sketch_recurrent
 
 TANGENT_IMPLS = ("auto", "generic", "manual")
 
@@ -67,6 +68,9 @@ class Problem:
 
     def describe(self) -> dict[str, Any]:
         return {}
+
+    def prepare(self, generator: torch.Generator) -> None:
+        """Build any fixed data set (called once per run, before sampling)."""
 
 
 class ReachProblem(Problem):
@@ -210,13 +214,114 @@ class KalmanProblem(Problem):
         return base
 
 
+class LorenzProblem(Problem):
+    """Lorenz attractor with sparse supervision: iterate the learned map 32 steps from a point
+    on the attractor and penalise only the final state (MSE, mean over the 3 coordinates)."""
+
+    name = "lorenz"
+    has_manual_tangents = True
+
+    def __init__(self, *, hidden: int = 400, n_chunks: int = 4000, chunk_len: int = 33, free_run: int = 2000) -> None:
+        self.hidden, self.n_chunks, self.chunk_len, self.free_run = hidden, n_chunks, chunk_len, free_run
+        self.mse = MSE(1.0, mean_dims=True)
+        self.data: Optional[lorenz.LorenzData] = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"chunks": self.n_chunks, "chunk_len": self.chunk_len, "loss": "mean_b mean_d (y_32 - x_32)^2 (final state only)"}
+
+    def prepare(self, generator: torch.Generator) -> None:
+        self.data = lorenz.make_lorenz_data(self.n_chunks, self.chunk_len, generator=generator, dtype=torch.float32)
+
+    def make_model(self, generator: torch.Generator) -> LorenzMap:
+        return LorenzMap(self.hidden, generator=generator)
+
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        if self.data is None:
+            raise RuntimeError("LorenzProblem.prepare(generator) must be called first")
+        return Batch(lorenz.lorenz_trials(self.data, batch, generator=generator, supervise="final"))
+
+    def sketch(self, model: LorenzMap, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        p = model.params()
+        tr = b.trials
+        tstep = model.tangent_step if impl in ("auto", "manual") else None
+        y0 = tr.inputs[:, 0].contiguous()
+        return sketch_recurrent(model.step, p, V, y0, tr.inputs[:, 1:], tr.targets[:, 1:], tr.mask[:, 1:], self.mse, tangent_step=tstep)
+
+    def loss(self, model: LorenzMap, b: Batch) -> torch.Tensor:
+        tr = b.trials
+        ys = model.rollout(dict(model.named_parameters()), tr.inputs[:, 0], tr.inputs.shape[1] - 1)
+        w = tr.mask[..., None]
+        return (w * (ys - tr.targets) ** 2).sum() / (ys.shape[0] * ys.shape[-1])
+
+    def record(self, run: Any, model: LorenzMap, b: Batch, n_trials: int) -> dict[str, float]:
+        truth = lorenz.lorenz_free_run_truth(self.data, self.free_run, generator=torch.Generator().manual_seed(run.seed + 77)).float()
+        with torch.no_grad():
+            pred = model.rollout(model.params(), truth[None, 0].to(run.device), self.free_run)[0].cpu()
+        dt = self.data.dt
+        run.trace("free_run", pred[None], dt=dt, dims=("trial", "time", "coordinate"), description="learned map iterated from a held-out point (z-scored)")
+        run.trace("truth", truth[None], dt=dt, dims=("trial", "time", "coordinate"), description="true Lorenz trajectory (z-scored)")
+        err30 = float(((pred[1:31] - truth[1:31]) ** 2).mean())
+        var30 = float(((truth[1:31] - truth[1:31].mean(0)) ** 2).mean())
+        out = {"free_run_mse30": err30, "free_run_r2_30": 1 - err30 / var30}
+        for k, v in out.items():
+            run.result(k, v, description="first 30 free-run steps vs truth")
+        return out
+
+
+class LinregProblem(Problem):
+    """Ill-conditioned linear regression (100 → 3, input spectrum 1/(1+i²)); the validation
+    loss is the exact population MSE, computed analytically."""
+
+    name = "linreg"
+
+    def __init__(self, *, n_in: int = 100, n_out: int = 3) -> None:
+        self.n_in, self.n_out = n_in, n_out
+        self.mse = MSE(1.0, mean_dims=True)
+        self.teacher: Optional[torch.Tensor] = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"n_in": self.n_in, "n_out": self.n_out, "loss": "mean over samples and outputs of (x W - y)^2"}
+
+    def prepare(self, generator: torch.Generator) -> None:
+        self.teacher = linreg.draw_teacher(self.n_in, self.n_out, generator=generator)
+
+    def make_model(self, generator: torch.Generator) -> nn.Module:
+        m = nn.Linear(self.n_in, self.n_out, bias=False)
+        nn.init.zeros_(m.weight)
+        m.hparams = lambda: {"in_features": self.n_in, "out_features": self.n_out, "bias": False}  # type: ignore[method-assign]
+        return m
+
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        return Batch(linreg.ill_conditioned_regression(batch, self.n_in, self.n_out, generator=generator, teacher=self.teacher))
+
+    def sketch(self, model: nn.Module, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        x, y = b.trials.inputs[:, 0], b.trials.targets[:, 0]
+        p = {k: v.detach() for k, v in model.named_parameters()}
+        return sketch_feedforward(lambda q: x @ q["weight"].T, p, V, self.mse, y)
+
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        return self.mse.value(model(b.trials.inputs[:, 0]), b.trials.targets[:, 0])
+
+    def evaluate(self, model: nn.Module, b: Batch) -> float:
+        spec = linreg.linreg_spectrum(self.n_in).to(model.weight)
+        return float(linreg.population_mse(model.weight.detach().T, self.teacher.to(model.weight), spec))
+
+    def record(self, run: Any, model: nn.Module, b: Batch, n_trials: int) -> dict[str, float]:
+        run.result("teacher", self.teacher, description="true weights W* (n_in, n_out)")
+        return {}
+
+
 def make_problem(task: str, **kw: Any) -> Problem:
     """Build the problem for ``task`` (one of :data:`TASKS`)."""
     if task in ("double-reach", "single-reach"):
         return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise")})
     if task == "kalman":
         return KalmanProblem(**{k: v for k, v in kw.items() if k in ("hidden", "steps")})
+    if task == "lorenz":
+        return LorenzProblem(**{k: v for k, v in kw.items() if k in ("hidden",)})
+    if task == "linreg":
+        return LinregProblem()
     raise ValueError(f"unknown task {task!r}")
 
 
-TASKS = ("double-reach", "single-reach", "kalman")
+TASKS = ("double-reach", "single-reach", "kalman", "lorenz", "linreg")

@@ -47,6 +47,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     iteration, and a fixed validation batch with fixed noise (seeded from the run seed).
     """
     dev = run.device
+    problem.prepare(run.generator)
     model = problem.make_model(run.generator).to(dev)
     P = sum(p.numel() for p in model.parameters())
     if cfg.n_tangents > P and cfg.optimizer != "adam":
