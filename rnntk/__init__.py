@@ -2,8 +2,25 @@
 
 The methods are importable PyTorch APIs; ``rnntk <command>`` wraps each of them on one
 shared engine (:mod:`rnntk.engine`: device, seeding, run folder, HDF5, checkpoints).
+
+Public API (imported lazily, so ``import rnntk`` stays fast):
+  rnntk.sofo    second-order forward-mode optimisation (SOFO optimizer, sketches, losses)
+  rnntk.engine  Run, checkpoints, seeding, devices
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_MODULES = {"sofo": "rnntk.methods.sofo", "engine": "rnntk.engine"}
+
+__all__ = ["__version__", *_MODULES]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODULES:
+        return importlib.import_module(_MODULES[name])
+    raise AttributeError(f"module 'rnntk' has no attribute {name!r}")

@@ -260,6 +260,7 @@ class LorenzProblem(Problem):
         dt = self.data.dt
         run.trace("free_run", pred[None], dt=dt, dims=("trial", "time", "coordinate"), description="learned map iterated from a held-out point (z-scored)")
         run.trace("truth", truth[None], dt=dt, dims=("trial", "time", "coordinate"), description="true Lorenz trajectory (z-scored)")
+        run.trials({"chunk": b.trials.table["chunk"][:n_trials]})
         err30 = float(((pred[1:31] - truth[1:31]) ** 2).mean())
         var30 = float(((truth[1:31] - truth[1:31].mean(0)) ** 2).mean())
         out = {"free_run_mse30": err30, "free_run_r2_30": 1 - err30 / var30}
