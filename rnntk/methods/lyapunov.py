@@ -12,6 +12,7 @@ no diag matrices), else by ``torch.func.jvp`` vmapped over the k columns.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -132,7 +133,10 @@ def lyapunov_spectrum(
 
 def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torch.Tensor], horizons: list[int], *, x0: torch.Tensor, tangent: Optional[TangentFn] = None) -> torch.Tensor:
     """Singular values of T_{t,0} = A_t ⋯ A_1 at each horizon t (float64, no QR), for one
-    trajectory: x0 (1, N), inputs (1, T, S). Returns (len(horizons), N), descending."""
+    trajectory: x0 (1, N), inputs (1, T, S). Returns (len(horizons), N), descending.
+    A module is copied to float64 for this (small singular values underflow in float32)."""
+    if isinstance(model_or_step, torch.nn.Module):
+        model_or_step = copy.deepcopy(model_or_step).double()
     step = getattr(model_or_step, "step", model_or_step)
     if tangent is None:
         tangent = getattr(model_or_step, "tangent", None) or generic_tangent(step)

@@ -38,6 +38,18 @@ class LeakyRNN(nn.Module):
         """Constructor arguments (for checkpoints)."""
         return dict(n_in=self.n_in, n_hidden=self.n_hidden, n_out=self.n_out, dt=self.dt, tau=self.tau, g=self.g, activation=self.activation)
 
+    @property
+    def n(self) -> int:
+        return self.n_hidden
+
+    def initial_state(self, batch: int) -> torch.Tensor:
+        return torch.zeros(batch, self.n_hidden, dtype=self.W.dtype, device=self.W.device)
+
+    def step(self, x: torch.Tensor, u: torch.Tensor | None) -> torch.Tensor:
+        """One Euler step of the currents x (B, N) with input u (B, n_in) or None."""
+        drive = self.b if u is None else u @ self.U.T + self.b
+        return x + self.dt / self.tau * (-x + ACTIVATIONS[self.activation](x) @ self.W.T + drive)
+
     def forward(self, u: torch.Tensor, x0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         phi = ACTIVATIONS[self.activation]
         B, T, _ = u.shape

@@ -1,0 +1,203 @@
+"""Task training with gradient flossing on an engine :class:`~rnntk.engine.Run`.
+
+Epoch = one fresh batch = one task Adam step (per-tensor gradient clipping, as upstream);
+flossing episodes run *before* the task step of their epoch (epoch 0: ``before`` steps;
+then every ``every`` epochs, at most ``times`` episodes), each step on a fresh input sequence
+of the task with a fixed initial basis Q0. Spectra of a fixed probe sequence are recorded
+before/after every flossing episode and every ``le_every`` epochs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..nets.vanilla_rnn import VanillaRNN
+from ..tasks.delayed_xor import accuracy, bce_loss, delayed_parity_trials
+from .floss import FlossSchedule, clip_per_tensor, floss_step, flossed_parameters
+from .lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
+
+
+@dataclass
+class FlossConfig:
+    """Options of ``rnntk floss`` used by the loop (defaults: upstream's README call)."""
+
+    n_bits: int = 2
+    delay: int = 20
+    n_units: int = 80
+    g: float = 1.0
+    init: str = "gaussian"
+    alpha: float = 1.0
+    trial_len: int = 300
+    batch: int = 16
+    epochs: int = 3001
+    lr: float = 1e-3
+    clip: float = 0.03
+    train_x0: bool = True
+    upstream_window: bool = False
+    schedule: FlossSchedule = field(default_factory=FlossSchedule)
+    floss_k: int = 75
+    floss_len: int = 55
+    floss_warmup: int = 16
+    floss_tons: int = 1
+    floss_lr: float = 1e-3
+    floss_target: float = 0.0
+    floss_reduce: str = "mean"
+    eval_every: int = 100
+    eval_batch: int = 256
+    le_every: int = 500
+    le_len: int = 1000
+    horizons: tuple[int, ...] = (10, 25, 50)
+
+
+def _task(cfg: FlossConfig, batch: int, steps: int, gen: torch.Generator):
+    return delayed_parity_trials(batch, steps, cfg.delay, n_bits=cfg.n_bits, upstream_window=cfg.upstream_window, generator=gen)
+
+
+def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
+    """Train a :class:`VanillaRNN` on the delayed parity task with the flossing schedule."""
+    dev = run.device
+    model = VanillaRNN(cfg.n_units, 1, 1, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=run.generator).to(dev)
+    if not cfg.train_x0:
+        model.x0.requires_grad_(False)
+    task_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
+    floss_opt = torch.optim.Adam(flossed_parameters(model), lr=cfg.floss_lr, betas=(0.9, 0.999))
+    run.track(model, task_opt, hparams=model.hparams(), floss_opt=floss_opt)
+    st = run.state
+    for key in ("episodes", "floss_losses", "floss_lambdas", "le_epochs", "le", "cond", "sv", "accs", "floss_s", "task_s", "nonfinite_floss"):
+        st.setdefault(key, 0 if key in ("episodes", "floss_s", "task_s", "nonfinite_floss") else [])
+    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=torch.Generator().manual_seed(run.seed + 3), dtype=torch.float32, device=dev)
+    probe = _task(cfg, 1, cfg.le_len, torch.Generator().manual_seed(run.seed + 5)).inputs.to(dev)
+    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=torch.Generator().manual_seed(run.seed + 7), dtype=torch.float32, device=dev)
+    test = _task(cfg, cfg.eval_batch, cfg.trial_len, torch.Generator().manual_seed(run.seed + 11))
+    test_u, test_y, test_m = test.inputs.to(dev), test.targets.to(dev), test.mask.to(dev)
+
+    def spectrum(epoch: int, tag: str) -> None:
+        with torch.no_grad():
+            x0 = model.x0[:1].detach()
+            res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4))
+            sv = long_term_jacobian_singular_values(model, probe, list(cfg.horizons), x0=x0)
+        st["le_epochs"].append(float(epoch) if tag != "after" else epoch + 0.5)
+        st["le"].append([float(v) for v in res.exponents[0]])
+        st["sv"].append(sv.cpu().tolist())
+        st["cond"].append([float(c) for c in condition_numbers(sv, cfg.floss_k)])
+
+    if run.step == 0:
+        spectrum(0, "init")
+    for epoch in run.steps(cfg.epochs, desc="floss"):
+        row: dict[str, float] = {}
+        n_fl = cfg.schedule.steps_at(epoch, st["episodes"] if epoch > 0 else 0)
+        if n_fl:
+            t0 = time.perf_counter()
+            fgen = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+            for _ in range(n_fl):
+                u = _task(cfg, 1, cfg.floss_len, fgen).inputs.to(dev)
+                info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
+                                  t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0)
+                st["floss_losses"].append(info.loss)
+                st["floss_lambdas"].append([float(v) for v in info.exponents])
+                st["nonfinite_floss"] += 0 if info.finite else 1
+            if epoch > 0:
+                st["episodes"] += 1
+            st["floss_s"] += time.perf_counter() - t0
+            row.update(floss_loss=st["floss_losses"][-1], floss_lambda_1=st["floss_lambdas"][-1][0])
+            spectrum(epoch, "after")
+        t0 = time.perf_counter()
+        tr = _task(cfg, cfg.batch, cfg.trial_len, run.generator)
+        u, y, m = tr.inputs.to(dev), tr.targets.to(dev), tr.mask.to(dev)
+        logits, _ = model(u)
+        loss = bce_loss(logits, y, m)
+        acc = float(accuracy(logits.detach(), y, m))  # on never-seen data, before the update
+        task_opt.zero_grad()
+        loss.backward()
+        gx0 = float(model.x0.grad.norm()) if model.x0.grad is not None else 0.0
+        gnorm = clip_per_tensor([p for p in model.parameters() if p.requires_grad], cfg.clip)
+        task_opt.step()
+        st["task_s"] += time.perf_counter() - t0
+        st["accs"].append(acc)
+        row.update(loss=float(loss.detach()), accuracy=acc, grad_norm=gnorm, grad_norm_x0=gx0)
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs - 1:
+            with torch.no_grad():
+                row["test_accuracy"] = float(accuracy(model(test_u)[0], test_y, test_m))
+        if cfg.le_every and epoch > 0 and epoch % cfg.le_every == 0:
+            spectrum(epoch, "periodic")
+            row["lambda_1"] = st["le"][-1][0]
+            row["lambda_k_mean"] = sum(st["le"][-1][: cfg.floss_k]) / cfg.floss_k
+        run.log(epoch, **row)
+    spectrum(run.step, "final")
+    return _finish(cfg, run, model)
+
+
+def _finish(cfg: FlossConfig, run: Any, model: VanillaRNN) -> dict[str, float]:
+    st = run.state
+    accs = st["accs"]
+    final_acc = sum(accs[-100:]) / max(len(accs[-100:]), 1)
+    to90 = -1
+    for i in range(len(accs)):
+        w = accs[max(0, i - 49) : i + 1]
+        if len(w) == 50 and sum(w) / 50 >= 0.9:
+            to90 = i
+            break
+    out = {"final_accuracy": final_acc, "success": float(final_acc >= 0.95), "epochs_to_90": float(to90),
+           "lambda_1_init": st["le"][0][0], "lambda_1_final": st["le"][-1][0],
+           "floss_seconds": st["floss_s"], "task_seconds": st["task_s"],
+           "floss_overhead": st["floss_s"] / max(st["floss_s"] + st["task_s"], 1e-9), "nonfinite_floss_steps": float(st["nonfinite_floss"])}
+    run.result("lyapunov", st["le"], description="Lyapunov spectrum of the probe sequence (per step), one row per evaluation")
+    run.result("lyapunov_epoch", st["le_epochs"], description="epoch of each spectrum row (x.5: right after a flossing episode)")
+    run.result("jac_singular_values", st["sv"], horizons=list(cfg.horizons), description="singular values of the long-term Jacobian T_{t,0} at each horizon")
+    run.result("cond_number", st["cond"], horizons=list(cfg.horizons), k=cfg.floss_k, description="sigma_1/sigma_k of T_{t,0}")
+    if st["floss_lambdas"]:
+        run.result("floss_lambdas", st["floss_lambdas"], description="k exponents of every flossing step (short window)")
+        run.result("floss_loss", st["floss_losses"])
+    for k, v in out.items():
+        run.result(k, v)
+    run.save_model(model)
+    _figures(cfg, run)
+    run.finish(**out)
+    return out
+
+
+def _figures(cfg: FlossConfig, run: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    st = run.state
+    le = np.array(st["le"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    idx = np.arange(1, le.shape[1] + 1)
+    ax.plot(idx, le[0], label="initial")
+    after = [i for i, e in enumerate(st["le_epochs"]) if e % 1 == 0.5]
+    if after:
+        ax.plot(idx, le[after[0]], label="after first flossing")
+    ax.plot(idx, le[-1], label="final")
+    ax.axhline(cfg.floss_target, color="k", lw=0.5)
+    ax.axvline(cfg.floss_k, color="grey", ls=":", lw=0.8, label=f"k = {cfg.floss_k}")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("λ_i (per step)")
+    ax.legend()
+    run.figure(fig, "lyapunov_spectrum")
+    run.flush()
+    g = run.h5.f["metrics"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    step = g["step"][:]
+    acc = g["accuracy"][:]
+    w = 50
+    if len(acc) >= w:
+        ax.plot(step[w - 1 :], np.convolve(acc, np.ones(w) / w, mode="valid"), label="training batch (running mean 50)")
+    if "test_accuracy" in g:
+        ta = g["test_accuracy"][:]
+        ok = ~np.isnan(ta)
+        ax.plot(step[ok], ta[ok], "o-", ms=3, label="held-out test batch")
+    ax.axhline(0.95, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0.4, 1.02)
+    ax.legend()
+    run.figure(fig, "accuracy")
