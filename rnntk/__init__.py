@@ -4,8 +4,10 @@ The methods are importable PyTorch APIs; ``rnntk <command>`` wraps each of them 
 shared engine (:mod:`rnntk.engine`: device, seeding, run folder, HDF5, checkpoints).
 
 Public API (imported lazily, so ``import rnntk`` stays fast):
-  rnntk.sofo    second-order forward-mode optimisation (SOFO optimizer, sketches, losses)
-  rnntk.engine  Run, checkpoints, seeding, devices
+  rnntk.sofo                second-order forward-mode optimisation (SOFO optimizer, sketches, losses)
+  rnntk.lyapunov_spectrum   Lyapunov exponents of any recurrent model (batched, differentiable)
+  rnntk.floss               gradient flossing: floss a model's first k exponents towards a target
+  rnntk.engine              Run, checkpoints, seeding, devices
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES = {"sofo": "rnntk.methods.sofo", "engine": "rnntk.engine"}
+_FUNCTIONS = {"lyapunov_spectrum": "rnntk.methods.lyapunov", "floss": "rnntk.methods.floss"}
 
-__all__ = ["__version__", *_MODULES]
+__all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 
 
 def __getattr__(name: str) -> Any:
     if name in _MODULES:
         return importlib.import_module(_MODULES[name])
+    if name in _FUNCTIONS:
+        return getattr(importlib.import_module(_FUNCTIONS[name]), name)
     raise AttributeError(f"module 'rnntk' has no attribute {name!r}")

@@ -197,3 +197,16 @@ def test_long_term_jacobian_singular_values():
     A = torch.diag(torch.tensor([0.5, 2.0, 1.0], dtype=D64))
     sv = long_term_jacobian_singular_values(linear(A), None, [1, 3], x0=torch.ones(1, 3, dtype=D64))
     torch.testing.assert_close(sv, torch.tensor([[2.0, 1.0, 0.5], [8.0, 1.0, 0.125]], dtype=D64))
+
+
+def test_public_api_floss_before_training():
+    import rnntk
+
+    m = VanillaRNN(20, batch=2, generator=torch.Generator().manual_seed(20))
+    gen = torch.Generator().manual_seed(21)
+    u0 = delayed_parity_trials(2, 55, 10, generator=torch.Generator().manual_seed(22)).inputs
+    before = rnntk.lyapunov_spectrum(m, u0, 8, warmup=16, generator=torch.Generator().manual_seed(0)).exponents.detach()
+    infos = rnntk.floss(m, lambda i: delayed_parity_trials(2, 55, 10, generator=gen).inputs, 8, 40, lr=1e-2, generator=torch.Generator().manual_seed(0))
+    after = rnntk.lyapunov_spectrum(m, u0, 8, warmup=16, generator=torch.Generator().manual_seed(0)).exponents.detach()
+    assert len(infos) == 40 and infos[-1].loss < infos[0].loss
+    assert float(after.abs().mean()) < float(before.abs().mean())

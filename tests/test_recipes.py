@@ -29,7 +29,7 @@ def test_readme_python_snippets_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     text = (ROOT / "README.md").read_text()
     blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    runnable = [b for b in blocks if "SOFO(" in b or "Run.open" in b]
-    assert len(runnable) >= 2
+    runnable = [b for b in blocks if "SOFO(" in b or "Run.open" in b or "rnntk.floss" in b]
+    assert len(runnable) >= 3
     for b in runnable:
         exec(compile(b.replace("range(1000", "range(3").replace("range(100)", "range(3)"), "README", "exec"), {})

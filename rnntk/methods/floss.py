@@ -90,3 +90,31 @@ def clip_per_tensor(params: Iterable[torch.nn.Parameter], max_norm: float) -> fl
         if max_norm > 0 and n > max_norm:
             p.grad.mul_(max_norm / n)
     return total ** 0.5
+
+
+def floss(model: Any, inputs: torch.Tensor | Callable[[int], torch.Tensor], k: int, steps: int, *,
+          optimizer: Optional[torch.optim.Optimizer] = None, lr: float = 1e-3, x0: Optional[torch.Tensor] = None,
+          warmup: int = 16, t_ons: int = 1, target: float = 0.0, reduce: str = "mean", q0: Optional[torch.Tensor] = None,
+          generator: Optional[torch.Generator] = None) -> list[FlossStepInfo]:
+    """Floss ``model`` for ``steps`` steps (e.g. before training) and return each step's info.
+
+    inputs: a fixed (B, T, S) tensor, or ``inputs(i)`` returning a fresh one for step i (as
+    upstream: a new task sequence every step). optimizer: default Adam(lr) over the flossed
+    parameters (input weights, recurrent weights, biases); pass your own to keep its state
+    across episodes. x0: (B, N) initial states (default: the model's). q0: the fixed initial
+    basis (default: drawn once from ``generator``).
+    """
+    from .lyapunov import initial_basis
+
+    if optimizer is None:
+        optimizer = torch.optim.Adam(flossed_parameters(model), lr=lr)
+    first = inputs(0) if callable(inputs) else inputs
+    if x0 is None:
+        x0 = model.initial_state(first.shape[0]).detach()
+    if q0 is None:
+        q0 = initial_basis(x0.shape[-1], k, generator=generator, dtype=x0.dtype, device=x0.device)
+    out = []
+    for i in range(steps):
+        u = first if i == 0 else (inputs(i) if callable(inputs) else inputs)
+        out.append(floss_step(model, optimizer, u, k, x0=x0, warmup=warmup, t_ons=t_ons, target=target, reduce=reduce, q0=q0))
+    return out
