@@ -50,22 +50,26 @@ def spectra_timing() -> None:
     u = delayed_parity_trials(16, 55, 20, generator=torch.Generator().manual_seed(1)).inputs
     x0 = m.x0.detach()
 
-    def run(k: int, batched: bool) -> None:
+    def run(k: int, batched: bool, grad: bool = True) -> None:
         q0 = initial_basis(80, k, generator=torch.Generator().manual_seed(2), dtype=torch.float32)
-        if batched:
-            lam = lyapunov_spectrum(m, u, k, x0=x0, q0=q0, warmup=16).exponents
-        else:
-            lam = torch.stack([lyapunov_spectrum(m, u[i : i + 1], k, x0=x0[i : i + 1], q0=q0, warmup=16).exponents[0] for i in range(16)])
-        flossing_loss(lam).backward()
-        m.zero_grad()
+        with torch.set_grad_enabled(grad):
+            if batched:
+                lam = lyapunov_spectrum(m, u, k, x0=x0, q0=q0, warmup=16).exponents
+            else:
+                lam = torch.stack([lyapunov_spectrum(m, u[i : i + 1], k, x0=x0[i : i + 1], q0=q0, warmup=16).exponents[0] for i in range(16)])
+            if grad:
+                flossing_loss(lam).backward()
+                m.zero_grad()
 
+    print("(a) one spectrum of 16 trajectories, N=80, 55 steps, 1 thread: batched vs a Python loop over trajectories")
+    for k, grad in ((75, True), (10, True), (75, False), (10, False)):
+        tb = timeit(lambda: run(k, True, grad))
+        tl = timeit(lambda: run(k, False, grad))
+        what = "forward+backward" if grad else "forward only    "
+        print(f"    k={k:2d} {what}: batched {tb * 1e3:7.1f} ms, loop {tl * 1e3:7.1f} ms, ratio loop/batched = {tl / tb:5.2f}")
     tb = timeit(lambda: run(75, True))
-    tl = timeit(lambda: run(75, False))
     tf = timeit(lambda: run(80, True))
-    print("(a) one spectrum, N=80, 55 steps, forward+backward, 1 thread:")
-    print(f"    16 trajectories batched, k=75: {tb * 1e3:7.1f} ms")
-    print(f"    16 trajectories in a loop, k=75: {tl * 1e3:7.1f} ms   ratio loop/batched = {tl / tb:.2f}")
-    print(f"    16 trajectories batched, k=N=80: {tf * 1e3:7.1f} ms   ratio full/k=75 = {tf / tb:.2f}")
+    print(f"    full spectrum k=N=80 vs k=75 (batched, forward+backward): {tf * 1e3:.1f} vs {tb * 1e3:.1f} ms, ratio {tf / tb:.2f}")
 
 
 def one_run(args: tuple[int, int, bool, int, Path]) -> dict:

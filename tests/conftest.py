@@ -65,3 +65,18 @@ def assert_user_error(res: CliResult, *needles: str, code: int = 2, engine: bool
 @pytest.fixture
 def cli():
     return run_cli
+
+
+def assert_sketch_matches_autograd(prob, model, V, batch, impls=("manual", "generic")) -> None:
+    """Oracle O2 for a SOFO problem: the sketch's loss equals the autograd loss and
+    ĝ = V·∇L with ∇L from autograd through the whole rollout, for each tangent implementation."""
+    import torch
+
+    from rnntk.methods.sofo import flatten_tangents
+
+    L = prob.loss(model, batch)
+    g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(L, list(model.parameters()))])
+    for impl in impls:
+        sk = prob.sketch(model, V, batch, impl)
+        torch.testing.assert_close(sk.loss, L.detach(), rtol=1e-12, atol=0)
+        torch.testing.assert_close(sk.g_hat, flatten_tangents(V) @ g, rtol=1e-10, atol=1e-12)

@@ -9,7 +9,6 @@ import textwrap
 
 import h5py
 import numpy as np
-import pytest
 
 from rnntk.engine import RunFile, summarize
 

@@ -9,7 +9,6 @@ before/after every flossing episode and every ``le_every`` epochs.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
