@@ -210,3 +210,19 @@ def test_public_api_floss_before_training():
     after = rnntk.lyapunov_spectrum(m, u0, 8, warmup=16, generator=torch.Generator().manual_seed(0)).exponents.detach()
     assert len(infos) == 40 and infos[-1].loss < infos[0].loss
     assert float(after.abs().mean()) < float(before.abs().mean())
+
+
+def test_t_ons_with_warmup_covers_the_same_window():
+    """Flossing's setting (55 steps, warm-up 16): any t_ons accumulates the same 39 steps."""
+    m = VanillaRNN(30, batch=2, generator=torch.Generator().manual_seed(30)).double()
+    u = delayed_parity_trials(2, 55, 10, generator=torch.Generator().manual_seed(31), dtype=D64).inputs
+    q0 = initial_basis(30, 25, generator=torch.Generator().manual_seed(32))
+    ref = lyapunov_spectrum(m, u, 25, x0=m.x0.detach(), q0=q0, warmup=16)
+    assert ref.steps == 39
+    for t_ons in (2, 3, 7):
+        other = lyapunov_spectrum(m, u, 25, x0=m.x0.detach(), q0=q0, warmup=16, t_ons=t_ons)
+        assert other.steps == 39
+        torch.testing.assert_close(other.exponents, ref.exponents, rtol=0, atol=1e-9)  # note §6.8 tolerance
+    m32 = VanillaRNN(30, batch=2, generator=torch.Generator().manual_seed(30))
+    f32 = lyapunov_spectrum(m32, u.float(), 25, x0=m32.x0.detach(), q0=q0.float(), warmup=16, t_ons=2)
+    assert float((f32.exponents.double() - ref.exponents).abs().max()) < 1e-4

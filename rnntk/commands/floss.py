@@ -60,6 +60,7 @@ def floss_cmd(
     floss_target: Annotated[float, O("--floss-target", help="Target exponent.", rich_help_panel=F)] = 0.0,
     floss_len: Annotated[int, O("--floss-len", min=2, help="Steps per flossing estimate.", rich_help_panel=F)] = 55,
     floss_warmup: Annotated[int, O("--floss-warmup", min=0, help="Steps before accumulating.", rich_help_panel=F)] = 16,
+    floss_tons: Annotated[int, O("--floss-tons", min=1, help="Steps between QRs while flossing (1 = upstream; 2 is exact in exact arithmetic and halves the QRs).", rich_help_panel=F)] = 1,
     floss_lr: Annotated[float, O("--floss-lr", help="Flossing Adam learning rate.", rich_help_panel=F)] = 1e-3,
     floss_reduce: Annotated[Reduce, O("--floss-reduce", help="Mean (upstream) or sum of squared exponents.", rich_help_panel=F)] = Reduce.mean,
     eval_every: Annotated[int, O("--eval-every", min=1, help="Test accuracy on a held-out batch every N epochs.")] = 100,
@@ -89,13 +90,13 @@ def floss_cmd(
             raise UserError(f"bad --{name} {v}: must be a finite number > 0")
     if alpha > 1:
         raise UserError(f"bad --alpha {alpha}: must be in (0, 1]")
-    if floss_warmup + 1 > floss_len:
-        raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup}")
+    if floss_warmup + floss_tons > floss_len:
+        raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup} by at least --floss-tons {floss_tons}")
     schedule = FlossSchedule(0, 0, 0, 0) if no_floss else FlossSchedule(floss_before, floss_every, floss_epochs, floss_times)
     cfg = FlossConfig(
         n_bits=n_bits, delay=delay, n_units=n_units, g=g, init=init.value, alpha=alpha, trial_len=trial_len, batch=batch,
         epochs=epochs, lr=lr, clip=clip, upstream_window=upstream_window, schedule=schedule, floss_k=floss_k,
-        floss_len=floss_len, floss_warmup=floss_warmup, floss_lr=floss_lr, floss_target=floss_target,
+        floss_len=floss_len, floss_warmup=floss_warmup, floss_tons=floss_tons, floss_lr=floss_lr, floss_target=floss_target,
         floss_reduce=floss_reduce.value, eval_every=eval_every, eval_batch=eval_batch, le_every=le_every, le_len=le_len,
     )
     with opts.open_run() as run:

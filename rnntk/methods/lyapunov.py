@@ -106,8 +106,8 @@ def lyapunov_spectrum(
         raise ValueError(f"need 1 <= k <= N = {N}, got k = {k}")
     if t_ons < 1:
         raise ValueError("t_ons must be >= 1")
-    if T - warmup < t_ons:
-        raise ValueError(f"{T} steps leave no window to accumulate after warmup={warmup} (t_ons={t_ons})")
+    if T <= warmup:
+        raise ValueError(f"{T} steps leave no window to accumulate after warmup={warmup}")
     dtype = x0.dtype
     if q0 is None:
         q0 = initial_basis(N, k, generator=generator, dtype=dtype, device=x0.device)
@@ -116,17 +116,23 @@ def lyapunov_spectrum(
     x = x0
     diags = []
     n_acc = 0
+    last = 0
     for t in range(T):
         u = inputs[:, t] if inputs is not None else None
         Q = tangent(x, Q, u)
         x = step(x, u)
-        if (t + 1) % t_ons == 0:
+        n = t + 1
+        # QR every t_ons steps, and also at the end of warm-up and at the last step, so that
+        # any t_ons accumulates exactly the steps warmup+1..T (equal to t_ons = 1 in exact
+        # arithmetic: the diagonal of a product of triangular factors is the product of theirs)
+        if n % t_ons == 0 or n == warmup or n == T:
             # the signs of diag R (QR is unique only up to them) change neither λ nor its
             # gradient, since only log|R_ii| enters: no sign fixing, fewer ops per step
             Q, R = torch.linalg.qr(Q)
-            if t + 1 > warmup:
+            if n > warmup:
                 diags.append(torch.diagonal(R, dim1=-2, dim2=-1))
-                n_acc += t_ons
+                n_acc += n - max(last, warmup)
+            last = n
     log_r = torch.log(torch.stack(diags, 0).abs().clamp_min(tiny))  # one batched op for all windows
     return LyapunovResult(log_r.sum(0) / (n_acc * dt), log_r, n_acc, dt)
 
