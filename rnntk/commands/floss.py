@@ -60,7 +60,7 @@ def floss_cmd(
     floss_target: Annotated[float, O("--floss-target", help="Target exponent.", rich_help_panel=F)] = 0.0,
     floss_len: Annotated[int, O("--floss-len", min=2, help="Steps per flossing estimate.", rich_help_panel=F)] = 55,
     floss_warmup: Annotated[int, O("--floss-warmup", min=0, help="Steps before accumulating.", rich_help_panel=F)] = 16,
-    floss_tons: Annotated[int, O("--floss-tons", min=1, help="Steps between QRs while flossing (1 = upstream; 2 is exact in exact arithmetic and halves the QRs).", rich_help_panel=F)] = 1,
+    floss_tons: Annotated[int, O("--floss-tons", min=1, help="Steps between QRs while flossing: 2 gives the same exponents as upstream's 1 (same window, exact in exact arithmetic, tested) with half the QRs.", rich_help_panel=F)] = 2,
     floss_lr: Annotated[float, O("--floss-lr", help="Flossing Adam learning rate.", rich_help_panel=F)] = 1e-3,
     floss_reduce: Annotated[Reduce, O("--floss-reduce", help="Mean (upstream) or sum of squared exponents.", rich_help_panel=F)] = Reduce.mean,
     eval_every: Annotated[int, O("--eval-every", min=1, help="Test accuracy on a held-out batch every N epochs.")] = 100,
