@@ -90,8 +90,8 @@ def floss_cmd(
             raise UserError(f"bad --{name} {v}: must be a finite number > 0")
     if alpha > 1:
         raise UserError(f"bad --alpha {alpha}: must be in (0, 1]")
-    if floss_warmup + floss_tons > floss_len:
-        raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup} by at least --floss-tons {floss_tons}")
+    if floss_warmup >= floss_len:
+        raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup}")
     schedule = FlossSchedule(0, 0, 0, 0) if no_floss else FlossSchedule(floss_before, floss_every, floss_epochs, floss_times)
     cfg = FlossConfig(
         n_bits=n_bits, delay=delay, n_units=n_units, g=g, init=init.value, alpha=alpha, trial_len=trial_len, batch=batch,
