@@ -1,5 +1,7 @@
 """`rnntk floss` and `rnntk lyapunov` through the real CLI."""
 
+import json
+
 import h5py
 import numpy as np
 import torch
@@ -71,3 +73,27 @@ def test_exploding_dynamics_exit_3(tmp_path):
     save_checkpoint(tmp_path / "boom.pt", model=m, hparams={**m.hparams(), "activation": "relu"})
     r = run_cli("lyapunov", tmp_path / "boom.pt", "--steps", "400", "--warmup", "10", "--dtype", "float32", "--input", "none", "--out", tmp_path / "x")
     assert_user_error(r, "non-finite", code=3)
+
+
+def test_review_regressions(tmp_path):
+    """Long delays (> flossing window), short probes, flossing-only runs, bad values."""
+    base = [a for a in SMALL if a not in ()]
+    r = run_cli("floss", *base, "--delay", "40", "--trial-len", "60", "--le-len", "20", "--out", tmp_path / "long")
+    assert r.code == 0, r.stderr  # floss-len 30 < delay 40; probe 20 < horizon 25, 50
+    with h5py.File(tmp_path / "long" / "run.h5", "r") as f:
+        assert json.loads(f["results/jac_singular_values"].attrs["horizons"]) == [10]
+        ep = f["results/lyapunov_epoch"][:]
+        assert np.all(np.diff(ep) >= 0) and f["results/lyapunov_after_floss"][:].sum() == 2
+    r = run_cli("floss", *base, "--epochs", "0", "--out", tmp_path / "only")
+    assert r.code == 0, r.stderr
+    with h5py.File(tmp_path / "only" / "run.h5", "r") as f:
+        assert f["results/lyapunov"].shape[0] == 2 and f["results/floss_lambdas"].shape == (5, 6)
+    assert_user_error(run_cli("floss", "--g", "nan", "--out", tmp_path / "x"), "bad --g nan")
+    assert_user_error(run_cli("sofo-train", "--adam-eps", "-1", "--out", tmp_path / "x"), "bad --adam-eps -1.0")
+    d = tmp_path / "long"
+    assert_user_error(run_cli("lyapunov", d, "--horizons", "0,10", "--out", tmp_path / "x"), "bad --horizons")
+    r = run_cli("lyapunov", d, "--steps", "100", "--warmup", "20", "--n-traj", "4", "--horizons", "5", "--out", tmp_path / "l", "-q")
+    assert r.code == 0, r.stderr  # a run folder works as the model argument
+    with h5py.File(tmp_path / "l" / "run.h5", "r") as f:
+        lam = f["results/lyapunov"][:]
+        np.testing.assert_allclose(f["results/lyapunov_sem"][:], lam.std(0, ddof=1) / np.sqrt(4), rtol=1e-6)

@@ -225,4 +225,4 @@ def test_t_ons_with_warmup_covers_the_same_window():
         torch.testing.assert_close(other.exponents, ref.exponents, rtol=0, atol=1e-9)  # note §6.8 tolerance
     m32 = VanillaRNN(30, batch=2, generator=torch.Generator().manual_seed(30))
     f32 = lyapunov_spectrum(m32, u.float(), 25, x0=m32.x0.detach(), q0=q0.float(), warmup=16, t_ons=2)
-    assert float((f32.exponents.detach().double() - ref.exponents).abs().max()) < 1e-4
+    assert float((f32.exponents.detach().double() - ref.exponents.detach()).abs().max()) < 1e-4

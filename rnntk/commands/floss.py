@@ -51,6 +51,7 @@ def floss_cmd(
     batch: Annotated[int, O("--batch", min=1, help="Trials per epoch.")] = 16,
     lr: Annotated[float, O("--lr", help="Task Adam learning rate.")] = 1e-3,
     clip: Annotated[float, O("--clip", min=0.0, help="Per-tensor gradient norm clip (0 = off).")] = 0.03,
+    train_x0: Annotated[bool, O("--train-x0/--no-train-x0", help="Train the initial states (upstream: yes).", rich_help_panel=N)] = True,
     no_floss: Annotated[bool, O("--no-floss", help="Baseline: no flossing at all.", rich_help_panel=F)] = False,
     floss_before: Annotated[int, O("--floss-before", min=0, help="Flossing steps before training.", rich_help_panel=F)] = 500,
     floss_every: Annotated[int, O("--floss-every", min=0, help="Epochs between flossing episodes during training.", rich_help_panel=F)] = 100,
@@ -88,6 +89,9 @@ def floss_cmd(
     for name, v in (("lr", lr), ("floss-lr", floss_lr), ("alpha", alpha)):
         if not (math.isfinite(v) and v > 0):
             raise UserError(f"bad --{name} {v}: must be a finite number > 0")
+    for name, v in (("g", g), ("floss-target", floss_target), ("clip", clip)):
+        if not math.isfinite(v):
+            raise UserError(f"bad --{name} {v}: must be a finite number")
     if alpha > 1:
         raise UserError(f"bad --alpha {alpha}: must be in (0, 1]")
     if floss_warmup >= floss_len:
@@ -95,7 +99,7 @@ def floss_cmd(
     schedule = FlossSchedule(0, 0, 0, 0) if no_floss else FlossSchedule(floss_before, floss_every, floss_epochs, floss_times)
     cfg = FlossConfig(
         n_bits=n_bits, delay=delay, n_units=n_units, g=g, init=init.value, alpha=alpha, trial_len=trial_len, batch=batch,
-        epochs=epochs, lr=lr, clip=clip, upstream_window=upstream_window, schedule=schedule, floss_k=floss_k,
+        epochs=epochs, lr=lr, clip=clip, train_x0=train_x0, upstream_window=upstream_window, schedule=schedule, floss_k=floss_k,
         floss_len=floss_len, floss_warmup=floss_warmup, floss_tons=floss_tons, floss_lr=floss_lr, floss_target=floss_target,
         floss_reduce=floss_reduce.value, eval_every=eval_every, eval_batch=eval_batch, le_every=le_every, le_len=le_len,
     )
@@ -113,7 +117,7 @@ class InputKind(str, Enum):
 @engine_command(app, "lyapunov")
 def lyapunov_cmd(
     opts: RunOptions,
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL.pt", help="An rnntk checkpoint of a recurrent rate network (model.pt or ckpt-last.pt).", show_default=False)],
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL.pt|RUN_DIR|run.h5", help="An rnntk checkpoint of a recurrent rate network (model.pt or ckpt-last.pt), or a run whose model.pt to use.", show_default=False)],
     k: Annotated[int, O("--k", min=0, help="Exponents (0 = all N).")] = 0,
     steps: Annotated[int, O("--steps", min=2, help="Steps per trajectory.")] = 2000,
     warmup: Annotated[int, O("--warmup", min=0, help="Steps before accumulating.")] = 500,
@@ -135,6 +139,8 @@ def lyapunov_cmd(
     from ..nets.vanilla_rnn import VanillaRNN
 
     registry = {"VanillaRNN": VanillaRNN, "LeakyRNN": LeakyRNN}
+    if model_path.is_dir() or model_path.suffix == ".h5":
+        model_path = (model_path if model_path.is_dir() else model_path.parent) / "model.pt"
     ck = load_checkpoint(model_path)
     cls = registry.get(ck["model"])
     if cls is None:
@@ -148,12 +154,14 @@ def lyapunov_cmd(
         hs = [int(h) for h in horizons.split(",") if h.strip()]
     except ValueError:
         raise UserError(f"bad --horizons '{horizons}': use comma-separated integers") from None
+    if any(not 1 <= h <= steps for h in hs):
+        raise UserError(f"bad --horizons '{horizons}': each must be between 1 and --steps {steps}")
     dt_ = resolve_dtype(dtype)
     N = model.n if hasattr(model, "n") else model.n_hidden
     kk = k or N
     if kk > N:
         raise UserError(f"bad --k {kk}: the network has N = {N} units")
-    if warmup + t_ons > steps:
+    if warmup >= steps:
         raise UserError(f"bad --steps {steps}: must exceed --warmup {warmup}")
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         model = model.to(device=run.device, dtype=dt_)
@@ -172,7 +180,8 @@ def lyapunov_cmd(
         lam = res.exponents
         if not torch.isfinite(lam).all():
             raise NonFiniteError(res.steps, "lyapunov_exponent", float("nan"), note="the dynamics exploded")
-        mean, sem = lam.mean(0), lam.std(0) / max(n_traj - 1, 1) ** 0.5 if n_traj > 1 else torch.zeros_like(lam[0])
+        mean = lam.mean(0)
+        sem = lam.std(0) / n_traj**0.5 if n_traj > 1 else torch.zeros_like(lam[0])  # std already uses n-1
         run.result("lyapunov", lam, description="exponents per trajectory (per step), (n_traj, k)")
         run.result("lyapunov_mean", mean)
         run.result("lyapunov_sem", sem)

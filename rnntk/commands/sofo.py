@@ -123,6 +123,8 @@ def sofo_train(
         raise UserError(f"bad -K {res['n_tangents']}: need at least 1 tangent")
     if not math.isfinite(res["damping"]) or res["damping"] < 0:
         raise UserError(f"bad --damping {res['damping']}: must be >= 0")
+    if not (math.isfinite(adam_eps) and adam_eps > 0):
+        raise UserError(f"bad --adam-eps {adam_eps}: must be a finite number > 0")
     for k in ("lr", "adam_lr", "dt"):
         if res[k] is not None and not (math.isfinite(res[k]) and res[k] > 0):
             raise UserError(f"bad --{k.replace('_', '-')} {res[k]}: must be a finite number > 0")

@@ -34,13 +34,13 @@ class LyapunovResult:
     log_r: torch.Tensor
     steps: int
     dt: float
+    windows: Optional[torch.Tensor] = None  # (n_windows,) steps covered by each QR window
 
     def running(self) -> torch.Tensor:
         """Running estimate (n_windows, ..., k), to plot convergence."""
-        n = torch.arange(1, self.log_r.shape[0] + 1, dtype=self.log_r.dtype, device=self.log_r.device)
+        w = self.windows if self.windows is not None else torch.full((self.log_r.shape[0],), self.steps / max(self.log_r.shape[0], 1))
         shape = (-1,) + (1,) * (self.log_r.dim() - 1)
-        steps_per = self.steps / max(self.log_r.shape[0], 1)
-        return self.log_r.cumsum(0) / (n.reshape(shape) * steps_per * self.dt)
+        return self.log_r.cumsum(0) / (w.to(self.log_r).cumsum(0).reshape(shape) * self.dt)
 
 
 def generic_tangent(step: StepFn) -> TangentFn:
@@ -115,6 +115,7 @@ def lyapunov_spectrum(
     tiny = clamp if clamp is not None else (1e-30 if dtype == torch.float64 else 1e-20)
     x = x0
     diags = []
+    windows = []
     n_acc = 0
     last = 0
     for t in range(T):
@@ -131,10 +132,11 @@ def lyapunov_spectrum(
             Q, R = torch.linalg.qr(Q)
             if n > warmup:
                 diags.append(torch.diagonal(R, dim1=-2, dim2=-1))
-                n_acc += n - max(last, warmup)
+                windows.append(n - max(last, warmup))
+                n_acc += windows[-1]
             last = n
     log_r = torch.log(torch.stack(diags, 0).abs().clamp_min(tiny))  # one batched op for all windows
-    return LyapunovResult(log_r.sum(0) / (n_acc * dt), log_r, n_acc, dt)
+    return LyapunovResult(log_r.sum(0) / (n_acc * dt), log_r, n_acc, dt, torch.tensor(windows, dtype=torch.float64))
 
 
 def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torch.Tensor], horizons: list[int], *, x0: torch.Tensor, tangent: Optional[TangentFn] = None) -> torch.Tensor:

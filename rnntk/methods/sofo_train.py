@@ -52,6 +52,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     P = sum(p.numel() for p in model.parameters())
     if cfg.n_tangents > P and cfg.optimizer != "adam":
         print(f"note: -K {cfg.n_tangents} > {P} parameters; using K = {P}", file=sys.stderr, flush=True)
+    run.h5.set_attrs(n_params=P, n_tangents_used=min(cfg.n_tangents, P))
     arms: dict[str, dict[str, Any]] = {}
     names = ["sofo", "adam"] if cfg.optimizer == "both" else [cfg.optimizer]
     for i, name in enumerate(names):
@@ -95,7 +96,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
                 arm["opt"].step()
                 row.update({prefix(name, "loss"): float(loss.detach()), prefix(name, "grad_norm"): gn, prefix(name, "lr"): cfg.adam_lr})
             row[prefix(name, "iter_s")] = time.perf_counter() - t0
-            if step % cfg.eval_every == 0 or step == cfg.iters - 1:
+            if step % cfg.eval_every == 0:
                 row[prefix(name, "val_loss")] = problem.evaluate(arm["model"], val)
         run.log(step, **row)
 
