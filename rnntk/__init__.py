@@ -7,6 +7,7 @@ Public API (imported lazily, so ``import rnntk`` stays fast):
   rnntk.sofo                second-order forward-mode optimisation (SOFO optimizer, sketches, losses)
   rnntk.lyapunov_spectrum   Lyapunov exponents of any recurrent model (batched, differentiable)
   rnntk.floss               gradient flossing: floss a model's first k exponents towards a target
+  rnntk.odeint_adjoint_gq   neural-ODE gradients by the Gauss–Legendre quadrature adjoint
   rnntk.engine              Run, checkpoints, seeding, devices
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _MODULES = {"sofo": "rnntk.methods.sofo", "engine": "rnntk.engine"}
-_FUNCTIONS = {"lyapunov_spectrum": "rnntk.methods.lyapunov", "floss": "rnntk.methods.floss"}
+_FUNCTIONS = {"lyapunov_spectrum": "rnntk.methods.lyapunov", "floss": "rnntk.methods.floss", "odeint_adjoint_gq": "rnntk.methods.gq_adjoint"}
 
 __all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 
