@@ -1,0 +1,287 @@
+"""Neural-ODE training on the engine with a choice of gradient: ``gq`` (Gauss–Legendre
+quadrature adjoint), ``adjoint`` / ``seminorm`` (torchdiffeq's adjoint), ``direct`` (backprop
+through the solver). Tasks (spec §3): nested spheres, sines (second-order ODE), g1d, and a
+leaky continuous-time rate RNN fitted to trajectories.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from torchdiffeq import odeint, odeint_adjoint
+
+from .gq_adjoint import odeint_adjoint_gq
+
+ADJOINTS = ("gq", "adjoint", "seminorm", "direct")
+TASKS = ("spheres", "sines", "g1d", "rate-rnn")
+
+
+@dataclass
+class ODEConfig:
+    task: str = "spheres"
+    adjoint: str = "gq"
+    width: int = 100
+    epochs: int = 20
+    batch: int = 200
+    lr: float = 1e-2
+    rtol: float = 1e-3
+    atol: float = 1e-3
+    method: str = "dopri5"
+    gtol: float = 0.1
+    gq_nmin: int = 2
+    gq_trajectory: str = "recompute"
+    ntimes: int = 10
+    irregular: bool = False
+    n_units: int = 20
+    tau: float = 0.05
+    n_train: int = 1000
+    n_test: int = 100
+
+
+class Counted(nn.Module):
+    """Wraps a vector field and counts its evaluations (the user's module gets no attribute)."""
+
+    def __init__(self, f: nn.Module) -> None:
+        super().__init__()
+        self.f = f
+        self.n = 0
+
+    def forward(self, t: torch.Tensor, x: Any) -> Any:
+        self.n += 1
+        return self.f(t, x)
+
+
+class MLPField(nn.Module):
+    """[x, t] → width → width → dim with Softplus (``mlp_t``; without t for g1d)."""
+
+    def __init__(self, dim: int, width: int, with_t: bool = True) -> None:
+        super().__init__()
+        self.with_t = with_t
+        self.net = nn.Sequential(nn.Linear(dim + int(with_t), width), nn.Softplus(), nn.Linear(width, width), nn.Softplus(), nn.Linear(width, dim))
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.with_t:
+            x = torch.cat([x, t.expand(*x.shape[:-1], 1).to(x)], -1)
+        return self.net(x)
+
+
+class SecondOrderField(nn.Module):
+    """SONODE: state [x, v], d/dt [x, v] = [v, a(x, v)] with an MLP acceleration."""
+
+    def __init__(self, dim: int, width: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.acc = nn.Sequential(nn.Linear(2 * dim, width), nn.Softplus(), nn.Linear(width, width), nn.Softplus(), nn.Linear(width, dim))
+
+    def forward(self, t: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        return torch.cat([s[..., self.dim :], self.acc(s)], -1)
+
+
+class RateRNNField(nn.Module):
+    """Leaky rate RNN τ dx/dt = −x + W tanh(x) + b (τ in seconds, fixed)."""
+
+    def __init__(self, n: int, tau: float, generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        self.tau = float(tau)
+        self.W = nn.Parameter(torch.randn(n, n, generator=generator) / math.sqrt(n))
+        self.b = nn.Parameter(torch.zeros(n))
+
+    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (-x + torch.tanh(x) @ self.W.T + self.b) / self.tau
+
+
+def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """Solve with the configured gradient method; returns the solution and solver stats
+    (forward NFE now; backward NFE and nodes are filled in after ``backward``)."""
+    kw = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
+    if cfg.adjoint == "gq":
+        y, stats = odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
+        return y, stats
+    counted = Counted(func)
+    if cfg.adjoint == "direct":
+        y = odeint(counted, y0, t, **kw)
+    else:
+        opts = {"norm": "seminorm"} if cfg.adjoint == "seminorm" else None
+        y = odeint_adjoint(counted, y0, t, adjoint_options=opts, adjoint_params=tuple(func.parameters()), **kw)
+    return y, {"nfe_forward": counted.n, "_counter": counted}
+
+
+def _nfe_backward(stats: dict[str, Any]) -> float:
+    if "_counter" in stats:
+        return float(stats["_counter"].n - stats["nfe_forward"])
+    return float(stats.get("nfe_backward", float("nan")))
+
+
+class ODEProblem:
+    """Data, model and loss of one task (see module doc)."""
+
+    def __init__(self, cfg: ODEConfig, generator: torch.Generator) -> None:
+        from ..tasks import ode_tasks
+
+        self.cfg = cfg
+        g = generator
+        if cfg.task == "spheres":
+            tr = ode_tasks.nested_spheres(cfg.n_train // 2, generator=g)
+            te = ode_tasks.nested_spheres(max(cfg.n_test // 2, 1), generator=g)
+            self.train = (self._aug(tr.inputs[:, 0]), tr.targets[:, 0, 0].long())
+            self.test = (self._aug(te.inputs[:, 0]), te.targets[:, 0, 0].long())
+            self.t = torch.tensor([0.0, 1.0])
+            self.field: nn.Module = MLPField(5, cfg.width, with_t=True)
+            self.readout: Optional[nn.Module] = nn.Linear(5, 2)
+        elif cfg.task == "g1d":
+            tr = ode_tasks.g1d(cfg.n_train, generator=g)
+            te = ode_tasks.g1d(cfg.n_test, generator=g)
+            self.train = (self._aug(tr.inputs[:, 0], 3), tr.targets[:, 0])
+            self.test = (self._aug(te.inputs[:, 0], 3), te.targets[:, 0])
+            self.t = torch.tensor([0.0, 1.0])
+            self.field = MLPField(4, cfg.width, with_t=False)
+            self.readout = None
+        elif cfg.task == "sines":
+            tr = ode_tasks.sines(15, cfg.ntimes, irregular=cfg.irregular, generator=g)
+            te = ode_tasks.sines(5, cfg.ntimes, irregular=cfg.irregular, generator=g)
+            self.train, self.test = (tr.inputs[:, 0], tr.targets, tr.extra["times"]), (te.inputs[:, 0], te.targets, te.extra["times"])
+            self.field = SecondOrderField(1, cfg.width)
+            self.readout = None
+        elif cfg.task == "rate-rnn":
+            times = torch.linspace(0.0, 1.0, cfg.ntimes)
+            tr = ode_tasks.leaky_rnn_trajectories(32, cfg.n_units, times, tau=cfg.tau, generator=g)
+            te = ode_tasks.leaky_rnn_trajectories(8, cfg.n_units, times, tau=cfg.tau, generator=g)
+            self.train, self.test = (tr.inputs[:, 0], tr.targets), (te.inputs[:, 0], te.targets)
+            self.t = times
+            self.field = RateRNNField(cfg.n_units, cfg.tau, generator=g)
+            self.readout = None
+        else:
+            raise ValueError(f"unknown task {cfg.task!r}")
+
+    @staticmethod
+    def _aug(x: torch.Tensor, extra: int = 3) -> torch.Tensor:
+        return torch.cat([x, torch.zeros(x.shape[0], extra, dtype=x.dtype)], -1)
+
+    def modules(self) -> nn.ModuleDict:
+        m = nn.ModuleDict({"field": self.field})
+        if self.readout is not None:
+            m["readout"] = self.readout
+        return m
+
+    def batches(self, generator: torch.Generator) -> list[tuple]:
+        if self.cfg.task in ("sines", "rate-rnn"):
+            return [self.train]  # full batch
+        n = self.train[0].shape[0]
+        perm = torch.randperm(n, generator=generator)
+        return [tuple(a[perm[i : i + self.cfg.batch]] for a in self.train) for i in range(0, n, self.cfg.batch)]
+
+    def loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, dict[str, Any], Optional[float]]:
+        """Loss of one batch (with graph), solver stats, and the task metric (or None)."""
+        cfg = self.cfg
+        if cfg.task in ("spheres", "g1d"):
+            x0, y = (b.to(dev) for b in batch)
+            sol, st = solve(cfg, self.field, x0, self.t.to(dev))
+            xT = sol[-1]
+            if cfg.task == "spheres":
+                logits = self.readout(xT)
+                return nn.functional.cross_entropy(logits, y), st, float((logits.argmax(-1) == y).float().mean())
+            return ((xT[:, :1] - y) ** 2).mean(), st, None
+        if cfg.task == "sines":
+            s0, x, times = (b.to(dev) for b in batch)
+            grid, inv = torch.unique(times, sorted=True, return_inverse=True)  # union of all series' times
+            s0 = torch.cat([s0, torch.zeros_like(s0)], -1)[:, :2] if s0.shape[-1] == 1 else s0
+            sol, st = solve(cfg, self.field, s0, grid)  # (len(grid), B, 2)
+            pred = sol[:, :, 0].T.gather(1, inv)  # (B, T)
+            return ((pred - x[..., 0]) ** 2).mean(), st, None
+        x0, xs = (b.to(dev) for b in batch)
+        sol, st = solve(cfg, self.field, x0, self.t.to(dev))
+        return ((sol.transpose(0, 1) - xs) ** 2).mean(), st, None
+
+    def evaluate(self, dev: torch.device) -> tuple[float, float]:
+        with torch.no_grad():
+            cfg = self.cfg
+            saved, cfg.adjoint = cfg.adjoint, "direct"
+            try:
+                loss, _, metric = self.loss(self.test, dev)
+            finally:
+                cfg.adjoint = saved
+        return float(loss), float(metric) if metric is not None else float(loss)
+
+
+def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
+    """Train on ``run``; records loss, validation metric, epoch time, NFE and GQ nodes."""
+    dev = run.device
+    prob = ODEProblem(cfg, run.generator)
+    model = prob.modules().to(dev)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    run.track(model, opt, hparams={"task": cfg.task, "width": cfg.width, "n_units": cfg.n_units, "tau": cfg.tau})
+    train_time = run.state.setdefault("train_seconds", 0.0)
+    for epoch in run.steps(cfg.epochs, desc=f"ode-train {cfg.task} ({cfg.adjoint})"):
+        t0 = time.perf_counter()
+        losses, nfe_f, nfe_b, nodes = [], [], [], []
+        for batch in prob.batches(run.generator):
+            loss, st, _ = prob.loss(batch, dev)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            nfe_f.append(float(st["nfe_forward"]))
+            nfe_b.append(_nfe_backward(st))
+            if "nodes_per_interval" in st:
+                nodes.append(sum(st["nodes_per_interval"]) / max(len(st["nodes_per_interval"]), 1))
+        dt = time.perf_counter() - t0
+        train_time += dt
+        run.state["train_seconds"] = train_time
+        val_loss, val_metric = prob.evaluate(dev)
+        row = dict(loss=sum(losses) / len(losses), val_loss=val_loss, val_metric=val_metric, epoch_time=dt,
+                   nfe_f=sum(nfe_f) / len(nfe_f), nfe_b=sum(nfe_b) / len(nfe_b))
+        if nodes:
+            row["gq_nodes"] = sum(nodes) / len(nodes)
+        run.log(epoch, **row)
+    val_loss, val_metric = prob.evaluate(dev)
+    _record(prob, run, dev)
+    run.save_model(model)
+    out = {"val_loss_final": val_loss, "val_metric_final": val_metric, "train_seconds": train_time}
+    for k, v in out.items():
+        run.result(k, v)
+    run.finish(**out)
+    return out
+
+
+def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
+    """Predicted trajectories on the test set (dense grid) to /traces/trajectory and a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg = prob.cfg
+    with torch.no_grad():
+        if cfg.task == "sines":
+            s0, x, times = prob.test
+            grid = torch.linspace(0, float(times.max()), 100)
+            traj = odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            truth = (s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None])
+        elif cfg.task == "rate-rnn":
+            x0, xs = prob.test
+            grid = prob.t
+            traj = odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            truth = xs
+        else:
+            x0 = prob.test[0][:16]
+            grid = torch.linspace(0, 1, 50)
+            traj = odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            truth = None
+    dt = float(grid[1] - grid[0])
+    run.trace("trajectory", traj, dt=dt, units="a.u.", description="predicted state on test trials")
+    if truth is not None:
+        run.trace("truth", truth, dt=dt if cfg.task == "sines" else float(prob.t[1] - prob.t[0]), units="a.u.", description="true trajectories")
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for i in range(min(4, traj.shape[0])):
+        ax.plot(grid, traj[i, :, 0], color=f"C{i}", label="predicted" if i == 0 else None)
+        if truth is not None:
+            ax.plot(grid if cfg.task == "sines" else prob.t, truth[i, :, 0], "--", color=f"C{i}", label="true" if i == 0 else None)
+    ax.set_xlabel("t")
+    ax.set_ylabel("x (first coordinate)")
+    ax.legend()
+    run.figure(fig, "trajectories")
