@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from peakmem import peak_rss, reset_peak_rss
 from rnntk.methods.gq_adjoint import odeint_adjoint_gq
 
 METHODS = ("gq", "adjoint", "seminorm", "direct")
@@ -92,23 +93,10 @@ def memory_child(name: str, width: int, method: str) -> None:
     func, y0, target = setting(name, width)
     step(method, func, y0, target)  # warm-up (allocator, lazy init)
     func.zero_grad()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        base = _status("VmRSS")
-        step(method, func, y0, target)
-        extra = _status("VmHWM") - base
-    except OSError:
-        extra = float("nan")
+    base = reset_peak_rss()
+    step(method, func, y0, target)
+    extra = peak_rss() - base
     print(json.dumps({"extra_mb": extra}))
-
-
-def _status(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(field)
 
 
 def memory(name: str, width: int, method: str) -> float:

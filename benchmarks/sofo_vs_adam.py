@@ -20,7 +20,6 @@ import argparse
 import copy
 import json
 import math
-import resource
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import time
 
 import torch
 
+from peakmem import peak_rss, reset_peak_rss
 from rnntk.methods.sofo import SOFO
 from rnntk.methods.sofo_problems import ReachProblem
 
@@ -87,7 +87,7 @@ def memory_child(kind: str, steps: int, device: str) -> None:
     b = prob.sample(32, torch.Generator().manual_seed(1)).to(torch.device(device))
     opt = SOFO(dict(model.named_parameters()), n_tangents=32, generator=torch.Generator().manual_seed(2)) if kind == "sofo" else torch.optim.Adam(model.parameters())
     if device == "cpu":
-        base = _reset_peak_rss()
+        base = reset_peak_rss()
     else:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
@@ -97,34 +97,8 @@ def memory_child(kind: str, steps: int, device: str) -> None:
         loss = prob.loss(model, b)
         loss.backward()
         opt.step()
-    peak = _peak_rss() if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
+    peak = peak_rss() if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps({"extra_mb": peak - base}))
-
-
-def _status_mb(field: str) -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def _reset_peak_rss() -> float:
-    """Reset the kernel's peak-RSS counter (Linux: write 5 to /proc/self/clear_refs) and return
-    the current RSS in MB, so the next peak reading is this iteration's own."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return _status_mb("VmRSS")
-    except OSError:  # not Linux: fall back to the lifetime peak (underestimates the extra)
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _peak_rss() -> float:
-    try:
-        return _status_mb("VmHWM")
-    except (OSError, KeyError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory(kind: str, steps: int, device: str) -> float:
