@@ -226,3 +226,28 @@ def test_t_ons_with_warmup_covers_the_same_window():
     m32 = VanillaRNN(30, batch=2, generator=torch.Generator().manual_seed(30))
     f32 = lyapunov_spectrum(m32, u.float(), 25, x0=m32.x0.detach(), q0=q0.float(), warmup=16, t_ons=2)
     assert float((f32.exponents.detach().double() - ref.exponents.detach()).abs().max()) < 1e-4
+
+
+def test_spectrum_of_sofo_rate_rnn_via_step_function_obeys_sum_rule():
+    """Any rnntk recurrent model through a step function (generic jvp tangents): SOFO's leaky
+    ReLU Kalman RNN. Oracle: Σλ = mean_t log|det J_t| with J_t from autograd's dense jacobian."""
+    from torch.autograd.functional import jacobian
+
+    from rnntk.nets.kalman_rnn import KalmanRNN
+
+    m = KalmanRNN(8, generator=torch.Generator().manual_seed(40)).double()
+    p = m.params()
+    with torch.no_grad():
+        p["C"] = p["C"] * 2.0  # stronger recurrence, so that most units stay active
+    step = lambda z, u: m.step(p, z, u)[0]
+    T = 60
+    y = torch.randn(1, T, 1, generator=torch.Generator().manual_seed(41), dtype=D64)
+    u = torch.cat([y, torch.ones(1, T, 1, dtype=D64), torch.zeros(1, T, 1, dtype=D64)], -1)
+    x0 = torch.rand(1, 8, generator=torch.Generator().manual_seed(42), dtype=D64) + 0.5
+    res = lyapunov_spectrum(step, u, 8, x0=x0)
+    x, logdets = x0, []
+    for t in range(T):
+        J = jacobian(lambda z: step(z, u[:, t]), x)[0, :, 0, :]
+        logdets.append(torch.linalg.slogdet(J)[1])
+        x = step(x, u[:, t])
+    torch.testing.assert_close(res.exponents.sum(-1)[0], torch.stack(logdets).mean(), rtol=1e-10, atol=1e-10)
