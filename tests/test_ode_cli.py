@@ -10,9 +10,10 @@ from conftest import assert_user_error, run_cli
 from rnntk.methods.ode_train import ODEConfig, ODEProblem
 
 
-@pytest.mark.parametrize("task", ["spheres", "g1d", "sines", "rate-rnn"])
+@pytest.mark.parametrize("task", ["spheres", "g1d", "sines", "rate-rnn", "ou"])
 def test_each_task_trains_and_records(tmp_path, task):
-    r = run_cli("ode-train", "--task", task, "--epochs", "2", "--width", "16", "--out", tmp_path / "r", "-q")
+    extra = ("--ntimes", "6") if task == "ou" else ()
+    r = run_cli("ode-train", "--task", task, "--epochs", "2", "--width", "16", *extra, "--out", tmp_path / "r", "-q")
     assert r.code == 0, r.stderr
     fin = r.json["final"]
     assert np.isfinite(fin["val_loss_final"]) and fin["nfe_f"] > 0 and fin["nfe_b"] > 0 and fin["gq_nodes"] >= 2
@@ -40,7 +41,16 @@ def test_gq_gradient_equals_direct_on_task_models(task, trajectory):
     assert num / den < 1e-6
 
 
+def test_ou_sde_baseline_and_moments(tmp_path):
+    r = run_cli("ode-train", "--task", "ou", "--adjoint", "sde-direct", "--epochs", "1", "--width", "8", "--ntimes", "6", "--out", tmp_path / "s", "-q")
+    assert r.code == 0, r.stderr
+    assert "nfe_f" not in r.json["final"] and np.isfinite(r.json["final"]["val_loss_final"])
+    with h5py.File(tmp_path / "s" / "run.h5", "r") as f:
+        assert f["results/model_mean"].shape == (10, 6) and f["traces/truth"].shape == (10, 6, 45)
+
+
 def test_bad_input(tmp_path):
+    assert_user_error(run_cli("ode-train", "--adjoint", "sde-direct", "--out", tmp_path / "x"), "only --task ou")
     assert_user_error(run_cli("ode-train", "--gtol", "0", "--out", tmp_path / "x"), "bad --gtol 0.0")
     assert_user_error(run_cli("ode-train", "--method", "euler2", "--out", tmp_path / "x"), "bad --method 'euler2'")
     assert_user_error(run_cli("ode-train", "--gq-trajectory", "store", "--method", "bosh3", "--out", tmp_path / "x"), "needs --method dopri5")

@@ -17,6 +17,7 @@ S = "Solver and gradient"
 
 
 class ODETask(str, Enum):
+    ou = "ou"
     spheres = "spheres"
     sines = "sines"
     g1d = "g1d"
@@ -28,6 +29,8 @@ class Adjoint(str, Enum):
     adjoint = "adjoint"
     seminorm = "seminorm"
     direct = "direct"
+    sde_direct = "sde-direct"
+    sde_adjoint = "sde-adjoint"
 
 
 class Trajectory(str, Enum):
@@ -40,7 +43,7 @@ class Times(str, Enum):
     irregular = "irregular"
 
 
-TASK_DEFAULTS = {"spheres": (40, 3e-3), "g1d": (50, 1e-2), "sines": (100, 1e-3), "rate-rnn": (50, 1e-2)}
+TASK_DEFAULTS = {"spheres": (40, 3e-3), "g1d": (50, 1e-2), "sines": (100, 1e-3), "rate-rnn": (50, 1e-2), "ou": (30, 1e-2)}
 
 
 @engine_command(app, "ode-train", resumable=("epochs",))
@@ -62,6 +65,8 @@ def ode_train(
     times: Annotated[Times, O("--times", help="Regular or irregular output times (sines).")] = Times.regular,
     n_units: Annotated[int, O("--n-units", min=1, help="Units of the rate RNN (rate-rnn).")] = 20,
     tau: Annotated[float, O("--tau", help="Time constant of the rate RNN in seconds (rate-rnn, T = 1 s).")] = 0.05,
+    n_cos: Annotated[int, O("--ncos", min=1, help="Cosine terms of the Wong-Zakai noise (ou).", rich_help_panel=S)] = 10,
+    sde_dt: Annotated[float, O("--sde-dt", help="torchsde step for evaluation and the sde-* baselines (ou).", rich_help_panel=S)] = 0.01,
 ) -> None:
     """Train a neural ODE with the Gauss-Legendre quadrature adjoint (Norcliffe & Deisenroth 2023).
 
@@ -80,11 +85,15 @@ def ode_train(
             raise UserError(f"bad --{name} {v}: must be a finite number > 0")
     if method not in SOLVERS:
         raise UserError(f"bad --method '{method}': use one of {', '.join(sorted(SOLVERS))}")
+    if adjoint.value.startswith("sde-") and task != ODETask.ou:
+        raise UserError(f"--adjoint {adjoint.value} trains an SDE with torchsde: only --task ou has one")
+    if not (math.isfinite(sde_dt) and sde_dt > 0):
+        raise UserError(f"bad --sde-dt {sde_dt}: must be a finite number > 0")
     if gq_trajectory == Trajectory.store and method != "dopri5":
         raise UserError("--gq-trajectory store needs --method dopri5 (torchdiffeq's dense output)")
     cfg = ODEConfig(task=task.value, adjoint=adjoint.value, width=width, epochs=epochs, batch=batch, lr=lr, rtol=rtol, atol=atol,
                     method=method, gtol=gtol, gq_nmin=gq_nmin, gq_trajectory=gq_trajectory.value, ntimes=ntimes,
-                    irregular=times == Times.irregular, n_units=n_units, tau=tau)
+                    irregular=times == Times.irregular, n_units=n_units, tau=tau, n_cos=n_cos, sde_dt=sde_dt)
     with opts.open_run(config={"epochs": epochs, "lr": lr}) as run:
         run.h5.set_attrs(task=task.value, adjoint=adjoint.value)
         train_ode(cfg, run)

@@ -17,8 +17,8 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from .gq_adjoint import odeint_adjoint_gq
 
-ADJOINTS = ("gq", "adjoint", "seminorm", "direct")
-TASKS = ("spheres", "sines", "g1d", "rate-rnn")
+ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint")
+TASKS = ("spheres", "sines", "g1d", "rate-rnn", "ou")
 
 
 @dataclass
@@ -41,6 +41,9 @@ class ODEConfig:
     tau: float = 0.05
     n_train: int = 1000
     n_test: int = 100
+    n_cos: int = 10
+    sde_dt: float = 0.01
+    n_paths: int = 45
 
 
 class Counted(nn.Module):
@@ -147,6 +150,19 @@ class ODEProblem:
             self.train, self.test = (tr.inputs[:, 0], tr.targets, tr.extra["times"]), (te.inputs[:, 0], te.targets, te.extra["times"])
             self.field = SecondOrderField(1, cfg.width)
             self.readout = None
+        elif cfg.task == "ou":
+            from .wong_zakai import KLNoise, WongZakaiSDE
+
+            self.t = torch.linspace(0.0, 10.0, cfg.ntimes)
+            y_tr = torch.rand(40, generator=g) * 6 - 3
+            y_te = torch.rand(10, generator=g) * 6 - 3
+            P = cfg.n_paths
+            self.train = (y_tr, ode_tasks.ou_paths(y_tr, P, self.t, generator=g, dtype=torch.float32))
+            self.test = (y_te, ode_tasks.ou_paths(y_te, P, self.t, generator=g, dtype=torch.float32))
+            self.sde = WongZakaiSDE(MLPField(1, cfg.width), MLPField(1, cfg.width), KLNoise(cfg.n_cos, 0.0, 10.0, generator=int(torch.randint(0, 2**31, (1,), generator=g))))
+            self.field = self.sde
+            self.readout = None
+            self._bm_seed = int(torch.randint(0, 2**31, (1,), generator=g))
         elif cfg.task == "rate-rnn":
             times = torch.linspace(0.0, 1.0, cfg.ntimes)
             tr = ode_tasks.leaky_rnn_trajectories(32, cfg.n_units, times, tau=cfg.tau, generator=g)
@@ -169,7 +185,7 @@ class ODEProblem:
         return m
 
     def batches(self, generator: torch.Generator) -> list[tuple]:
-        if self.cfg.task in ("sines", "rate-rnn"):
+        if self.cfg.task in ("sines", "rate-rnn", "ou"):
             return [self.train]  # full batch
         n = self.train[0].shape[0]
         perm = torch.randperm(n, generator=generator)
@@ -193,11 +209,58 @@ class ODEProblem:
             sol, st = solve(cfg, self.field, s0, grid)  # (len(grid), B, 2)
             pred = sol[:, :, 0].T.gather(1, inv)  # (B, T)
             return ((pred - x[..., 0]) ** 2).mean(), st, None
+        if cfg.task == "ou":
+            return self._ou_loss(batch, dev)
         x0, xs = (b.to(dev) for b in batch)
         sol, st = solve(cfg, self.field, x0, self.t.to(dev))
         return ((sol.transpose(0, 1) - xs) ** 2).mean(), st, None
 
+    def _ou_paths(self, y0: torch.Tensor, dev: torch.device, *, sde_eval: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Model paths (n_init, n_paths, T) from initial values y0 (n_init,): the Wong–Zakai
+        ODE with fresh KL noise (training) or torchsde Stratonovich (evaluation, baselines)."""
+        from .wong_zakai import sdeint_baseline
+
+        cfg = self.cfg
+        P = cfg.n_paths
+        x0 = y0.to(dev).repeat_interleave(P)[:, None]  # (n_init·P, 1)
+        t = self.t.to(dev)
+        if sde_eval or cfg.adjoint in ("sde-direct", "sde-adjoint"):
+            self._bm_seed += 1
+            sol = sdeint_baseline(self.sde, x0, t, dt=cfg.sde_dt, seed=self._bm_seed, adjoint=cfg.adjoint == "sde-adjoint" and not sde_eval)
+            stats: dict[str, Any] = {"nfe_forward": float("nan"), "nfe_backward": float("nan")}
+        else:
+            self.sde.resample(tuple(x0.shape), dtype=x0.dtype, device=dev)
+            sol, stats = solve(cfg, self.sde, x0, t)
+        return sol[..., 0].T.reshape(len(y0), P, len(t)), stats
+
+    @staticmethod
+    def _moments(paths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return paths.mean(1), paths.var(1).clamp_min(1e-6)
+
+    def _ou_loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, dict[str, Any], Optional[float]]:
+        """Mean over initial values and times t > 0 of KL(N(model moments) ‖ N(data moments))."""
+        y0, data = batch
+        pred, st = self._ou_paths(y0, dev)
+        mp, vp = self._moments(pred[..., 1:])
+        md, vd = self._moments(data.to(dev)[..., 1:])
+        kl = 0.5 * (torch.log(vd / vp) + (vp + (mp - md) ** 2) / vd - 1.0)
+        return kl.mean(), st, None
+
+    def ou_evaluate(self, dev: torch.device) -> tuple[float, float]:
+        """Test KL and Gaussian log-likelihood of the data, with the model run by torchsde."""
+        with torch.no_grad():
+            y0, data = self.test
+            pred, _ = self._ou_paths(y0, dev, sde_eval=True)
+            mp, vp = self._moments(pred[..., 1:])
+            d = data.to(dev)[..., 1:]
+            md, vd = self._moments(d)
+            kl = 0.5 * (torch.log(vd / vp) + (vp + (mp - md) ** 2) / vd - 1.0)
+            ll = -0.5 * (torch.log(2 * math.pi * vp[:, None]) + (d - mp[:, None]) ** 2 / vp[:, None])
+        return float(kl.mean()), float(ll.mean())
+
     def evaluate(self, dev: torch.device) -> tuple[float, float]:
+        if self.cfg.task == "ou":
+            return self.ou_evaluate(dev)
         with torch.no_grad():
             cfg = self.cfg
             saved, cfg.adjoint = cfg.adjoint, "direct"
@@ -233,8 +296,10 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
         train_time += dt
         run.state["train_seconds"] = train_time
         val_loss, val_metric = prob.evaluate(dev)
-        row = dict(loss=sum(losses) / len(losses), val_loss=val_loss, val_metric=val_metric, epoch_time=dt,
-                   nfe_f=sum(nfe_f) / len(nfe_f), nfe_b=sum(nfe_b) / len(nfe_b))
+        row = dict(loss=sum(losses) / len(losses), val_loss=val_loss, val_metric=val_metric, epoch_time=dt)
+        for key, vals in (("nfe_f", nfe_f), ("nfe_b", nfe_b)):
+            if all(math.isfinite(v) for v in vals):  # torchsde baselines report no NFE: omit, never NaN
+                row[key] = sum(vals) / len(vals)
         if nodes:
             row["gq_nodes"] = sum(nodes) / len(nodes)
         run.log(epoch, **row)
@@ -256,12 +321,48 @@ def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
     import matplotlib.pyplot as plt
 
     cfg = prob.cfg
+    if cfg.task == "ou":
+        with torch.no_grad():
+            y0, data = prob.test
+            pred, _ = prob._ou_paths(y0, dev, sde_eval=True)
+        dt = float(prob.t[1] - prob.t[0])
+        run.trace("trajectory", pred.cpu().transpose(1, 2), dt=dt, dims=("trial", "time", "path"), description="model paths by torchsde (Stratonovich) per test initial value")
+        run.trace("truth", data.transpose(1, 2), dt=dt, dims=("trial", "time", "path"), description="OU data paths")
+        mp, vp = prob._moments(pred.cpu())
+        md, vd = prob._moments(data)
+        for k, v in (("model_mean", mp), ("model_var", vp), ("data_mean", md), ("data_var", vd)):
+            run.result(k, v, dims='["initial value", "time"]')
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+        for i in range(min(3, len(y0))):
+            axes[0].plot(prob.t, md[i], "--", color=f"C{i}")
+            axes[0].plot(prob.t, mp[i], color=f"C{i}")
+            axes[1].plot(prob.t, vd[i], "--", color=f"C{i}")
+            axes[1].plot(prob.t, vp[i], color=f"C{i}")
+        axes[0].set_title("mean: model (line) vs data (dashed)")
+        axes[1].set_title("variance")
+        for ax in axes:
+            ax.set_xlabel("t")
+        run.figure(fig, "trajectories")
+        return
     with torch.no_grad():
         if cfg.task == "sines":
             s0, x, times = prob.test
             grid = torch.linspace(0, float(times.max()), 100)
             traj = odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
             truth = (s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None])
+        elif cfg.task == "ou":
+            from .wong_zakai import KLNoise, WongZakaiSDE
+
+            self.t = torch.linspace(0.0, 10.0, cfg.ntimes)
+            y_tr = torch.rand(40, generator=g) * 6 - 3
+            y_te = torch.rand(10, generator=g) * 6 - 3
+            P = cfg.n_paths
+            self.train = (y_tr, ode_tasks.ou_paths(y_tr, P, self.t, generator=g, dtype=torch.float32))
+            self.test = (y_te, ode_tasks.ou_paths(y_te, P, self.t, generator=g, dtype=torch.float32))
+            self.sde = WongZakaiSDE(MLPField(1, cfg.width), MLPField(1, cfg.width), KLNoise(cfg.n_cos, 0.0, 10.0, generator=int(torch.randint(0, 2**31, (1,), generator=g))))
+            self.field = self.sde
+            self.readout = None
+            self._bm_seed = int(torch.randint(0, 2**31, (1,), generator=g))
         elif cfg.task == "rate-rnn":
             x0, xs = prob.test
             grid = prob.t
