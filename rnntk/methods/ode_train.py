@@ -350,19 +350,6 @@ def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
             grid = torch.linspace(0, float(times.max()), 100)
             traj = odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
             truth = (s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None])
-        elif cfg.task == "ou":
-            from .wong_zakai import KLNoise, WongZakaiSDE
-
-            self.t = torch.linspace(0.0, 10.0, cfg.ntimes)
-            y_tr = torch.rand(40, generator=g) * 6 - 3
-            y_te = torch.rand(10, generator=g) * 6 - 3
-            P = cfg.n_paths
-            self.train = (y_tr, ode_tasks.ou_paths(y_tr, P, self.t, generator=g, dtype=torch.float32))
-            self.test = (y_te, ode_tasks.ou_paths(y_te, P, self.t, generator=g, dtype=torch.float32))
-            self.sde = WongZakaiSDE(MLPField(1, cfg.width), MLPField(1, cfg.width), KLNoise(cfg.n_cos, 0.0, 10.0, generator=int(torch.randint(0, 2**31, (1,), generator=g))))
-            self.field = self.sde
-            self.readout = None
-            self._bm_seed = int(torch.randint(0, 2**31, (1,), generator=g))
         elif cfg.task == "rate-rnn":
             x0, xs = prob.test
             grid = prob.t
