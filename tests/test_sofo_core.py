@@ -335,3 +335,14 @@ def test_nonfinite_sketch_leaves_parameters_untouched():
     info = opt.step(bad)
     assert math.isnan(info.loss) and math.isnan(info.eig_max)
     assert torch.equal(p["w"], torch.ones(3, dtype=D64))
+
+
+def test_problem_interface_is_enforced():
+    from rnntk.methods.sofo_problems import Problem
+
+    class Incomplete(Problem):
+        def make_model(self, generator):
+            return torch.nn.Linear(1, 1)
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()

@@ -10,6 +10,8 @@ and ``record(run, model, batch)`` writes traces/results at the end of training.
 
 from __future__ import annotations
 
+import abc
+
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -41,23 +43,28 @@ class Batch:
         return Batch(moved, noise, self.extra)
 
 
-class Problem:
-    """Base class; see the module docstring."""
+class Problem(abc.ABC):
+    """The interface every SOFO training problem implements (see the module docstring);
+    a subclass missing one of the abstract methods cannot be instantiated."""
 
     name = ""
     has_manual_tangents = False
 
-    def make_model(self, generator: torch.Generator) -> nn.Module:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def make_model(self, generator: torch.Generator) -> nn.Module:
+        """A freshly initialised model (weights drawn from ``generator``)."""
 
-    def sample(self, batch: int, generator: torch.Generator) -> Batch:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sample(self, batch: int, generator: torch.Generator) -> Batch:
+        """``batch`` fresh trials and the noise all tangents share."""
 
-    def sketch(self, model: nn.Module, V: Params, b: Batch, impl: str = "auto") -> Sketch:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sketch(self, model: nn.Module, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        """SOFO's gradient and GGN sketch along tangents ``V`` (forward mode, no graph)."""
 
-    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:  # pragma: no cover
-        raise NotImplementedError
+    @abc.abstractmethod
+    def loss(self, model: nn.Module, b: Batch) -> torch.Tensor:
+        """The same loss with an autograd graph (Adam + BPTT)."""
 
     def evaluate(self, model: nn.Module, b: Batch) -> float:
         with torch.no_grad():
