@@ -27,23 +27,10 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from peakmem import peak_rss, reset_peak_rss
 from rnntk.methods.gq_adjoint import odeint_adjoint_gq
+from rnntk.methods.ode_train import MLPField
 
 METHODS = ("gq", "adjoint", "seminorm", "direct")
 TOL = 1e-3
-
-
-class Field(nn.Module):
-    """MLP vector field (Softplus), optionally reading t: [x, t] → width → width → dim."""
-
-    def __init__(self, dim: int, width: int, with_t: bool) -> None:
-        super().__init__()
-        self.with_t = with_t
-        self.net = nn.Sequential(nn.Linear(dim + int(with_t), width), nn.Softplus(), nn.Linear(width, width), nn.Softplus(), nn.Linear(width, dim))
-
-    def forward(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        if self.with_t:
-            x = torch.cat([x, t.expand(x.shape[0], 1).to(x)], -1)
-        return self.net(x)
 
 
 def setting(name: str, width: int, seed: int = 0):
@@ -52,12 +39,12 @@ def setting(name: str, width: int, seed: int = 0):
         x = torch.rand(2, 1, generator=g) * 2 - 1
         y0 = torch.cat([x, torch.zeros(2, 3)], -1)
         target = -x
-        func = Field(4, width, with_t=False)
+        func = MLPField(4, width, with_t=False)
     else:  # spheres-like: state 200 × 5 (2-D point + 3 zeros), f reads t
         x = torch.rand(200, 2, generator=g) * 2 - 1
         y0 = torch.cat([x, torch.zeros(200, 3)], -1)
         target = (x.norm(dim=-1, keepdim=True) < 0.55).float()
-        func = Field(5, width, with_t=True)
+        func = MLPField(5, width, with_t=True)
     torch.manual_seed(seed)
     for p in func.parameters():
         nn.init.normal_(p, std=1.0 / max(p.shape[-1], 1) ** 0.5)

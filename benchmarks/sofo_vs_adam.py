@@ -41,6 +41,17 @@ def setup(seed: int = 0, device: str = "cpu"):
     return prob, model, val
 
 
+def iteration(kind: str, opt, prob, model, b) -> None:
+    """One optimiser iteration: a SOFO step (hand-written tangents) or Adam + BPTT."""
+    if kind == "sofo":
+        opt.step(lambda V: prob.sketch(model, V, b, "manual"))
+    else:
+        loss = prob.loss(model, b)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+
 def curve(kind: str, lr: float, iters: int, seed: int = 0, budget: float | None = None, device: str = "cpu"):
     """Validation loss after every iteration, and the per-iteration optimiser time."""
     prob, model, val = setup(seed, device)
@@ -54,13 +65,7 @@ def curve(kind: str, lr: float, iters: int, seed: int = 0, budget: float | None 
     for _ in range(iters):
         b = prob.sample(32, data).to(torch.device(device))
         t0 = time.perf_counter()
-        if kind == "sofo":
-            opt.step(lambda V: prob.sketch(model, V, b, "manual"))
-        else:
-            loss = prob.loss(model, b)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        iteration(kind, opt, prob, model, b)
         if device != "cpu":
             torch.cuda.synchronize()
         dt = time.perf_counter() - t0
@@ -91,12 +96,7 @@ def memory_child(kind: str, steps: int, device: str) -> None:
     else:
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated() / 2**20
-    if kind == "sofo":
-        opt.step(lambda V: prob.sketch(model, V, b, "manual"))
-    else:
-        loss = prob.loss(model, b)
-        loss.backward()
-        opt.step()
+    iteration(kind, opt, prob, model, b)
     peak = peak_rss() if device == "cpu" else torch.cuda.max_memory_allocated() / 2**20
     print(json.dumps({"extra_mb": peak - base}))
 

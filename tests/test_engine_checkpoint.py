@@ -47,7 +47,7 @@ def test_roundtrip_with_optimizer_rng_and_hparams(tmp_path):
 
 
 def test_hparams_must_be_plain(tmp_path):
-    with pytest.raises(TypeError, match="plain value"):
+    with pytest.raises(TypeError, match="plain values"):
         save_checkpoint(tmp_path / "c.pt", model=_model(), hparams={"act": nn.Tanh()})
 
 

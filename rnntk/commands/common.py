@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import os
 import sys
 import traceback
@@ -122,6 +123,14 @@ def _common_parameters() -> list[inspect.Parameter]:
 def _emit_json(outcome: dict[str, Any]) -> None:
     sys.stdout.flush()
     print(json.dumps(outcome, default=str), flush=True)
+
+
+def require_positive(**values: Optional[float]) -> None:
+    """One-line :class:`UserError` unless every given option value is a finite number > 0
+    (keyword names are option names, ``adam_lr`` → ``--adam-lr``; None means unset)."""
+    for name, v in values.items():
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise UserError(f"bad --{name.replace('_', '-')} {v}: must be a finite number > 0")
 
 
 def error_line(msg: str) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from ..cli import app
 from ..engine.errors import NonFiniteError, UserError
-from .common import RunOptions, engine_command
+from .common import RunOptions, engine_command, require_positive
 
 O = typer.Option
 F = "Flossing"
@@ -86,9 +86,7 @@ def floss_cmd(
         raise UserError(f"bad --delay/--trial-len: {e}") from None
     if floss_k > n_units:
         raise UserError(f"bad --floss-k {floss_k}: at most --n-units = {n_units} exponents exist")
-    for name, v in (("lr", lr), ("floss-lr", floss_lr), ("alpha", alpha)):
-        if not (math.isfinite(v) and v > 0):
-            raise UserError(f"bad --{name} {v}: must be a finite number > 0")
+    require_positive(lr=lr, floss_lr=floss_lr, alpha=alpha)
     for name, v in (("g", g), ("floss-target", floss_target), ("clip", clip)):
         if not math.isfinite(v):
             raise UserError(f"bad --{name} {v}: must be a finite number")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -10,7 +9,7 @@ import typer
 
 from ..cli import app
 from ..engine.errors import UserError
-from .common import RunOptions, engine_command
+from .common import RunOptions, engine_command, require_positive
 
 O = typer.Option
 S = "Solver and gradient"
@@ -80,15 +79,11 @@ def ode_train(
     d_epochs, d_lr = TASK_DEFAULTS[task.value]
     epochs = epochs if epochs is not None else d_epochs
     lr = lr if lr is not None else d_lr
-    for name, v in (("lr", lr), ("rtol", rtol), ("atol", atol), ("gtol", gtol), ("tau", tau)):
-        if not (math.isfinite(v) and v > 0):
-            raise UserError(f"bad --{name} {v}: must be a finite number > 0")
+    require_positive(lr=lr, rtol=rtol, atol=atol, gtol=gtol, tau=tau, sde_dt=sde_dt)
     if method not in SOLVERS:
         raise UserError(f"bad --method '{method}': use one of {', '.join(sorted(SOLVERS))}")
     if adjoint.value.startswith("sde-") and task != ODETask.ou:
         raise UserError(f"--adjoint {adjoint.value} trains an SDE with torchsde: only --task ou has one")
-    if not (math.isfinite(sde_dt) and sde_dt > 0):
-        raise UserError(f"bad --sde-dt {sde_dt}: must be a finite number > 0")
     if gq_trajectory == Trajectory.store and method != "dopri5":
         raise UserError("--gq-trajectory store needs --method dopri5 (torchdiffeq's dense output)")
     cfg = ODEConfig(task=task.value, adjoint=adjoint.value, width=width, epochs=epochs, batch=batch, lr=lr, rtol=rtol, atol=atol,

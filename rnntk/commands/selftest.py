@@ -3,15 +3,13 @@ output filesystem end to end (HDF5 writes, atomic renames, checkpoints, --resume
 
 from __future__ import annotations
 
-import math
 import time
 from typing import Annotated
 
 import typer
 
 from ..cli import app
-from ..engine.errors import UserError
-from .common import RunOptions, engine_command
+from .common import RunOptions, engine_command, require_positive
 
 
 @engine_command(app, "selftest", resumable=("iters", "sleep", "nan_at"))
@@ -30,8 +28,7 @@ def selftest(
     Trains a small leaky tanh RNN to integrate noisy evidence (Adam + BPTT) on the shared
     engine, writing a complete run folder. Use it on a new machine, GPU or cluster
     filesystem: [bold]rnntk selftest --device cuda --out $SCRATCH/rnntk-check[/bold]."""
-    if not (math.isfinite(lr) and lr > 0):
-        raise UserError(f"bad --lr {lr}: must be a finite number > 0")
+    require_positive(lr=lr)
     import torch
 
     from ..nets.leaky_rnn import LeakyRNN

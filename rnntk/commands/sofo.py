@@ -10,7 +10,7 @@ import typer
 
 from ..cli import app
 from ..engine.errors import UserError
-from .common import RunOptions, engine_command
+from .common import RunOptions, engine_command, require_positive
 
 TASK_NAMES = ("double-reach", "single-reach", "kalman", "lorenz", "linreg")
 
@@ -123,11 +123,7 @@ def sofo_train(
         raise UserError(f"bad -K {res['n_tangents']}: need at least 1 tangent")
     if not math.isfinite(res["damping"]) or res["damping"] < 0:
         raise UserError(f"bad --damping {res['damping']}: must be >= 0")
-    if not (math.isfinite(adam_eps) and adam_eps > 0):
-        raise UserError(f"bad --adam-eps {adam_eps}: must be a finite number > 0")
-    for k in ("lr", "adam_lr", "dt"):
-        if res[k] is not None and not (math.isfinite(res[k]) and res[k] > 0):
-            raise UserError(f"bad --{k.replace('_', '-')} {res[k]}: must be a finite number > 0")
+    require_positive(lr=res["lr"], adam_lr=res["adam_lr"], dt=res["dt"], adam_eps=adam_eps)
     if not (tau > 0 and duration > 0) or duration < res["dt"] * 2:
         raise UserError("bad --tau/--duration: need tau > 0 and duration >= 2*dt")
     if task.value in ("double-reach", "single-reach") and res["dt"] > tau:

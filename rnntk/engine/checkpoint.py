@@ -35,38 +35,24 @@ FORMAT_VERSION = 1
 _PLAIN = (str, int, float, bool, type(None))
 
 
-def _check_plain(obj: Any, where: str) -> None:
-    """Hyper-parameters must be plain values so that they load with weights_only."""
-    if isinstance(obj, _PLAIN):
+def _check_values(obj: Any, where: str, *, tensors: bool) -> None:
+    """Only what ``torch.load(weights_only=True)`` accepts: plain values (and, with ``tensors``,
+    tensors, sizes, dtypes, devices) in lists, tuples and dicts. Hyper-parameters must be plain."""
+    ok = _PLAIN + ((torch.Tensor, torch.Size, torch.dtype, torch.device) if tensors else ())
+    if isinstance(obj, ok):
         return
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
-            _check_plain(v, f"{where}[{i}]")
+            _check_values(v, f"{where}[{i}]", tensors=tensors)
         return
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if not isinstance(k, str):
+            if not isinstance(k, str) and not (tensors and isinstance(k, int)):
                 raise TypeError(f"{where}: key {k!r} is not a string")
-            _check_plain(v, f"{where}.{k}")
+            _check_values(v, f"{where}.{k}", tensors=tensors)
         return
-    raise TypeError(f"{where} = {obj!r} ({type(obj).__name__}) is not a plain value (str/int/float/bool/None/list/dict)")
-
-
-def _check_loadable(obj: Any, where: str) -> None:
-    """Tensors, torch dtypes/sizes and plain values in lists/tuples/dicts only."""
-    if isinstance(obj, (torch.Tensor, torch.Size, torch.dtype, torch.device) + _PLAIN):
-        return
-    if isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _check_loadable(v, f"{where}[{i}]")
-        return
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if not isinstance(k, (str, int)):
-                raise TypeError(f"{where}: key {k!r} is not a str or int")
-            _check_loadable(v, f"{where}.{k}")
-        return
-    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints hold tensors and plain values only")
+    what = "tensors and plain values" if tensors else "plain values (str/int/float/bool/None/list/dict)"
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__name__}; checkpoints hold {what} only")
 
 
 def model_name(model: nn.Module | str) -> str:
@@ -96,7 +82,7 @@ def save_checkpoint(
     if state_dict is None:
         raise ValueError("save_checkpoint needs model= or state_dict=")
     hp = dict(hparams or {})
-    _check_plain(hp, "hparams")
+    _check_values(hp, "hparams", tensors=False)
     opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
     payload = {
         "format": FORMAT,
@@ -109,7 +95,7 @@ def save_checkpoint(
         "step": int(step),
         "extra": dict(extra or {}),
     }
-    _check_loadable(payload, "checkpoint")  # never write what weights_only=True would refuse
+    _check_values(payload, "checkpoint", tensors=True)  # never write what weights_only=True would refuse
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

@@ -142,7 +142,6 @@ class Run:
         self._hard_stop: int | None = None
         self._critical_depth = 0
         self._stop_reason = ""
-        self.resumed = False
         self._resume_committed = True
         self._last_ckpt_step: int | None = None
         self._last_ckpt_time = 0.0

@@ -44,7 +44,7 @@ import warnings
 from torchdiffeq import odeint, odeint_dense
 from torchdiffeq._impl.odeint import SOLVERS as _TD_SOLVERS
 
-__all__ = ["odeint_adjoint_gq", "gauss_legendre", "gq_node_counts"]
+__all__ = ["odeint_adjoint_gq", "gauss_legendre", "gq_node_counts", "CountedField"]
 
 _TRAJECTORIES = ("recompute", "store")
 
@@ -87,9 +87,9 @@ def gq_node_counts(nfe_forward: int, t: Sequence[float], *, gtol: float, nmin: i
 # ----------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------
-class _Counter:
-    """Plain callable wrapper that counts calls of the user's vector field (no attribute is ever
-    set on the user's module)."""
+class CountedField:
+    """Callable wrapper that counts calls of a vector field ``func(t, y)`` in ``.n`` (no
+    attribute is ever set on the user's module)."""
 
     def __init__(self, func: Callable):
         self.func = func
@@ -148,7 +148,7 @@ class _GQAdjoint(torch.autograd.Function):
     def forward(ctx, cfg: dict, n_y: int, t: torch.Tensor, *tensors: torch.Tensor):
         y0 = tensors[:n_y]
         params = tensors[n_y:]
-        counter = _Counter(cfg["func"])
+        counter = CountedField(cfg["func"])
         with torch.no_grad():
             y0_arg = tuple(y0) if cfg["is_tuple"] else y0[0]
             sol = odeint(counter, y0_arg, t, rtol=cfg["rtol"], atol=cfg["atol"],
@@ -236,7 +236,7 @@ class _GQAdjointStore(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cfg: dict, t: torch.Tensor, y0: torch.Tensor, *params: torch.Tensor):
         func = cfg["func"]
-        counter = _Counter(func)
+        counter = CountedField(func)
         t64 = t.detach().to(torch.float64).cpu()
         sign = 1.0 if len(t64) < 2 or bool(t64[1] > t64[0]) else -1.0
         s64 = sign * t64

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from .gq_adjoint import odeint_adjoint_gq
+from .gq_adjoint import CountedField, odeint_adjoint_gq
 
 ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint")
 TASKS = ("spheres", "sines", "g1d", "rate-rnn", "ou")
@@ -44,19 +44,6 @@ class ODEConfig:
     n_cos: int = 10
     sde_dt: float = 0.01
     n_paths: int = 45
-
-
-class Counted(nn.Module):
-    """Wraps a vector field and counts its evaluations (the user's module gets no attribute)."""
-
-    def __init__(self, f: nn.Module) -> None:
-        super().__init__()
-        self.f = f
-        self.n = 0
-
-    def forward(self, t: torch.Tensor, x: Any) -> Any:
-        self.n += 1
-        return self.f(t, x)
 
 
 class MLPField(nn.Module):
@@ -105,7 +92,7 @@ def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) ->
     if cfg.adjoint == "gq":
         y, stats = odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
         return y, stats
-    counted = Counted(func)
+    counted = CountedField(func)
     if cfg.adjoint == "direct":
         y = odeint(counted, y0, t, **kw)
     else:

@@ -20,7 +20,7 @@ from torch import nn
 
 from ..nets.kalman_rnn import KalmanRNN
 from ..nets.lorenz_map import LorenzMap
-from ..nets.motor_rnn import MotorRNN, rate_noise
+from ..nets.motor_rnn import MotorRNN, noise_sigma, rate_noise
 from ..tasks import kalman, linreg, lorenz, reach
 from ..tasks.base import TrialBatch
 from .sofo import MSE, Params, Sketch, sketch_feedforward, sketch_recurrent
@@ -102,7 +102,7 @@ class ReachProblem(Problem):
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
         fn = reach.double_reach_trials if self.name == "double-reach" else reach.single_reach_trials
         tr = fn(batch, dt=self.dt, duration=self.duration, generator=generator)
-        sigma = reach.noise_sigma(self.tau, self.dt) if self.noise else 0.0
+        sigma = noise_sigma(self.tau, self.dt) if self.noise else 0.0
         return Batch(tr, rate_noise(batch, self.steps, self.hidden, sigma, generator))
 
     def sketch(self, model: MotorRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:

@@ -28,6 +28,11 @@ from . import arm
 Params = dict[str, torch.Tensor]
 
 
+def noise_sigma(tau: float, dt: float) -> float:
+    """Multiplicative rate-noise half-width σ = 0.2·√(τ/dt) (upstream)."""
+    return 0.2 * math.sqrt(tau / dt)
+
+
 def rate_noise(batch: int, steps: int, n: int, sigma: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Multiplicative noise η (B, T, n) ~ U(1 − σ, 1 + σ) clipped at 0 (all ones for σ = 0)."""
     if sigma == 0:
@@ -55,7 +60,7 @@ class MotorRNN(nn.Module):
 
     @property
     def sigma(self) -> float:
-        return 0.2 * math.sqrt(self.tau / self.dt)
+        return noise_sigma(self.tau, self.dt)
 
     def params(self) -> Params:
         """The parameters as a plain dict (detached views, for forward-mode use)."""

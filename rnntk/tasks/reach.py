@@ -21,7 +21,6 @@ Loss (upstream ``squared_loss``): L = (10/T) Σ_t (1/B) Σ_b w_tb (‖p − p*�
 
 from __future__ import annotations
 
-import math
 
 import torch
 
@@ -102,7 +101,3 @@ def loss_scale(steps: int) -> float:
     """Upstream's loss scale 10/T."""
     return 10.0 / steps
 
-
-def noise_sigma(tau: float, dt: float) -> float:
-    """Multiplicative rate-noise half-width σ = 0.2·√(τ/dt)."""
-    return 0.2 * math.sqrt(tau / dt)
