@@ -1,15 +1,26 @@
 """GQ adjoint vs torchdiffeq's adjoint, seminorm adjoint and direct backprop, side by side.
 
-    python benchmarks/gq_ratio.py                 # g1d-like width 2000 and spheres-like width 1000
-    python benchmarks/gq_ratio.py --quick         # small widths, a smoke test
+    python benchmarks/gq_ratio.py                      # the issue-7 grid (several minutes)
+    python benchmarks/gq_ratio.py --only g1d spheres   # some settings
+    python benchmarks/gq_ratio.py --quick              # small widths, a smoke test
 
-For each setting, from the same initial weights, methods interleaved, median of --repeats:
-(i) seconds per training step (forward solve + loss + backward), (ii) extra peak memory of one
-step, each method in its own process (CPU: peak RSS after resetting the kernel's counter),
-(iii) NFE forward/backward and GQ nodes, (iv) relative gradient error against direct.
-Prints adjoint/GQ and direct/GQ. Targets (issue 7): g1d-like width 2000: adjoint/GQ ≥ 5 and
-direct/GQ ≥ 1; spheres-like batch 200 width 1000: adjoint/GQ ≥ 3.
-dopri5, rtol = atol = 1e-3, gtol 0.1 (upstream's training settings), float32.
+Every setting is a real `rnntk ode-train` problem (`ODEProblem`, the task generators and
+vector fields of the CLI), at spec §8's sizes:
+
+    g1d       width 2000, state 2 × 4, one output interval
+    spheres   width 1000, batch 200 (state 200 × 5), one output interval
+    sines10   width 1000, 15 series × [x, v], 10 regular times on [0, 2π] (9 intervals)
+    sines50   width 1000, the same with 50 times (49 intervals)
+    sines2k   width 2000, 10 times: the memory setting
+    ou        width 20, Wong–Zakai ODE, 40 × 45 paths, 101 times (100 intervals)
+
+For each, from the same initial weights (and the same Wong–Zakai noise), methods interleaved,
+median of --repeats: (i) seconds per training step (forward solve + loss + backward), (ii) the
+extra peak memory of one step, each method in its own process (CPU: peak RSS after resetting the
+kernel's counter), (iii) NFE forward/backward and GQ nodes, (iv) relative gradient error against
+direct. Prints adjoint/GQ and direct/GQ, and what ``--adjoint auto`` picks for the setting.
+Targets (issue 7): g1d: adjoint/GQ ≥ 5 and direct/GQ ≥ 1; spheres: adjoint/GQ ≥ 3; sines2k:
+adjoint memory ≥ 3× GQ's and GQ's ≤ 2× direct's. dopri5, rtol = atol = 1e-3, gtol 0.1, float32.
 """
 
 from __future__ import annotations
@@ -22,52 +33,50 @@ import sys
 import time
 
 import torch
-from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
 
 from peakmem import peak_rss, reset_peak_rss
-from rnntk.methods.gq_adjoint import odeint_adjoint_gq
-from rnntk.methods.ode_train import MLPField
+from rnntk.methods.ode_train import ODEConfig, ODEProblem, auto_adjoint
 
 METHODS = ("gq", "adjoint", "seminorm", "direct")
-TOL = 1e-3
+SETTINGS = {
+    "g1d": dict(task="g1d", width=2000, n_train=2, batch=2),
+    "spheres": dict(task="spheres", width=1000, n_train=200, batch=200),
+    "sines10": dict(task="sines", width=1000, ntimes=10),
+    "sines50": dict(task="sines", width=1000, ntimes=50),
+    "sines2k": dict(task="sines", width=2000, ntimes=10),
+    "ou": dict(task="ou", width=20, ntimes=101),
+}
+QUICK = {"g1d": dict(width=200), "spheres": dict(width=100), "sines10": dict(width=100), "sines50": dict(width=100),
+         "sines2k": dict(width=200), "ou": dict(width=20, ntimes=21)}
 
 
-def setting(name: str, width: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    if name == "g1d":  # state 2 × 4: a 1-D input plus 3 augmented zeros, no t
-        x = torch.rand(2, 1, generator=g) * 2 - 1
-        y0 = torch.cat([x, torch.zeros(2, 3)], -1)
-        target = -x
-        func = MLPField(4, width, with_t=False)
-    else:  # spheres-like: state 200 × 5 (2-D point + 3 zeros), f reads t
-        x = torch.rand(200, 2, generator=g) * 2 - 1
-        y0 = torch.cat([x, torch.zeros(200, 3)], -1)
-        target = (x.norm(dim=-1, keepdim=True) < 0.55).float()
-        func = MLPField(5, width, with_t=True)
+def problem(name: str, quick: bool, seed: int = 0):
+    kw = dict(SETTINGS[name], **(QUICK[name] if quick else {}))
+    cfg = ODEConfig(rtol=1e-3, atol=1e-3, method="dopri5", gtol=0.1, **kw)
     torch.manual_seed(seed)
-    for p in func.parameters():
-        nn.init.normal_(p, std=1.0 / max(p.shape[-1], 1) ** 0.5)
-    return func, y0, target
+    prob = ODEProblem(cfg, torch.Generator().manual_seed(seed))
+    batch = prob.batches(torch.Generator().manual_seed(seed))[0]
+    return prob, batch
 
 
-def step(method: str, func: nn.Module, y0: torch.Tensor, target: torch.Tensor):
+def step(method: str, prob: ODEProblem, batch: tuple):
     """One training step's forward + loss + backward; returns (seconds, grads, stats)."""
-    t = torch.tensor([0.0, 1.0])
-    func.zero_grad()
-    stats = {}
+    prob.cfg.adjoint = method
+    mods = prob.modules()
+    mods.zero_grad()
+    if prob.cfg.task == "ou":  # the same Wong–Zakai noise for every method
+        prob.sde.noise.generator.manual_seed(1234)
     t0 = time.perf_counter()
-    if method == "direct":
-        y = odeint(func, y0, t, rtol=TOL, atol=TOL, method="dopri5")
-    elif method in ("adjoint", "seminorm"):
-        opts = {"norm": "seminorm"} if method == "seminorm" else None
-        y = odeint_adjoint(func, y0, t, rtol=TOL, atol=TOL, method="dopri5", adjoint_options=opts)
-    else:
-        y, stats = odeint_adjoint_gq(func, y0, t, rtol=TOL, atol=TOL, method="dopri5", gtol=0.1, return_stats=True)
-    loss = ((y[-1][:, : target.shape[1]] - target) ** 2).mean()
+    loss, st, _ = prob.loss(batch, torch.device("cpu"))
     loss.backward()
     dt = time.perf_counter() - t0
-    return dt, [p.grad.detach().clone() for p in func.parameters()], dict(stats)
+    grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in mods.parameters()]
+    if isinstance(st, dict):
+        counter = st.get("_counter")
+        st = {"nfe_forward": st.get("nfe_forward"), "nfe_backward": None if counter is None else counter.n - st["nfe_forward"]}
+    else:
+        st = {"nfe_forward": st.nfe_forward, "nfe_backward": st.nfe_backward, "nodes": st.nodes_per_interval}
+    return dt, grads, st
 
 
 def rel_err(a, b) -> float:
@@ -76,57 +85,72 @@ def rel_err(a, b) -> float:
     return num / max(den, 1e-30)
 
 
-def memory_child(name: str, width: int, method: str) -> None:
-    func, y0, target = setting(name, width)
-    step(method, func, y0, target)  # warm-up (allocator, lazy init)
-    func.zero_grad()
+def memory_child(name: str, quick: bool, method: str) -> None:
+    prob, batch = problem(name, quick)
+    step(method, prob, batch)  # warm-up (allocator, lazy init)
     base = reset_peak_rss()
-    step(method, func, y0, target)
-    extra = peak_rss() - base
-    print(json.dumps({"extra_mb": extra}))
+    step(method, prob, batch)
+    print(json.dumps({"extra_mb": peak_rss() - base}))
 
 
-def memory(name: str, width: int, method: str) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", name, str(width), method], capture_output=True, text=True, check=True)
+def memory(name: str, quick: bool, method: str) -> float:
+    args = [sys.executable, __file__, "--memory-child", name, method] + (["--quick"] if quick else [])
+    out = subprocess.run(args, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])["extra_mb"]
 
 
-def run(name: str, width: int, repeats: int) -> None:
-    func, y0, target = setting(name, width)
-    P = sum(p.numel() for p in func.parameters())
+def _nodes(st: dict) -> str:
+    n = st.get("nodes") or []
+    return f"{min(n)}–{max(n)} per interval × {len(n)}" if n and min(n) != max(n) else (f"{n[0]} × {len(n)}" if n else "-")
+
+
+def run(name: str, quick: bool, repeats: int) -> None:
+    prob, batch = problem(name, quick)
+    mods = prob.modules()
+    P = sum(p.numel() for p in mods.parameters())
     times = {m: [] for m in METHODS}
     grads, stats = {}, {}
     for r in range(repeats + 1):
         for m in METHODS:
-            dt, g, st = step(m, func, y0, target)
+            dt, g, st = step(m, prob, batch)
             if r == 0:  # first round: warm-up, gradients and stats
                 grads[m], stats[m] = g, st
             else:
                 times[m].append(dt)
     med = {m: statistics.median(v) for m, v in times.items()}
-    mem = {m: memory(name, width, m) for m in METHODS}
+    mem = {m: memory(name, quick, m) for m in METHODS}
+    cfg = prob.cfg
+    K, S = prob.shape(batch)
     st = stats["gq"]
-    print(f"{name}-like, width {width} ({P:,} parameters, state {tuple(y0.shape)}): NFE fwd {st.get('nfe_forward')}, "
-          f"bwd {st.get('nfe_backward')}, GQ nodes {st.get('nodes_per_interval')}")
+    print(f"{name}: {cfg.task}, width {cfg.width}, {P:,} parameters, state {S} numbers, {K} output intervals; "
+          f"GQ NFE fwd {st['nfe_forward']} bwd {st['nfe_backward']}, nodes {_nodes(st)}")
     for m in METHODS:
         err = rel_err(grads[m], grads["direct"]) if m != "direct" else 0.0
-        print(f"    {m:9s} {med[m]:8.3f} s/step   extra peak memory {mem[m]:8.1f} MB   grad rel. error vs direct {err:.1e}")
-    print(f"    ratios: adjoint/GQ = {med['adjoint'] / med['gq']:.2f}, seminorm/GQ = {med['seminorm'] / med['gq']:.2f}, direct/GQ = {med['direct'] / med['gq']:.2f}")
+        print(f"    {m:9s} {med[m]:8.3f} s/step   NFE fwd/bwd {stats[m]['nfe_forward']!s:>5}/{stats[m]['nfe_backward']!s:<5} "
+              f"extra peak memory {mem[m]:8.1f} MB   grad rel. error vs direct {err:.1e}")
+    print(f"    time ratios: adjoint/GQ = {med['adjoint'] / med['gq']:.2f}, seminorm/GQ = {med['seminorm'] / med['gq']:.2f}, "
+          f"direct/GQ = {med['direct'] / med['gq']:.2f}")
+    def ratio(a: float, b: float) -> str:  # below 1 MB the RSS counter is noise
+        return f"{a / b:.2f}" if min(a, b) >= 1.0 else "n/a (< 1 MB)"
+
+    print(f"    memory ratios: adjoint/GQ = {ratio(mem['adjoint'], mem['gq'])}, GQ/direct = {ratio(mem['gq'], mem['direct'])}"
+          f"   --adjoint auto picks: {auto_adjoint(K, P, S)}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--memory-child", nargs=3, metavar=("SETTING", "WIDTH", "METHOD"))
+    ap.add_argument("--only", nargs="+", choices=list(SETTINGS))
+    ap.add_argument("--memory-child", nargs=2, metavar=("SETTING", "METHOD"))
     a = ap.parse_args()
     if a.memory_child:
-        memory_child(a.memory_child[0], int(a.memory_child[1]), a.memory_child[2])
+        memory_child(a.memory_child[0], a.quick, a.memory_child[1])
         return
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dopri5 rtol=atol={TOL}, gtol 0.1, float32")
-    grid = [("g1d", 200), ("spheres", 100)] if a.quick else [("g1d", 2000), ("spheres", 1000)]
-    for name, width in grid:
-        run(name, width, 2 if a.quick else a.repeats)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dopri5 rtol=atol=1e-3, gtol 0.1, float32, "
+          f"median of {2 if a.quick else a.repeats} interleaved steps")
+    for name in a.only or list(SETTINGS):
+        run(name, a.quick, 2 if a.quick else a.repeats)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,15 @@ from rnntk.cli import app
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# recipe file prefix -> the command whose --config reads it
+RECIPE_COMMANDS = [("sofo-", "sofo-train"), ("gq-", "ode-train"), ("floss-", "floss"), ("selftest", "selftest"),
+                   ("online-lru", "online-lru"), ("cordsnet-eval", "cordsnet-eval"), ("cordsnet-eigs", "cordsnet-eigs")]
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "tasks").glob("*.toml")), ids=lambda p: p.name)
 def test_recipe_resolves_with_the_real_parser(path):
     """The command's own parser reads the recipe as --config: unknown keys or bad values fail."""
-    command = "sofo-train" if path.name.startswith("sofo") else path.stem.split("-")[0]
+    command = next(c for prefix, c in RECIPE_COMMANDS if path.name.startswith(prefix))
     cmd = typer.main.get_command(app).commands[command]
     ctx = cmd.make_context(command, ["--config", str(path)])
     cfg = tomllib.loads(path.read_text())

@@ -30,6 +30,7 @@ class Adjoint(str, Enum):
     direct = "direct"
     sde_direct = "sde-direct"
     sde_adjoint = "sde-adjoint"
+    auto = "auto"
 
 
 class Trajectory(str, Enum):
@@ -49,7 +50,7 @@ TASK_DEFAULTS = {"spheres": (40, 3e-3), "g1d": (50, 1e-2), "sines": (100, 1e-3),
 def ode_train(
     opts: RunOptions,
     task: Annotated[ODETask, O("--task", help="spheres (classification), sines (second-order ODE), g1d, rate-rnn (fit a leaky rate RNN's trajectories).")] = ODETask.spheres,
-    adjoint: Annotated[Adjoint, O("--adjoint", help="Gradient: gq (Gauss-Legendre quadrature adjoint), adjoint / seminorm (torchdiffeq), direct (backprop through the solver).", rich_help_panel=S)] = Adjoint.gq,
+    adjoint: Annotated[Adjoint, O("--adjoint", help="Gradient: gq (Gauss-Legendre quadrature adjoint), adjoint / seminorm (torchdiffeq), direct (backprop through the solver), auto (gq for at most 4 output intervals and at least 100 parameters per state number, else direct), sde-direct / sde-adjoint (torchsde, --task ou).", rich_help_panel=S)] = Adjoint.gq,
     width: Annotated[int, O("--width", min=1, help="Hidden width of the MLP vector field.")] = 100,
     epochs: Annotated[Optional[int], O("--epochs", min=1, help="Epochs (passes over the training set) [per task: spheres 40, g1d 50, sines 100, rate-rnn 50].")] = None,
     batch: Annotated[int, O("--batch", min=1, help="Batch size (spheres, g1d).")] = 200,
@@ -60,6 +61,7 @@ def ode_train(
     gtol: Annotated[float, O("--gtol", help="GQ node budget constant (larger = more nodes; not a tolerance).", rich_help_panel=S)] = 0.1,
     gq_nmin: Annotated[int, O("--gq-nmin", min=1, help="At least this many nodes per interval (upstream: 1).", rich_help_panel=S)] = 2,
     gq_trajectory: Annotated[Trajectory, O("--gq-trajectory", help="recompute (re-solve x backwards) or store (dense forward interpolant; use it for fast-decaying rate RNNs).", rich_help_panel=S)] = Trajectory.recompute,
+    n_train: Annotated[int, O("--n-train", min=2, help="Training points (spheres: both classes together; g1d).")] = 1000,
     ntimes: Annotated[int, O("--ntimes", min=2, help="Output times per series (sines, rate-rnn).")] = 10,
     times: Annotated[Times, O("--times", help="Regular or irregular output times (sines).")] = Times.regular,
     n_units: Annotated[int, O("--n-units", min=1, help="Units of the rate RNN (rate-rnn).")] = 20,
@@ -88,7 +90,8 @@ def ode_train(
         raise UserError("--gq-trajectory store needs --method dopri5 (torchdiffeq's dense output)")
     cfg = ODEConfig(task=task.value, adjoint=adjoint.value, width=width, epochs=epochs, batch=batch, lr=lr, rtol=rtol, atol=atol,
                     method=method, gtol=gtol, gq_nmin=gq_nmin, gq_trajectory=gq_trajectory.value, ntimes=ntimes,
-                    irregular=times == Times.irregular, n_units=n_units, tau=tau, n_cos=n_cos, sde_dt=sde_dt)
+                    irregular=times == Times.irregular, n_units=n_units, tau=tau, n_cos=n_cos, sde_dt=sde_dt,
+                    n_train=n_train)
     with opts.open_run(config={"epochs": epochs, "lr": lr}) as run:
         run.h5.set_attrs(task=task.value, adjoint=adjoint.value)
         train_ode(cfg, run)

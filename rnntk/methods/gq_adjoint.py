@@ -34,19 +34,46 @@ interpolant's range.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-import warnings
 
 from torchdiffeq import odeint, odeint_dense
 from torchdiffeq._impl.odeint import SOLVERS as _TD_SOLVERS
 
-__all__ = ["odeint_adjoint_gq", "gauss_legendre", "gq_node_counts", "CountedField"]
+__all__ = ["odeint_adjoint_gq", "GQStats", "gauss_legendre", "gq_node_counts", "CountedField"]
 
 _TRAJECTORIES = ("recompute", "store")
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
+
+
+@dataclass
+class GQStats:
+    """Counts of one GQ-adjoint solve (``return_stats=True``).
+
+    ``nfe_forward`` is set by the forward solve; the rest are filled in by ``backward``
+    (``nfe_backward`` stays None until then).
+
+    nfe_forward: calls of ``func`` in the forward solve.
+    nfe_backward: calls of the backward (augmented or adjoint-only) dynamics.
+    nfe_param_vjp: Gauss–Legendre nodes at which the θ-VJP was evaluated (all intervals).
+    param_vjp_calls: calls of ``func`` made for those VJPs (one per interval when the nodes are
+      batched with ``torch.func.vmap``, one per node when ``func`` cannot be vmapped).
+    nodes_per_interval: n_k for intervals k = 1..K.
+    cap_hits: intervals whose node count was clipped by ``gq_nmax``.
+    restarts: backward solves (one per output interval).
+    """
+
+    nfe_forward: int = 0
+    nfe_backward: Optional[int] = None
+    nfe_param_vjp: int = 0
+    param_vjp_calls: int = 0
+    nodes_per_interval: list[int] = field(default_factory=list)
+    cap_hits: int = 0
+    restarts: int = 0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,6 +150,12 @@ class _AugmentedDynamics:
         self.f = f_tuple
         self.n = n
         self.nfe = 0
+        self.last_dt: Optional[float] = None
+
+    def record_step(self, t0, y0, dt) -> None:
+        """Remember the size of the last accepted step (spec 1.5); installed as torchdiffeq's
+        ``callback_accept_step`` for adaptive solvers only (fixed-grid ones warn about it)."""
+        self.last_dt = abs(float(dt))
 
     def __call__(self, t, state):
         self.nfe += 1
@@ -140,6 +173,54 @@ class _AugmentedDynamics:
         return tuple(o.detach() for o in fx) + da
 
 
+def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float], length: float) -> dict:
+    """Options of one interval's backward solve. After the first interval, an adaptive solver
+    starts from the last accepted step of the previous one (capped at the interval length)
+    instead of re-running the initial-step heuristic at every restart (spec 1.5); a user's
+    ``first_step`` always wins."""
+    if (method or "dopri5") not in _ADAPTIVE or "first_step" in base or last_dt is None or last_dt <= 0:
+        return base
+    return {**base, "first_step": min(last_dt, abs(length))}
+
+
+def _param_vjp(f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
+               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
+    """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the n nodes of one interval.
+
+    f maps (t, tuple of states) to a tuple; xs and adj are tuples of (n, *shape) tensors. The
+    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP (cotangents w_j a_j);
+    a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place updates of
+    captured tensors, random ops) is evaluated node by node instead, remembered in ``cfg``.
+    Returns (gradients per parameter or None, calls of f made).
+    """
+    dev, dt_ = xs[0].device, xs[0].dtype
+    n = len(taus)
+    tj = torch.as_tensor(np.asarray(taus), dtype=dt_, device=dev)
+    wj = torch.as_tensor(np.asarray(w), dtype=dt_, device=dev)
+    xs = tuple(x.detach() for x in xs)
+    if cfg.get("vmap_ok", True):
+        try:
+            with torch.enable_grad():
+                fx = torch.func.vmap(lambda t_, *x_: tuple(f(t_, tuple(x_))))(tj, *xs)
+                pairs = [(o, wj.view(n, *([1] * (a.dim() - 1))) * a) for o, a in zip(fx, adj) if o.requires_grad]
+                if not pairs:
+                    return None, 1
+                gr = torch.autograd.grad([o for o, _ in pairs], params, [c for _, c in pairs], allow_unused=True)
+            return gr, 1
+        except Exception:  # not vmappable: fall back to one node at a time (real errors re-raise there)
+            cfg["vmap_ok"] = False
+    total: Optional[list] = None
+    for j in range(n):
+        with torch.enable_grad():
+            fx = f(tj[j], tuple(x[j] for x in xs))
+            pairs = [(o, float(w[j]) * a[j]) for o, a in zip(fx, adj) if o.requires_grad]
+            if not pairs:
+                continue
+            gr = torch.autograd.grad([o for o, _ in pairs], params, [c for _, c in pairs], allow_unused=True)
+        total = list(gr) if total is None else [g if t is None else (t if g is None else t + g) for t, g in zip(total, gr)]
+    return (None if total is None else tuple(total)), n
+
+
 # ----------------------------------------------------------------------------------------------
 # autograd function
 # ----------------------------------------------------------------------------------------------
@@ -154,8 +235,7 @@ class _GQAdjoint(torch.autograd.Function):
             sol = odeint(counter, y0_arg, t, rtol=cfg["rtol"], atol=cfg["atol"],
                          method=cfg["method"], options=cfg["options"])
         sol = tuple(s.clone() for s in sol) if cfg["is_tuple"] else (sol,)
-        stats = cfg["stats"]
-        stats["nfe_forward"] = counter.n
+        cfg["stats"].nfe_forward = counter.n
         ctx.cfg = cfg
         ctx.n_y = n_y
         ctx.save_for_backward(t, *sol, *params)
@@ -170,15 +250,17 @@ class _GQAdjoint(torch.autograd.Function):
         f = _as_tuple_fn(cfg["func"], cfg["is_tuple"])
         K = len(t) - 1
         t64 = t.detach().to(torch.float64).cpu().tolist()
-        counts, caps = gq_node_counts(stats["nfe_forward"], t64, gtol=cfg["gtol"],
+        counts, caps = gq_node_counts(stats.nfe_forward, t64, gtol=cfg["gtol"],
                                       nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=cfg["nodes"])
         aug = _AugmentedDynamics(f, n)
+        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
+            aug.callback_accept_step = aug.record_step
         need_t = ctx.needs_input_grad[2]
         dev = sol[0].device
 
         adj = tuple(g[K].clone() for g in grad_y)
         p_grad = [torch.zeros_like(p) for p in params]
-        n_vjp = 0
+        n_vjp = calls = 0
         for k in range(K, 0, -1):
             xs = tuple(s[k] for s in sol)
             nk = counts[k - 1]
@@ -187,24 +269,18 @@ class _GQAdjoint(torch.autograd.Function):
             # back to the orientation of ∫_{t_{k-1}}^{t_k}.
             w = -w
             grid = torch.tensor([t64[k], *tau.tolist(), t64[k - 1]], dtype=torch.float64, device=dev)
+            opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.last_dt, t64[k] - t64[k - 1])
             out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                         method=cfg["adjoint_method"], options=cfg["adjoint_options"])
+                         method=cfg["adjoint_method"], options=opts)
             if params:
-                for j in range(nk):
-                    xj = tuple(o[1 + j] for o in out[:n])
-                    aj = tuple(o[1 + j] for o in out[n:])
-                    tj = torch.tensor(tau[j], dtype=torch.float64, device=dev).to(xj[0].dtype)
-                    with torch.enable_grad():
-                        fx = f(tj, tuple(x.detach() for x in xj))
-                        pairs = [(o, g) for o, g in zip(fx, aj) if o.requires_grad]
-                        if not pairs:
-                            continue
-                        gr = torch.autograd.grad([o for o, _ in pairs], params,
-                                                 [g for _, g in pairs], allow_unused=True)
-                    n_vjp += 1
+                gr, c = _param_vjp(f, tau, w, tuple(o[1:1 + nk] for o in out[:n]),
+                                   tuple(o[1:1 + nk] for o in out[n:]), params, cfg)
+                n_vjp += nk
+                calls += c
+                if gr is not None:
                     for i, g in enumerate(gr):
                         if g is not None:
-                            p_grad[i].add_(g, alpha=float(w[j]))
+                            p_grad[i].add_(g)
             adj = tuple(o[-1] for o in out[n:])
             if k > 1:
                 adj = tuple(a + g[k - 1] for a, g in zip(adj, grad_y))
@@ -222,11 +298,8 @@ class _GQAdjoint(torch.autograd.Function):
             t_grad = t_grad.to(t.dtype)
         y0_grad = tuple(a + g[0] for a, g in zip(adj, grad_y)) if K >= 1 else tuple(g[0] for g in grad_y)
 
-        stats["nfe_backward"] = aug.nfe
-        stats["nfe_param_vjp"] = n_vjp
-        stats["nodes_per_interval"] = counts
-        stats["cap_hits"] = caps
-        stats["restarts"] = K
+        stats.nfe_backward, stats.nfe_param_vjp, stats.param_vjp_calls = aug.nfe, n_vjp, calls
+        stats.nodes_per_interval, stats.cap_hits, stats.restarts = counts, caps, K
         return (None, None, t_grad, *y0_grad, *p_grad)
 
 
@@ -254,7 +327,7 @@ class _GQAdjointStore(torch.autograd.Function):
                 s_hi = torch.nextafter(s64[-1], torch.tensor(-math.inf, dtype=torch.float64))
                 for k in range(1, len(t64)):
                     sol[k] = dense(torch.minimum(s64[k], s_hi))
-        cfg["stats"]["nfe_forward"] = counter.n
+        cfg["stats"].nfe_forward = counter.n
         ctx.cfg, ctx.sign, ctx.s64, ctx.dense = cfg, sign, s64, dense
         ctx.save_for_backward(t, sol, *params)
         return sol
@@ -270,7 +343,7 @@ class _GQAdjointStore(torch.autograd.Function):
         s_lo = s64[0]
         s_hi = torch.nextafter(s64[-1], torch.tensor(-math.inf, dtype=torch.float64))
         s_list = s64.tolist()
-        counts, caps = gq_node_counts(stats["nfe_forward"], s_list, gtol=cfg["gtol"],
+        counts, caps = gq_node_counts(stats.nfe_forward, s_list, gtol=cfg["gtol"],
                                       nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=cfg["nodes"])
 
         def x_at(s_):
@@ -297,31 +370,36 @@ class _GQAdjointStore(torch.autograd.Function):
         if "step_t" in opts:
             step_t += [float(v) for v in torch.as_tensor(opts["step_t"]).reshape(-1).tolist()
                        if float(v) != float(s_lo)]
-        if cfg["adjoint_method"] in (None, "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun"):
+        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
             opts["step_t"] = torch.tensor(sorted(set(step_t)), dtype=torch.float64)
+
+        last_dt: list[Optional[float]] = [None]
+        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
+            adj_dyn.callback_accept_step = lambda t0, y0, dt: last_dt.__setitem__(0, abs(float(dt)))
+
+        def f_tuple(s_, xs):
+            return (F(s_, xs[0]),)
 
         a = grad_y[K].clone()
         p_grad = [torch.zeros_like(p) for p in params]
-        n_vjp = 0
+        n_vjp = calls = 0
         for k in range(K, 0, -1):
             nk = counts[k - 1]
             tau, w = gauss_legendre(nk, s_list[k], s_list[k - 1])
             w = -w
             grid = torch.tensor([s_list[k], *tau.tolist(), s_list[k - 1]], dtype=torch.float64, device=dev)
             out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                         method=cfg["adjoint_method"], options=opts)
+                         method=cfg["adjoint_method"],
+                         options=_interval_options(opts, cfg["adjoint_method"], last_dt[0], s_list[k] - s_list[k - 1]))
             if params:
-                for j in range(nk):
-                    sj = torch.tensor(tau[j], dtype=torch.float64, device=dev).to(dt_)
-                    with torch.enable_grad():
-                        fx = F(sj, x_at(tau[j]))
-                        if not fx.requires_grad:
-                            continue
-                        gr = torch.autograd.grad(fx, params, out[1 + j], allow_unused=True)
-                    n_vjp += 1
+                x_nodes = torch.stack([x_at(tj) for tj in tau]).to(dt_)
+                gr, c = _param_vjp(f_tuple, tau, w, (x_nodes,), (out[1:1 + nk],), params, cfg)
+                n_vjp += nk
+                calls += c
+                if gr is not None:
                     for i, g in enumerate(gr):
                         if g is not None:
-                            p_grad[i].add_(g, alpha=float(w[j]))
+                            p_grad[i].add_(g)
             a = out[-1]
             if k > 1:
                 a = a + grad_y[k - 1]
@@ -336,8 +414,8 @@ class _GQAdjointStore(torch.autograd.Function):
                     t_grad[0] = -(a * func(t[0].to(dt_), sol[0])).sum().to(torch.float64)
             t_grad = t_grad.to(t.dtype)
         y0_grad = a + grad_y[0] if K >= 1 else grad_y[0]
-        stats.update(nfe_backward=nfe[0], nfe_param_vjp=n_vjp, nodes_per_interval=counts,
-                     cap_hits=caps, restarts=K)
+        stats.nfe_backward, stats.nfe_param_vjp, stats.param_vjp_calls = nfe[0], n_vjp, calls
+        stats.nodes_per_interval, stats.cap_hits, stats.restarts = counts, caps, K
         return (None, t_grad, y0_grad, *p_grad)
 
 
@@ -360,14 +438,13 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
     ``adjoint_options`` defaults to ``options`` without ``norm``; the backward norm defaults to
     torchdiffeq's mixed norm over the tuple [x, a], i.e. max of RMS(x), RMS(a): θ never enters).
     GQ options: ``gtol`` (> 0; larger means MORE nodes), ``gq_nodes`` (fixed count per interval,
-    overrides the rule), ``gq_nmin`` / ``gq_nmax`` (clamp), ``trajectory`` ("recompute" | "store": dopri5 and tensor
-    y0 only; another method falls back to recompute with a warning).
+    overrides the rule), ``gq_nmin`` / ``gq_nmax`` (clamp), ``trajectory`` ("recompute" | "store": the forward
+    dopri5 dense output, so method must be None or "dopri5" and y0 a tensor).
 
     ``y0`` is a tensor or a tuple of tensors (then ``func`` maps tuples to tuples). Returns the
     solution (len(t), *y0.shape) (a tuple for tuple y0); with ``return_stats=True`` returns
-    ``(solution, stats)`` where the dict ``stats`` has ``nfe_forward`` at once and, after
-    backward, ``nfe_backward`` (augmented-dynamics calls), ``nfe_param_vjp`` (θ-VJPs at nodes),
-    ``nodes_per_interval`` (interval k = 1..K), ``cap_hits`` and ``restarts``.
+    ``(solution, stats)``, a :class:`GQStats` with ``nfe_forward`` at once and the backward
+    counts (NFE, nodes per interval, cap hits, restarts) once ``backward`` has run.
     """
     # ---- argument contract -------------------------------------------------------------------
     if not callable(func):
@@ -399,8 +476,8 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
     if trajectory == "store" and is_tuple:
         raise ValueError("trajectory='store' needs a tensor y0 (torchdiffeq odeint_dense)")
     if trajectory == "store" and method not in (None, "dopri5"):
-        warnings.warn(f"trajectory='store' needs method='dopri5' (got {method!r}); using 'recompute'")
-        trajectory = "recompute"
+        raise ValueError(f"trajectory='store' needs method='dopri5' (the only torchdiffeq solver with a "
+                         f"dense output), got method={method!r}; use trajectory='recompute'")
     for name, m in (("method", method), ("adjoint_method", adjoint_method)):
         if m is not None and m not in _TD_SOLVERS:
             raise ValueError(f"{name} must be one of {sorted(_TD_SOLVERS)}, got {m!r}")
@@ -431,7 +508,7 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
         adjoint_params = tuple(adjoint_params)
     adjoint_params = tuple(p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad)
 
-    stats: dict[str, Any] = {}
+    stats = GQStats()
     cfg = dict(func=func, is_tuple=is_tuple, rtol=rtol, atol=atol, method=method,
                options=None if options is None else dict(options),
                adjoint_rtol=_dup_tol(adjoint_rtol, len(ys)), adjoint_atol=_dup_tol(adjoint_atol, len(ys)),

@@ -7,6 +7,7 @@ leaky continuous-time rate RNN fitted to trajectories.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -17,7 +18,23 @@ from torchdiffeq import odeint, odeint_adjoint
 
 from .gq_adjoint import CountedField, odeint_adjoint_gq
 
-ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint")
+ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint", "auto")
+
+# --adjoint auto (issue 7; measured by benchmarks/gq_ratio.py, see the README): GQ pays one
+# backward restart per output interval and gains over direct backprop only when the parameters
+# dominate the cost of f, i.e. many parameters per state number.
+AUTO_MAX_INTERVALS = 4
+AUTO_MIN_PARAMS_PER_STATE = 100
+
+
+def auto_adjoint(n_intervals: int, n_params: int, state_numel: int) -> str:
+    """The gradient ``--adjoint auto`` picks from the problem's shape: ``"gq"`` when there are at
+    most AUTO_MAX_INTERVALS output intervals and at least AUTO_MIN_PARAMS_PER_STATE parameters
+    per state number (one batch), else ``"direct"``. torchdiffeq's adjoint is never picked: it
+    was slower than GQ in every setting measured."""
+    if n_intervals <= AUTO_MAX_INTERVALS and n_params >= AUTO_MIN_PARAMS_PER_STATE * state_numel:
+        return "gq"
+    return "direct"
 TASKS = ("spheres", "sines", "g1d", "rate-rnn", "ou")
 
 
@@ -101,10 +118,16 @@ def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) ->
     return y, {"nfe_forward": counted.n, "_counter": counted}
 
 
-def _nfe_backward(stats: dict[str, Any]) -> float:
-    if "_counter" in stats:
+def _stat(stats: Any, name: str) -> Any:
+    """A field of GQStats or of the dict the other methods return (None when absent)."""
+    return stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
+
+
+def _nfe_backward(stats: Any) -> float:
+    if isinstance(stats, dict) and "_counter" in stats:
         return float(stats["_counter"].n - stats["nfe_forward"])
-    return float(stats.get("nfe_backward", float("nan")))
+    v = _stat(stats, "nfe_backward")
+    return float("nan") if v is None else float(v)
 
 
 class ODEProblem:
@@ -170,6 +193,15 @@ class ODEProblem:
         if self.readout is not None:
             m["readout"] = self.readout
         return m
+
+    def shape(self, batch: tuple) -> tuple[int, int]:
+        """(output intervals K, state numbers S) of one training batch's solve."""
+        task = self.cfg.task
+        if task == "sines":
+            return len(torch.unique(batch[2])) - 1, batch[0].shape[0] * 2
+        if task == "ou":
+            return len(self.t) - 1, batch[0].shape[0] * self.cfg.n_paths
+        return len(self.t) - 1, batch[0].numel()
 
     def batches(self, generator: torch.Generator) -> list[tuple]:
         if self.cfg.task in ("sines", "rate-rnn", "ou"):
@@ -263,6 +295,13 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
     dev = run.device
     prob = ODEProblem(cfg, run.generator)
     model = prob.modules().to(dev)
+    if cfg.adjoint == "auto":
+        K, S = prob.shape(prob.batches(torch.Generator().manual_seed(0))[0])
+        P = sum(p.numel() for p in prob.field.parameters())
+        cfg.adjoint = auto_adjoint(K, P, S)
+        run.h5.set_attrs(adjoint=cfg.adjoint, adjoint_requested="auto")
+        print(f"note: --adjoint auto: {K} output intervals, {P:,} parameters, {S:,} state numbers -> {cfg.adjoint}",
+              file=sys.stderr, flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     run.track(model, opt, hparams={"task": cfg.task, "width": cfg.width, "n_units": cfg.n_units, "tau": cfg.tau})
     train_time = run.state.setdefault("train_seconds", 0.0)
@@ -275,10 +314,10 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-            nfe_f.append(float(st["nfe_forward"]))
+            nfe_f.append(float(_stat(st, "nfe_forward")))
             nfe_b.append(_nfe_backward(st))
-            if "nodes_per_interval" in st:
-                nodes.append(sum(st["nodes_per_interval"]) / max(len(st["nodes_per_interval"]), 1))
+            if _stat(st, "nodes_per_interval"):
+                nodes.append(sum(st.nodes_per_interval) / len(st.nodes_per_interval))
         dt = time.perf_counter() - t0
         train_time += dt
         run.state["train_seconds"] = train_time
