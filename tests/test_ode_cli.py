@@ -1,4 +1,4 @@
-"""`rnntk ode-train` (issue 7, in progress) through the real CLI, and the training problems'
+"""`rnntk ode-train` (issue 7) through the real CLI, and the training problems'
 gradients: GQ equals direct backprop on the real task models at tight tolerance."""
 
 import h5py
@@ -55,3 +55,26 @@ def test_bad_input(tmp_path):
     assert_user_error(run_cli("ode-train", "--method", "euler2", "--out", tmp_path / "x"), "bad --method 'euler2'")
     assert_user_error(run_cli("ode-train", "--gq-trajectory", "store", "--method", "bosh3", "--out", tmp_path / "x"), "needs --method dopri5")
     assert_user_error(run_cli("ode-train", "--adjoint", "magic", "--out", tmp_path / "x"), "'magic' is not one of")
+
+
+def test_adjoint_auto_picks_from_the_problem_shape(tmp_path):
+    """The rule (ode_train.auto_adjoint): g1d at batch 2 (1 interval, 4,740 parameters for 8 state
+    numbers) gets GQ; sines with 6 times (5 intervals) gets direct backprop."""
+    r = run_cli("ode-train", "--task", "g1d", "--width", "64", "--batch", "2", "--n-train", "8", "--adjoint", "auto",
+                "--epochs", "1", "--out", tmp_path / "a", "-q")
+    assert r.code == 0, r.stderr
+    assert "--adjoint auto: 1 output intervals, 4,740 parameters, 8 state numbers -> gq" in r.stderr
+    with h5py.File(tmp_path / "a" / "run.h5", "r") as f:
+        assert f.attrs["adjoint"] == "gq" and f.attrs["adjoint_requested"] == "auto"
+    assert r.json["final"]["gq_nodes"] >= 2
+    r = run_cli("ode-train", "--task", "sines", "--width", "8", "--ntimes", "6", "--adjoint", "auto", "--epochs", "1",
+                "--out", tmp_path / "b", "-q")
+    assert r.code == 0 and "-> direct" in r.stderr and "gq_nodes" not in r.json["final"]
+
+
+def test_diverging_training_stops_cleanly(tmp_path):
+    """A learning rate that blows the field up: exit 3, one line, the step-0 checkpoint kept."""
+    r = run_cli("ode-train", "--task", "g1d", "--width", "16", "--lr", "1e4", "--epochs", "4", "--n-train", "40",
+                "--batch", "20", "--out", tmp_path / "d", "-q")
+    assert r.code == 3 and r.stderr.strip().count("\n") == 0 and "non-finite" in r.stderr, r.stderr
+    assert r.json["status"] == "nonfinite" and (tmp_path / "d" / "ckpt-last.pt").exists()

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from ..engine.errors import NonFiniteError
 from .gq_adjoint import CountedField, odeint_adjoint_gq
 
 ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint", "auto")
@@ -309,9 +310,16 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
         t0 = time.perf_counter()
         losses, nfe_f, nfe_b, nodes = [], [], [], []
         for batch in prob.batches(run.generator):
-            loss, st, _ = prob.loss(batch, dev)
-            opt.zero_grad()
-            loss.backward()
+            try:
+                loss, st, _ = prob.loss(batch, dev)
+                if not bool(torch.isfinite(loss)):
+                    raise NonFiniteError(epoch, "loss", float(loss.detach()), "the solve diverged; parameters not updated")
+                opt.zero_grad()
+                loss.backward()
+            except AssertionError as e:  # torchdiffeq: "underflow in dt", "max_num_steps exceeded"
+                raise NonFiniteError(epoch, "solve", float("nan"), f"the ODE solver failed to converge ({e})") from None
+            if not all(bool(torch.isfinite(p.grad).all()) for p in model.parameters() if p.grad is not None):
+                raise NonFiniteError(epoch, "gradient", float("nan"), "parameters not updated")
             opt.step()
             losses.append(float(loss.detach()))
             nfe_f.append(float(_stat(st, "nfe_forward")))
