@@ -130,8 +130,14 @@ def run(name: str, quick: bool, repeats: int) -> None:
               f"extra peak memory {mem[m]:8.1f} MB   grad rel. error vs direct {err:.1e}")
     print(f"    time ratios: adjoint/GQ = {med['adjoint'] / med['gq']:.2f}, seminorm/GQ = {med['seminorm'] / med['gq']:.2f}, "
           f"direct/GQ = {med['direct'] / med['gq']:.2f}")
-    def ratio(a: float, b: float) -> str:  # below 1 MB the RSS counter is noise
-        return f"{a / b:.2f}" if min(a, b) >= 1.0 else "n/a (< 1 MB)"
+    def ratio(a: float, b: float) -> str:  # below 1 MB the RSS counter is noise: give a bound
+        if min(a, b) >= 1.0:
+            return f"{a / b:.2f}"
+        if a >= 1.0:
+            return f"> {a:.0f} (denominator < 1 MB)"
+        if b >= 1.0:
+            return f"< {1.0 / b:.2f} (numerator < 1 MB)"
+        return "n/a (both < 1 MB)"
 
     print(f"    memory ratios: adjoint/GQ = {ratio(mem['adjoint'], mem['gq'])}, GQ/direct = {ratio(mem['gq'], mem['direct'])}"
           f"   --adjoint auto picks: {auto_adjoint(K, P, S)}")

@@ -1,0 +1,67 @@
+"""Figure-2-style gradient alignment: cosine and norm ratio of each rule's gradient to BPTT's,
+per parameter group (encoder, layer_k, decoder, all) on one batch."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+from ...nets.seq_model import SeqModel
+from .learner import online_gradients
+
+
+def param_groups(model: SeqModel) -> dict[str, list[str]]:
+    """Parameter names per group: ``encoder``, ``layer_0`` … ``layer_{L-1}``, ``decoder``
+    (decoder and readout)."""
+    groups: dict[str, list[str]] = {"encoder": []}
+    groups.update({f"layer_{k}": [] for k in range(len(model.layers))})
+    groups["decoder"] = []
+    for name, _ in model.named_parameters():
+        if name.startswith("encoder."):
+            groups["encoder"].append(name)
+        elif name.startswith("layers."):
+            groups[f"layer_{name.split('.')[1]}"].append(name)
+        else:
+            groups["decoder"].append(name)
+    return groups
+
+
+def gradient_of(model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec: str = "sequence", masks: Optional[list] = None) -> dict[str, torch.Tensor]:
+    """{name: gradient} of ``rule`` on batch (x, y, mask), leaving ``.grad`` as it was."""
+    saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    x, y, mask = batch[:3]
+    online_gradients(model, x, y, mask, rule, exec, masks=masks)
+    out = {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
+    for n, p in model.named_parameters():
+        p.grad = saved[n]
+    return out
+
+
+def compare(g: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """{group: {cos, relnorm (‖g‖/‖ref‖), norm (‖g‖), rel_err (‖g − ref‖/‖ref‖)}} incl. ``all``."""
+    out: dict[str, dict[str, float]] = {}
+    for grp, names in {**groups, "all": [n for ns in groups.values() for n in ns]}.items():
+        if not names:
+            continue
+        a = torch.cat([g[n].reshape(-1) for n in names]).double()
+        b = torch.cat([ref[n].reshape(-1) for n in names]).double()
+        na, nb = float(a.norm()), float(b.norm())
+        cos = float(a @ b) / (na * nb) if na > 0 and nb > 0 else 0.0
+        out[grp] = {"cos": cos, "relnorm": na / nb if nb > 0 else float("inf") if na > 0 else 1.0, "norm": na,
+                    "rel_err": float((a - b).norm()) / nb if nb > 0 else 0.0}
+    return out
+
+
+def gradient_alignment(model: SeqModel, batch: Sequence[torch.Tensor], rules: Sequence[str], exec: str = "sequence") -> dict[str, Any]:
+    """{rule: {group: {cos, relnorm, norm, rel_err}}} against BPTT on one batch
+    (x, y, mask); dropout off. ``.grad`` is left untouched."""
+    was = model.training
+    model.eval()
+    try:
+        ref = gradient_of(model, batch, "bptt")
+        groups = param_groups(model)
+        return {r: compare(gradient_of(model, batch, r, exec), ref, groups) for r in rules}
+    finally:
+        model.train(was)

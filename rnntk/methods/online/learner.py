@@ -1,0 +1,357 @@
+"""Online gradient computation for :class:`~rnntk.nets.seq_model.SeqModel` (spec §2).
+
+Every online rule runs the ordinary forward pass but differentiates the *spatial graph*: each
+recurrent layer's state is rebuilt as ``h_t = f(h_{t−1}.detach(), u_t)`` so that backprop
+through the loss gives the instantaneous error ``δ_t = ∂L/∂h_t`` along same-time paths only
+(PyTorch's complex convention, ``δ = ∂L/∂Re h + i ∂L/∂Im h``). The rules differ in how the
+recurrent parameters are credited:
+
+- ``bptt``: autograd through the whole recurrence (LRU: parallel scan).
+- ``online_spat``: spatial autograd only (λ / A / GRU hidden weights get zero).
+- ``online_truncated``: spatial autograd with the recurrent parameters live (1-step truncation).
+- ``online_full`` (LRU): forward sensitivities e^λ, e^γ, E^B carried in time (exact per layer).
+- ``online_snap`` (RNN, GRU): SnAp-1 — diagonal sensitivities of each unit to the weights
+  feeding it.
+
+One code path serves both execution modes: a sequence is processed in *chunks*; the
+*sequence* mode is one chunk of length T (vectorised over time, traces for all steps), the
+*streaming* mode is T chunks of length 1 (graph freed after each step, state and traces
+carried: memory constant in T). Both give the same gradients (oracle O10).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+
+from ...nets.lru import linear_scan
+from ...nets.seq_model import SeqModel
+from .rules import resolve_rule
+
+
+def loss_weights(mask: torch.Tensor, batch_size: Optional[int] = None) -> torch.Tensor:
+    """Per-step loss weights (batch, T) from a 0/1 mask (batch, T): each sequence's active
+    steps share weight 1, divided by the batch size (upstream's normalisation)."""
+    b = mask.shape[0] if batch_size is None else batch_size
+    return mask / mask.sum(1, keepdim=True).clamp(min=1) / b
+
+
+def step_losses(logp: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per (sequence, step), averaged over the n_out choices:
+    logp (batch, T, n_out, K), y (batch, T, n_out) int64 → (batch, T)."""
+    return -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1).mean(-1)
+
+
+def _acc(rec: nn.Module, name: str, g: torch.Tensor) -> None:
+    p = getattr(rec, name)
+    g = g.to(p.dtype)
+    p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def _trace(decay: torch.Tensor, drive: torch.Tensor, carry: Optional[torch.Tensor], time_varying: bool) -> torch.Tensor:
+    return linear_scan(decay, drive, carry, time_varying=time_varying)
+
+
+class ChunkLearner:
+    """Processes one batch of sequences chunk by chunk, accumulating ``.grad`` of ``model``.
+
+    ``start(batch)`` resets states and traces; ``chunk(x, y, w)`` with x (batch, Tc, d_in),
+    y (batch, Tc, n_out) int64 and loss weights w (batch, Tc) runs the forward pass, the
+    backward pass of ``Σ w·ℓ`` and the rule's trace updates, and returns (loss, log-probs)."""
+
+    def __init__(self, model: SeqModel, rule: str) -> None:
+        self.model = model
+        self.recs = model.recs
+        self.rule = resolve_rule(rule, model.arch)
+        self.trace_bytes = 0  # bytes of trace tensors formed in the last chunk (memory reports)
+        self._records: list = []
+
+    def start(self, batch: int, masks: Optional[list] = None) -> None:
+        p = next(self.model.parameters())
+        self.h = [rec.zero_state(batch, p.device, p.dtype) for rec in self.model.recs]
+        self.carry: list[dict[str, torch.Tensor]] = [{} for _ in self.model.recs]
+        self.pool_carry: Any = None
+        self.masks = masks or [None] * len(self.model.layers)
+        self.t = 0
+
+    def state_bytes(self) -> int:
+        """Bytes of everything carried between chunks (states, traces, pooling sum)."""
+        n = sum(h.numel() * h.element_size() for h in self.h)
+        n += sum(v.numel() * v.element_size() for c in self.carry for v in c.values())
+        if self.pool_carry is not None:
+            n += self.pool_carry[0].numel() * self.pool_carry[0].element_size()
+        return n
+
+    # -- the spatial graph of one recurrent layer ------------------------------------
+    def _spatial(self, rec: nn.Module, u: torch.Tensor, h_prev: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        r = self.rule
+        if rec.kind == "lru":
+            lam = rec.lam()
+            if r == "online_truncated":
+                return lam * h_prev + rec.drive(u), None
+            if r == "online_spat":
+                return lam.detach() * h_prev + rec.drive(u), None
+            return lam.detach() * h_prev + rec.drive(u, detach_params=True), None
+        if rec.kind == "rnn":
+            if r == "online_truncated":
+                return rec.step(u, h_prev), None
+            return rec.step(u, h_prev, detach_A=True, detach_B=(r == "online_snap")), None
+        if r == "online_truncated":
+            return rec.step(u, h_prev)[0], None
+        if r == "online_spat":
+            return rec.step(u, h_prev, detach=rec.hidden_names)[0], None
+        h, parts = rec.step(u, h_prev, detach=rec.rec_names)
+        return h, parts
+
+    # -- trace credit after the spatial backward ----------------------------------------
+    def _credit(self, l: int, rec: nn.Module, u: torch.Tensor, h_prev: torch.Tensor, delta: torch.Tensor, parts: Any) -> None:
+        c = self.carry[l]
+        u = u.detach()
+        nbytes = 0
+        if rec.kind == "lru" and u.shape[1] == 1:
+            nbytes = self._credit_lru_step(rec, c, u[:, 0], h_prev[:, 0], delta[:, 0])
+        elif rec.kind == "lru":
+            lam, gam = rec.lam().detach(), rec.gamma().detach()
+            B = rec.B().detach()
+            bu = u.to(B.dtype) @ B.transpose(0, 1)
+            if "EBs" in c:  # carried from one-step chunks, stored (N, batch, H)
+                c["EB"] = c.pop("EBs").permute(1, 0, 2)
+            eL = _trace(lam, h_prev, c.get("eL"), False)
+            eG = _trace(lam, bu, c.get("eG"), False)
+            EB = _trace(lam[:, None], gam[:, None] * u.to(B.dtype).unsqueeze(2), c.get("EB"), False)  # (b, T, N, H)
+            nbytes = sum(t.numel() * t.element_size() for t in (eL, eG, EB))
+            G_lam = (delta * eL.conj()).sum((0, 1))
+            lam_live = rec.lam()
+            g_nu, g_th = torch.autograd.grad(lam_live, [rec.nu_log, rec.theta_log], grad_outputs=G_lam)
+            _acc(rec, "nu_log", g_nu)
+            _acc(rec, "theta_log", g_th)
+            _acc(rec, "gamma_log", gam * (delta.conj() * eG).real.sum((0, 1)))
+            G_B = torch.einsum("btn,btnh->nh", delta, EB.conj())
+            _acc(rec, "B_re", G_B.real)
+            _acc(rec, "B_im", G_B.imag)
+            c.update(eL=eL[:, -1], eG=eG[:, -1], EB=EB[:, -1])
+        elif rec.kind == "rnn":
+            a = torch.diagonal(rec.A.detach()) * rec.drho(h_prev)  # (b, T, N)
+            N = a.shape[-1]
+            rp = rec.rho(h_prev)
+            JA = _trace(a.unsqueeze(-1), rp.unsqueeze(2).expand(*rp.shape[:2], N, rp.shape[-1]), c.get("JA"), True)
+            JB = _trace(a.unsqueeze(-1), u.unsqueeze(2).expand(*u.shape[:2], N, u.shape[-1]), c.get("JB"), True)
+            nbytes = sum(t.numel() * t.element_size() for t in (JA, JB))
+            _acc(rec, "A", torch.einsum("btn,btnm->nm", delta, JA))
+            _acc(rec, "B", torch.einsum("btn,btnm->nm", delta, JB))
+            c.update(JA=JA[:, -1], JB=JB[:, -1])
+        else:  # GRU SnAp-1
+            P = parts
+            r, z, n, Q = P.r.detach(), P.z.detach(), P.n.detach(), P.Q.detach()
+            gZ = (n - h_prev) * z * (1 - z)
+            gN = z * (1 - n * n)
+            gR = gN * Q * r * (1 - r)
+            gQ = gN * r
+            dg = lambda name: torch.diagonal(getattr(rec, name).detach())  # noqa: E731
+            d = (1 - z) + gZ * dg("W_hz") + gQ * dg("W_hn") + gR * dg("W_hr")  # (b, T, N)
+            for name, g, v in (("W_iz", gZ, u), ("b_iz", gZ, None), ("W_hz", gZ, h_prev), ("W_in", gN, u), ("b_in", gN, None),
+                               ("W_ir", gR, u), ("b_ir", gR, None), ("W_hr", gR, h_prev), ("W_hn", gQ, h_prev), ("b_hn", gQ, None)):
+                if v is None:
+                    J = _trace(d, g, c.get(name), True)
+                    _acc(rec, name, (delta * J).sum((0, 1)))
+                else:
+                    J = _trace(d.unsqueeze(-1), g.unsqueeze(-1) * v.unsqueeze(2), c.get(name), True)
+                    _acc(rec, name, torch.einsum("btn,btnm->nm", delta, J))
+                nbytes += J.numel() * J.element_size()
+                c[name] = J[:, -1]
+        self.trace_bytes += nbytes
+
+    def layer(self, l: int, rec: nn.Module, u: torch.Tensor, backward: bool = True) -> torch.Tensor:
+        """States h (batch, Tc, N) of recurrent layer ``l`` for input u (batch, Tc, H), built
+        for the rule (BPTT: through the recurrence; online: spatial graph), carrying state."""
+        h0 = self.h[l]
+        if self.rule == "bptt":
+            h = rec.states(u, h0)
+            self.h[l] = h[:, -1].detach()
+            return h
+        if u.shape[1] == 1:  # one step (streaming): the spatial state is the state itself
+            h_prev = h0.unsqueeze(1)
+            h, parts = self._spatial(rec, u, h_prev)
+            hv = h.detach()
+        else:
+            with torch.no_grad():
+                hv = rec.states(u.detach(), h0)
+            h_prev = torch.cat([h0.unsqueeze(1), hv[:, :-1]], 1)
+            h, parts = self._spatial(rec, u, h_prev)
+        probe = None
+        if backward and self.rule in ("online_full", "online_snap"):
+            probe = torch.zeros_like(h, requires_grad=True)  # its gradient is δ_t (upstream's trick)
+            h = h + probe
+        self._records.append((l, rec, probe, u, h_prev, parts))
+        self.h[l] = hv[:, -1]
+        return h
+
+    def credit(self) -> None:
+        """After ``loss.backward()``: add the trace-based gradients (online_full, online_snap)."""
+        if self.rule in ("online_full", "online_snap"):
+            for l, rec, probe, u, h_prev, parts in self._records:
+                delta = probe.grad if probe.grad is not None else torch.zeros_like(probe)
+                self._credit(l, rec, u, h_prev, delta, parts)
+        self._records = []
+
+    def _credit_lru_step(self, rec: nn.Module, c: dict[str, torch.Tensor], u: torch.Tensor, hp: torch.Tensor, d: torch.Tensor) -> int:
+        """online_full for one time step (streaming), traces updated in place: E^B is kept
+        as (N, batch, H) so that Σ_b δ_b ⊗ conj(E^B_b) is one batched matmul.
+        u (batch, H), hp = h_{t−1} (batch, N), d = δ_t (batch, N). Returns trace bytes."""
+        lam, gam = rec.lam().detach(), rec.gamma().detach()
+        B = rec.B().detach()
+        bu = u.to(B.dtype) @ B.transpose(0, 1)
+        eL, eG = c.get("eL"), c.get("eG")
+        eL = hp.clone() if eL is None else eL.mul_(lam).add_(hp)
+        eG = bu if eG is None else eG.mul_(lam).add_(bu)
+        if "EB" in c:  # carried from a multi-step chunk, stored (batch, N, H)
+            c["EBs"] = c.pop("EB").permute(1, 0, 2).contiguous()
+        EB = c.get("EBs")
+        if EB is None:
+            EB = torch.zeros(lam.shape[0], u.shape[0], u.shape[1], dtype=lam.dtype, device=u.device)
+        EB.mul_(lam[:, None, None])
+        torch.view_as_real(EB)[..., 0].addcmul_(gam[:, None, None], u.unsqueeze(0))  # + γ_i u_j (real)
+        # pending sums, turned into parameter gradients by flush() (λ, γ fixed in between)
+        G_lam = (d * eL.conj()).sum(0)
+        G_gam = (d.conj() * eG).real.sum(0)
+        G_Bc = torch.bmm(d.conj().transpose(0, 1).unsqueeze(1), EB).squeeze(1)  # Σ_b conj(δ_b) E^B_b = conj(G_B), (N, H)
+        if "G_lam" in c:
+            c["G_lam"].add_(G_lam), c["G_gam"].add_(G_gam), c["G_Bc"].add_(G_Bc)
+        else:
+            c.update(G_lam=G_lam, G_gam=G_gam, G_Bc=G_Bc)
+        c.update(eL=eL, eG=eG, EBs=EB)
+        return sum(t.numel() * t.element_size() for t in (eL, eG, EB))
+
+    def flush(self) -> None:
+        """Turn the pending online_full sums of one-step chunks into ``.grad`` (exact as long
+        as the parameters did not change since they were accumulated)."""
+        for l, rec in enumerate(self.recs):
+            c = self.carry[l]
+            if "G_lam" not in c:
+                continue
+            G_lam, G_gam, G_Bc = c.pop("G_lam"), c.pop("G_gam"), c.pop("G_Bc")
+            g_nu, g_th = torch.autograd.grad(rec.lam(), [rec.nu_log, rec.theta_log], grad_outputs=G_lam)
+            _acc(rec, "nu_log", g_nu)
+            _acc(rec, "theta_log", g_th)
+            _acc(rec, "gamma_log", rec.gamma().detach() * G_gam)
+            _acc(rec, "B_re", G_Bc.real)
+            _acc(rec, "B_im", -G_Bc.imag)
+
+    def chunk(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, backward: bool = True, flush: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk (see class doc). Returns (loss of the chunk (scalar, detached), log-probs).
+        ``flush=False`` leaves online_full's one-step sums pending (call :meth:`flush`)."""
+        m = self.model
+        self.trace_bytes = 0
+        self._records = []
+        z = m.encoder(x)
+        for l, lay in enumerate(m.layers):
+            u = lay.pre(z)
+            h = self.layer(l, lay.rec, u, backward)
+            z = lay.post(z, lay.rec.readout(h, u), self.masks[l])
+        z, self.pool_carry = m.pool(z, self.pool_carry)
+        logp = m.decode(z)
+        loss = (w * step_losses(logp, y)).sum()
+        if backward:
+            loss.backward()
+            self.credit()
+            if flush:
+                self.flush()
+        self.t += x.shape[1]
+        return loss.detach(), logp.detach()
+
+
+def layer_gradients(rec: nn.Module, u: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], rule: str) -> torch.Tensor:
+    """One recurrent layer alone: accumulate ``rule``'s gradient of ``loss_fn(y)`` into the
+    layer's ``.grad`` (y = the layer's output (batch, T, H) for input u (batch, T, H); the
+    loss must read y only through same-time paths, e.g. a sum of per-step losses).
+    Returns the loss."""
+    lrn = ChunkLearner.__new__(ChunkLearner)
+    lrn.model, lrn.recs, lrn.rule, lrn.trace_bytes, lrn._records = None, [rec], resolve_rule(rule, rec.kind), 0, []
+    lrn.h = [rec.zero_state(u.shape[0], u.device, u.dtype)]
+    lrn.carry = [{}]
+    h = lrn.layer(0, rec, u)
+    loss = loss_fn(rec.readout(h, u))
+    loss.backward()
+    lrn.credit()
+    lrn.flush()
+    return loss.detach()
+
+
+def online_gradients(model: SeqModel, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, rule: str, exec: str = "sequence",
+                     masks: Optional[list] = None, weights: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Accumulate the gradient estimate of ``rule`` into ``.grad`` of ``model``'s parameters.
+
+    x: (batch, T, d_in); y: (batch, T, n_out) int64 targets (dense labels); mask: (batch, T)
+    0/1 loss mask (ignored when ``weights`` (batch, T) is given). ``exec``: ``sequence`` (one
+    vectorised pass) or ``streaming`` (one step at a time, constant memory). With pooling
+    ``pool`` the model makes one prediction per sequence from y[:, -1] (sequence mode only).
+    masks: dropout masks from ``model.sample_masks``. Returns (loss, {"logp": log-probs}).
+    """
+    if exec not in ("sequence", "streaming"):
+        raise ValueError(f"unknown exec '{exec}' (sequence, streaming)")
+    learner = ChunkLearner(model, rule)
+    w = loss_weights(mask) if weights is None else weights
+    if model.pooling == "pool":
+        if exec == "streaming":
+            raise ValueError("pooling 'pool' makes the error exist only at the end of the sequence; it cannot stream (use pool_st or sequence mode)")
+        y, w = y[:, -1:], torch.full_like(w[:, -1:], 1.0 / x.shape[0])
+    if exec == "streaming" and learner.rule == "bptt":
+        raise ValueError("bptt cannot stream: it needs the whole sequence (use exec='sequence')")
+    learner.start(x.shape[0], masks)
+    if exec == "sequence":
+        loss, logp = learner.chunk(x, y, w)
+        return loss, {"logp": logp}
+    total = torch.zeros((), dtype=x.dtype, device=x.device)
+    outs = []
+    for t in range(x.shape[1]):
+        lt, lp = learner.chunk(x[:, t : t + 1], y[:, t : t + 1], w[:, t : t + 1], flush=(t == x.shape[1] - 1))
+        total = total + lt
+        outs.append(lp)
+    return total, {"logp": torch.cat(outs, 1)}
+
+
+class StreamingLearner:
+    """Step-by-step online learning: ``step(x_t, y_t, w_t)`` per time step, ``finish()`` at
+    the end of the sequences (``.grad`` is complete after ``finish()`` or an update). Memory is
+    constant in the number of steps.
+
+    x_t: (batch, d_in); y_t: (batch, n_out) int64; w_t: (batch,) loss weight of this step
+    (0 = not scored; :func:`loss_weights` gives upstream's normalisation from a full mask).
+    With ``optimizer`` and ``update_every = K > 0`` the parameters are updated every K steps
+    (extension, not upstream); otherwise gradients accumulate until the caller steps."""
+
+    def __init__(self, model: SeqModel, rule: str, optimizer: Optional[torch.optim.Optimizer] = None, update_every: int = 0,
+                 masks: Optional[list] = None) -> None:
+        if model.pooling == "pool":
+            raise ValueError("pooling 'pool' cannot stream (use pool_st)")
+        self.learner = ChunkLearner(model, rule)
+        if self.learner.rule == "bptt":
+            raise ValueError("bptt cannot stream: it needs the whole sequence")
+        self.optimizer, self.update_every, self.masks = optimizer, int(update_every), masks
+        self.loss = 0.0
+        self.started = False
+
+    def step(self, x_t: torch.Tensor, y_t: torch.Tensor, w_t: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """Process one time step; returns (weighted loss of the step, log-probs (batch, n_out, K))."""
+        if not self.started:
+            self.learner.start(x_t.shape[0], self.masks)
+            self.started = True
+        lt, lp = self.learner.chunk(x_t.unsqueeze(1), y_t.unsqueeze(1), w_t.unsqueeze(1), flush=False)
+        self.loss += float(lt)
+        if self.optimizer is not None and self.update_every and self.learner.t % self.update_every == 0:
+            self.learner.flush()
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return float(lt), lp[:, 0]
+
+    def finish(self) -> float:
+        """End of the sequences: a pending update is applied (with an optimizer), states reset.
+        Returns the summed weighted loss."""
+        self.learner.flush()
+        if self.optimizer is not None and self.update_every and self.learner.t % self.update_every:
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        out, self.loss, self.started = self.loss, 0.0, False
+        return out

@@ -1,0 +1,136 @@
+"""The Linear Recurrent Unit (Orvieto et al. 2023) and the diagonal linear scan it runs on.
+
+    λ = exp(−exp(nu_log) + i·exp(theta_log))            (N,) complex, |λ| < 1
+    h_t = λ ⊙ h_{t−1} + γ ⊙ (B u_t),  γ = exp(gamma_log)  h_0 = 0 (or a carried state)
+    y_t = Re(C h_t) + D ⊙ u_t
+
+u: (batch, time, H) real; h: (batch, time, N) complex; y: (batch, time, H) real.
+Parameters are real tensors (``nu_log, theta_log, gamma_log`` (N,), ``B_re, B_im`` (N, H),
+``C_re, C_im`` (H, N), ``D`` (H,)); complex values are assembled on the fly.
+Ring initialisation: |λ|² uniform on [r_min², r_max²], phase uniform on [0, max_phase],
+γ = sqrt(1 − |λ|²) (spec §1.1).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def linear_scan(a: torch.Tensor, x: torch.Tensor, h0: Optional[torch.Tensor] = None, *, time_varying: bool = False) -> torch.Tensor:
+    """All states of ``h_t = a_t ⊙ h_{t−1} + x_t`` (time is dim 1), by a parallel
+    (Hillis–Steele, log₂T doubling steps) scan; differentiable by autograd.
+
+    x: (batch, T, *feat); a: broadcastable to x's trailing dims (constant decay) or, with
+    ``time_varying``, broadcastable to x itself; h0: (batch, *feat) or None (zeros).
+    Returns (batch, T, *feat)."""
+    T = x.shape[1]
+    if h0 is not None:
+        a0 = a[:, 0] if time_varying else a
+        x = torch.cat([(x[:, :1] + (a0 * h0).unsqueeze(1)), x[:, 1:]], dim=1)
+    if time_varying:
+        a = a.expand_as(x) if a.shape != x.shape else a
+        k = 1
+        while k < T:
+            x = torch.cat([x[:, :k], x[:, k:] + a[:, k:] * x[:, :-k]], dim=1)
+            if 2 * k < T:
+                a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], dim=1)
+            k *= 2
+        return x
+    k, ak = 1, a
+    while k < T:
+        x = torch.cat([x[:, :k], x[:, k:] + ak * x[:, :-k]], dim=1)
+        ak = ak * ak
+        k *= 2
+    return x
+
+
+def linear_scan_loop(a: torch.Tensor, x: torch.Tensor, h0: Optional[torch.Tensor] = None, *, time_varying: bool = False) -> torch.Tensor:
+    """The same recurrence as :func:`linear_scan` by a Python loop over time (the oracle)."""
+    h = torch.zeros_like(x[:, 0]) if h0 is None else h0
+    out = []
+    for t in range(x.shape[1]):
+        h = (a[:, t] if time_varying else a) * h + x[:, t]
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+def ring_init(n: int, r_min: float, r_max: float, max_phase: float, generator: Optional[torch.Generator] = None,
+              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(nu_log, theta_log, gamma_log)``, each (n,): |λ|² uniform on [r_min², r_max²],
+    phase uniform on [0, max_phase], γ = sqrt(1 − |λ|²). Uniform draws are clamped to
+    [1e−7, 1) so that no log sees 0 and |λ| stays < 1."""
+    if not 0.0 <= r_min < r_max <= 1.0:
+        raise ValueError(f"need 0 <= r_min < r_max <= 1, got r_min={r_min}, r_max={r_max}")
+    if not max_phase > 0:
+        raise ValueError(f"max_phase must be > 0, got {max_phase}")
+    u1 = torch.rand(n, generator=generator, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    u2 = torch.rand(n, generator=generator, dtype=torch.float64).clamp(1e-7, 1 - 1e-7)
+    r2 = u1 * (r_max**2 - r_min**2) + r_min**2
+    r2 = r2.clamp(max=1 - 1e-7)
+    nu = -0.5 * torch.log(r2)
+    theta = max_phase * u2
+    gamma = torch.sqrt(1 - r2)
+    return nu.log().to(dtype), theta.log().to(dtype), gamma.log().to(dtype)
+
+
+class LRU(nn.Module):
+    """One LRU layer (see module doc). ``forward(u)`` → y (batch, T, H) by the parallel scan."""
+
+    kind = "lru"
+    rec_names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")  # credited by the online rules
+
+    def __init__(self, d_model: int, d_hidden: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28,
+                 generator: Optional[torch.Generator] = None) -> None:
+        super().__init__()
+        H, N = d_model, d_hidden
+        self.d_model, self.d_hidden = H, N
+        nu_log, theta_log, gamma_log = ring_init(N, r_min, r_max, max_phase, generator)
+        self.nu_log = nn.Parameter(nu_log)
+        self.theta_log = nn.Parameter(theta_log)
+        self.gamma_log = nn.Parameter(gamma_log)
+        self.B_re = nn.Parameter(torch.randn(N, H, generator=generator) / math.sqrt(2 * H))
+        self.B_im = nn.Parameter(torch.randn(N, H, generator=generator) / math.sqrt(2 * H))
+        self.C_re = nn.Parameter(torch.randn(H, N, generator=generator) / math.sqrt(N))
+        self.C_im = nn.Parameter(torch.randn(H, N, generator=generator) / math.sqrt(N))
+        self.D = nn.Parameter(torch.randn(H, generator=generator))
+
+    # complex pieces ----------------------------------------------------------------
+    def lam(self) -> torch.Tensor:
+        """λ (N,) complex."""
+        return torch.exp(torch.complex(-torch.exp(self.nu_log), torch.exp(self.theta_log)))
+
+    def gamma(self) -> torch.Tensor:
+        """γ (N,) real."""
+        return torch.exp(self.gamma_log)
+
+    def B(self) -> torch.Tensor:
+        return torch.complex(self.B_re, self.B_im)
+
+    def C(self) -> torch.Tensor:
+        return torch.complex(self.C_re, self.C_im)
+
+    def drive(self, u: torch.Tensor, detach_params: bool = False) -> torch.Tensor:
+        """γ ⊙ (B u_t): (batch, T, N) complex."""
+        B, g = self.B(), self.gamma()
+        if detach_params:
+            B, g = B.detach(), g.detach()
+        return g * (u.to(B.dtype) @ B.transpose(0, 1))
+
+    def readout(self, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """y_t = Re(C h_t) + D ⊙ u_t: (batch, T, H)."""
+        return (h @ self.C().transpose(0, 1)).real + self.D * u
+
+    def states(self, u: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All states h (batch, T, N) complex by the parallel scan (differentiable)."""
+        return linear_scan(self.lam(), self.drive(u), h0)
+
+    def forward(self, u: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self.readout(self.states(u, h0), u)
+
+    def zero_state(self, batch: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        cdt = torch.complex128 if dtype == torch.float64 else torch.complex64
+        return torch.zeros(batch, self.d_hidden, device=device, dtype=cdt)
