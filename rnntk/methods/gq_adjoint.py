@@ -150,12 +150,7 @@ class _AugmentedDynamics:
         self.f = f_tuple
         self.n = n
         self.nfe = 0
-        self.last_dt: Optional[float] = None
-
-    def record_step(self, t0, y0, dt) -> None:
-        """Remember the size of the last accepted step (spec 1.5); installed as torchdiffeq's
-        ``callback_accept_step`` for adaptive solvers only (fixed-grid ones warn about it)."""
-        self.last_dt = abs(float(dt))
+        self.steps = _StepLog()
 
     def __call__(self, t, state):
         self.nfe += 1
@@ -173,11 +168,32 @@ class _AugmentedDynamics:
         return tuple(o.detach() for o in fx) + da
 
 
+class _StepLog:
+    """Accepted steps of the backward solves (torchdiffeq's ``callback_accept_step``; installed
+    for adaptive solvers only, fixed-grid ones warn about callbacks)."""
+
+    def __init__(self) -> None:
+        self.last: Optional[float] = None
+        self.count = 0
+
+    def record(self, t0, y0, dt) -> None:
+        self.last = abs(float(dt))
+        self.count += 1
+
+    def hint(self) -> Optional[float]:
+        """The last accepted step if the previous interval needed at least two steps (then the
+        initial-step heuristic would restart from a step far too small), else None; resets the
+        count for the next interval."""
+        h = self.last if self.count >= 2 else None
+        self.count = 0
+        return h
+
+
 def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float], length: float) -> dict:
-    """Options of one interval's backward solve. After the first interval, an adaptive solver
-    starts from the last accepted step of the previous one (capped at the interval length)
-    instead of re-running the initial-step heuristic at every restart (spec 1.5); a user's
-    ``first_step`` always wins."""
+    """Options of one interval's backward solve (spec 1.5). When the previous interval took
+    several steps, an adaptive solver starts from its last accepted step (capped at the interval
+    length) instead of re-running the initial-step heuristic; intervals shorter than a step keep
+    the heuristic, which is cheaper there. A user's ``first_step`` always wins."""
     if (method or "dopri5") not in _ADAPTIVE or "first_step" in base or last_dt is None or last_dt <= 0:
         return base
     return {**base, "first_step": min(last_dt, abs(length))}
@@ -254,7 +270,7 @@ class _GQAdjoint(torch.autograd.Function):
                                       nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=cfg["nodes"])
         aug = _AugmentedDynamics(f, n)
         if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
-            aug.callback_accept_step = aug.record_step
+            aug.callback_accept_step = aug.steps.record
         need_t = ctx.needs_input_grad[2]
         dev = sol[0].device
 
@@ -269,7 +285,7 @@ class _GQAdjoint(torch.autograd.Function):
             # back to the orientation of ∫_{t_{k-1}}^{t_k}.
             w = -w
             grid = torch.tensor([t64[k], *tau.tolist(), t64[k - 1]], dtype=torch.float64, device=dev)
-            opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.last_dt, t64[k] - t64[k - 1])
+            opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.steps.hint(), t64[k] - t64[k - 1])
             out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
                          method=cfg["adjoint_method"], options=opts)
             if params:
@@ -373,9 +389,9 @@ class _GQAdjointStore(torch.autograd.Function):
         if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
             opts["step_t"] = torch.tensor(sorted(set(step_t)), dtype=torch.float64)
 
-        last_dt: list[Optional[float]] = [None]
+        steps = _StepLog()
         if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
-            adj_dyn.callback_accept_step = lambda t0, y0, dt: last_dt.__setitem__(0, abs(float(dt)))
+            adj_dyn.callback_accept_step = steps.record
 
         def f_tuple(s_, xs):
             return (F(s_, xs[0]),)
@@ -390,7 +406,7 @@ class _GQAdjointStore(torch.autograd.Function):
             grid = torch.tensor([s_list[k], *tau.tolist(), s_list[k - 1]], dtype=torch.float64, device=dev)
             out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
                          method=cfg["adjoint_method"],
-                         options=_interval_options(opts, cfg["adjoint_method"], last_dt[0], s_list[k] - s_list[k - 1]))
+                         options=_interval_options(opts, cfg["adjoint_method"], steps.hint(), s_list[k] - s_list[k - 1]))
             if params:
                 x_nodes = torch.stack([x_at(tj) for tj in tau]).to(dt_)
                 gr, c = _param_vjp(f_tuple, tau, w, (x_nodes,), (out[1:1 + nk],), params, cfg)
