@@ -77,6 +77,30 @@ def ring_init(n: int, r_min: float, r_max: float, max_phase: float, generator: O
     return nu.log().to(dtype), theta.log().to(dtype), gamma.log().to(dtype)
 
 
+class _RealReadout(torch.autograd.Function):
+    """y = h W + D ⊙ u for the real view h (rows, 2N) of the state, W = ``LRU.readout_weight()``
+    (passed detached; C_re, C_im are given for their gradients): one graph node with the
+    closed-form backward instead of the ~10 nodes of assembling W and the products."""
+
+    @staticmethod
+    def forward(ctx, h, u, W, C_re, C_im, D):  # type: ignore[override]
+        ctx.save_for_backward(h, u, W, D)
+        return torch.addmm(D * u, h, W)
+
+    @staticmethod
+    def backward(ctx, gy):  # type: ignore[override]
+        h, u, W, D = ctx.saved_tensors
+        gh = gy @ W.transpose(0, 1) if ctx.needs_input_grad[0] else None
+        gu = gy * D if ctx.needs_input_grad[1] else None
+        gC_re = gC_im = gD = None
+        if ctx.needs_input_grad[3] or ctx.needs_input_grad[4]:
+            gW = (gy.transpose(0, 1) @ h).view(gy.shape[1], -1, 2)  # (H, N, 2): ∂/∂(C_re, −C_im)
+            gC_re, gC_im = gW[..., 0], -gW[..., 1]
+        if ctx.needs_input_grad[5]:
+            gD = (gy * u).sum(0)
+        return gh, gu, None, gC_re, gC_im, gD
+
+
 class LRU(nn.Module):
     """One LRU layer (see module doc). ``forward(u)`` → y (batch, T, H) by the parallel scan."""
 
@@ -121,8 +145,46 @@ class LRU(nn.Module):
         return g * (u.to(B.dtype) @ B.transpose(0, 1))
 
     def readout(self, h: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """y_t = Re(C h_t) + D ⊙ u_t: (batch, T, H)."""
+        """y_t = Re(C h_t) + D ⊙ u_t: (batch, T, H). h may also be the real view of the
+        state, (batch, T, 2N) with (Re, Im) interleaved (see :meth:`drive_weight`)."""
+        if not h.is_complex():
+            return _RealReadout.apply(h.reshape(-1, 2 * self.d_hidden), u.reshape(-1, self.d_model), self.frozen("readout_weight"),
+                                      self.C_re, self.C_im, self.D).view(u.shape)
         return (h @ self.C().transpose(0, 1)).real + self.D * u
+
+    # real forms for the one-step path: a state h (batch, N) complex is used as its real view
+    # (batch, 2N) = view_as_real(h) flattened, (Re h_n, Im h_n) interleaved
+    def drive_weight(self) -> torch.Tensor:
+        """(H, 2N) real: u @ W is the real view of γ ⊙ (B u)."""
+        B = torch.stack([self.B_re, self.B_im], 1) * self.gamma()[:, None, None]  # (N, 2, H)
+        return B.reshape(2 * self.d_hidden, self.d_model).transpose(0, 1)
+
+    def B_weight(self) -> torch.Tensor:
+        """(H, 2N) real: u @ W is the real view of B u."""
+        return torch.stack([self.B_re, self.B_im], 1).reshape(2 * self.d_hidden, self.d_model).transpose(0, 1)
+
+    def readout_weight(self) -> torch.Tensor:
+        """(2N, H) real: (real view of h) @ W = Re(C h)."""
+        return torch.stack([self.C_re, -self.C_im], -1).reshape(self.d_model, 2 * self.d_hidden).transpose(0, 1)
+
+    def frozen(self, name: str) -> torch.Tensor:
+        """``getattr(self, name)()`` detached, cached until a parameter changes: in-place
+        updates (optimizers, ``load_state_dict``) bump the parameters' versions, a replaced
+        parameter is another object. Writes through ``p.data`` are not seen: call
+        :meth:`clear_frozen` after those (the online learner clears it at every ``start``)."""
+        params = tuple(self.parameters())
+        versions = tuple(p._version for p in params)
+        cache = self.__dict__.setdefault("_frozen", {})
+        hit = cache.get(name)
+        if hit is not None and hit[1] == versions and all(p is q for p, q in zip(hit[0], params)):
+            return hit[2]
+        with torch.no_grad():
+            v = getattr(self, name)().detach()
+        cache[name] = (params, versions, v)
+        return v
+
+    def clear_frozen(self) -> None:
+        self.__dict__.pop("_frozen", None)
 
     def states(self, u: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
         """All states h (batch, T, N) complex by the parallel scan (differentiable)."""

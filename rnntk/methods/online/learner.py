@@ -61,17 +61,24 @@ class ChunkLearner:
     y (batch, Tc, n_out) int64 and loss weights w (batch, Tc) runs the forward pass, the
     backward pass of ``Σ w·ℓ`` and the rule's trace updates, and returns (loss, log-probs)."""
 
+    lru_block = 16  # online_full streaming: one-step chunks folded into the LRU traces at once (see _lru_block)
+
     def __init__(self, model: SeqModel, rule: str) -> None:
         self.model = model
         self.recs = model.recs
         self.rule = resolve_rule(rule, model.arch)
         self.trace_bytes = 0  # bytes of trace tensors formed in the last chunk (memory reports)
         self._records: list = []
+        self.pend: list[list] = [[] for _ in self.recs]
 
     def start(self, batch: int, masks: Optional[list] = None) -> None:
         p = next(self.model.parameters())
+        for rec in self.model.recs:
+            if hasattr(rec, "clear_frozen"):
+                rec.clear_frozen()
         self.h = [rec.zero_state(batch, p.device, p.dtype) for rec in self.model.recs]
         self.carry: list[dict[str, torch.Tensor]] = [{} for _ in self.model.recs]
+        self.pend: list[list] = [[] for _ in self.model.recs]  # online_full one-step chunks not yet folded into the traces
         self.pool_carry: Any = None
         self.masks = masks or [None] * len(self.model.layers)
         self.t = 0
@@ -80,6 +87,7 @@ class ChunkLearner:
         """Bytes of everything carried between chunks (states, traces, pooling sum)."""
         n = sum(h.numel() * h.element_size() for h in self.h)
         n += sum(v.numel() * v.element_size() for c in self.carry for v in c.values())
+        n += sum(v.numel() * v.element_size() for q in self.pend for step in q for v in step)
         if self.pool_carry is not None:
             n += self.pool_carry[0].numel() * self.pool_carry[0].element_size()
         return n
@@ -111,8 +119,9 @@ class ChunkLearner:
         u = u.detach()
         nbytes = 0
         if rec.kind == "lru" and u.shape[1] == 1:
-            nbytes = self._credit_lru_step(rec, c, u[:, 0], h_prev[:, 0], delta[:, 0])
+            nbytes = self._credit_lru_step(l, rec, u[:, 0], h_prev[:, 0], delta[:, 0])
         elif rec.kind == "lru":
+            self._drain(l, rec)
             lam, gam = rec.lam().detach(), rec.gamma().detach()
             B = rec.B().detach()
             bu = u.to(B.dtype) @ B.transpose(0, 1)
@@ -171,6 +180,8 @@ class ChunkLearner:
             h = rec.states(u, h0)
             self.h[l] = h[:, -1].detach()
             return h
+        if u.shape[1] == 1 and rec.kind == "lru":
+            return self._lru_step(l, rec, u, backward)
         if u.shape[1] == 1:  # one step (streaming): the spatial state is the state itself
             h_prev = h0.unsqueeze(1)
             h, parts = self._spatial(rec, u, h_prev)
@@ -188,46 +199,119 @@ class ChunkLearner:
         self.h[l] = hv[:, -1]
         return h
 
+    def _lru_step(self, l: int, rec: nn.Module, u: torch.Tensor, backward: bool) -> torch.Tensor:
+        """One streaming step of an LRU layer on the spatial graph, in real arithmetic: returns
+        the real view (batch, 1, 2N) of h_t = λ ⊙ h_{t−1} + γ ⊙ (B u_t) (see ``LRU.drive_weight``).
+        Parameters that the rule does not differentiate (λ; γ, B for online_full) come from
+        ``LRU.frozen``. For online_full the real view of λ ⊙ h_{t−1} is the probe: its gradient
+        is the real view of δ_t."""
+        r, h0 = self.rule, self.h[l]
+        b, N = h0.shape
+        lam = rec.lam() if r == "online_truncated" else rec.frozen("lam")
+        ph = torch.view_as_real(lam * h0).view(b, 2 * N)
+        full = r in ("online_full", "online_snap")
+        Wd = rec.frozen("drive_weight") if full or not torch.is_grad_enabled() else rec.drive_weight()
+        probe = None
+        if full and backward:
+            probe = ph.requires_grad_()
+        h = torch.addmm(ph, u.reshape(b, -1), Wd)
+        self._records.append((l, rec, probe, u, h0.unsqueeze(1), None))
+        self.h[l] = torch.view_as_complex(h.detach().view(b, N, 2))
+        return h.view(b, 1, 2 * N)
+
     def credit(self) -> None:
         """After ``loss.backward()``: add the trace-based gradients (online_full, online_snap)."""
         if self.rule in ("online_full", "online_snap"):
             for l, rec, probe, u, h_prev, parts in self._records:
                 delta = probe.grad if probe.grad is not None else torch.zeros_like(probe)
+                if rec.kind == "lru" and not delta.is_complex():  # real view (batch, 2N) from _lru_step
+                    delta = torch.view_as_complex(delta.view(delta.shape[0], 1, -1, 2))
                 self._credit(l, rec, u, h_prev, delta, parts)
         self._records = []
 
-    def _credit_lru_step(self, rec: nn.Module, c: dict[str, torch.Tensor], u: torch.Tensor, hp: torch.Tensor, d: torch.Tensor) -> int:
-        """online_full for one time step (streaming), traces updated in place: E^B is kept
-        as (N, batch, H) so that Σ_b δ_b ⊗ conj(E^B_b) is one batched matmul.
-        u (batch, H), hp = h_{t−1} (batch, N), d = δ_t (batch, N). Returns trace bytes."""
-        lam, gam = rec.lam().detach(), rec.gamma().detach()
-        B = rec.B().detach()
-        bu = u.to(B.dtype) @ B.transpose(0, 1)
-        eL, eG = c.get("eL"), c.get("eG")
-        eL = hp.clone() if eL is None else eL.mul_(lam).add_(hp)
-        eG = bu if eG is None else eG.mul_(lam).add_(bu)
-        if "EB" in c:  # carried from a multi-step chunk, stored (batch, N, H)
-            c["EBs"] = c.pop("EB").permute(1, 0, 2).contiguous()
-        EB = c.get("EBs")
-        if EB is None:
-            EB = torch.zeros(lam.shape[0], u.shape[0], u.shape[1], dtype=lam.dtype, device=u.device)
-        EB.mul_(lam[:, None, None])
-        torch.view_as_real(EB)[..., 0].addcmul_(gam[:, None, None], u.unsqueeze(0))  # + γ_i u_j (real)
-        # pending sums, turned into parameter gradients by flush() (λ, γ fixed in between)
-        G_lam = (d * eL.conj()).sum(0)
-        G_gam = (d.conj() * eG).real.sum(0)
-        G_Bc = torch.bmm(d.conj().transpose(0, 1).unsqueeze(1), EB).squeeze(1)  # Σ_b conj(δ_b) E^B_b = conj(G_B), (N, H)
-        if "G_lam" in c:
-            c["G_lam"].add_(G_lam), c["G_gam"].add_(G_gam), c["G_Bc"].add_(G_Bc)
-        else:
-            c.update(G_lam=G_lam, G_gam=G_gam, G_Bc=G_Bc)
-        c.update(eL=eL, eG=eG, EBs=EB)
-        return sum(t.numel() * t.element_size() for t in (eL, eG, EB))
+    def _credit_lru_step(self, l: int, rec: nn.Module, u: torch.Tensor, hp: torch.Tensor, d: torch.Tensor) -> int:
+        """online_full for one time step (streaming). The step's u (batch, H), h_{t−1} = hp
+        (batch, N) and δ_t = d (batch, N) are queued; every ``lru_block`` steps (and at
+        :meth:`flush`) :meth:`_lru_block` advances the traces over the queued steps at once.
+        Returns the bytes of the traces carried (e^λ, e^γ, E^B)."""
+        q = self.pend[l]
+        q.append((u, hp, d))
+        if len(q) >= self.lru_block:
+            self._drain(l, rec)
+        b, N, H = u.shape[0], hp.shape[1], u.shape[1]
+        return b * N * (H + 2) * hp.element_size()
+
+    def _drain(self, l: int, rec: nn.Module) -> None:
+        q = self.pend[l]
+        if q:
+            U, Hp, Dl = (torch.stack(v, 1) for v in zip(*q))
+            self.pend[l] = []
+            self._lru_block(rec, self.carry[l], U, Hp, Dl)
+
+    @staticmethod
+    def _lru_block(rec: nn.Module, c: dict[str, torch.Tensor], U: torch.Tensor, Hp: torch.Tensor, Dl: torch.Tensor) -> None:
+        """online_full over k queued one-step chunks in closed form (λ, γ, B fixed in between):
+        U (batch, k, H) inputs, Hp (batch, k, N) h_{t−1}, Dl (batch, k, N) δ_t. With
+        E^B_{t0+j} = λ^j E^B_{t0} + γ Σ_{i≤j} λ^{j−i} u_i, the pending sum Σ_j Σ_b conj(δ_j) E^B_j is
+        Σ_b (Σ_j conj(δ_j) λ^j) E^B_{t0} (one batched matmul over the carried trace) plus
+        γ Σ_{b,i} W_i u_iᵀ with W_i = Σ_{j≥i} conj(δ_j) λ^{j−i} (one matmul); the trace is then
+        advanced once, E^B ← λ^k E^B + γ Σ_i λ^{k−i} u_i (one matmul). So the N×H-per-sequence
+        trace is read and written once per k steps instead of every step. E^B is kept as
+        (N, batch, H); e^λ, e^γ (batch, N) are advanced by the scan."""
+        with torch.no_grad():
+            lam, gam = rec.frozen("lam"), rec.frozen("gamma")
+            b, k, H = U.shape
+            N = lam.shape[0]
+            cdt = lam.dtype
+            U = U.to(gam.dtype)
+            BU = torch.view_as_complex((U.reshape(b * k, H) @ rec.frozen("B_weight")).view(b, k, N, 2))  # B u_i
+            Pw = torch.cumprod(torch.cat([torch.ones_like(lam[None]), lam.expand(k, N)]), 0)  # Pw[j] = λ^j, j = 0..k
+            Pr = Pw[:k].flip(0)  # λ^{k−i}, i = 1..k
+            W = linear_scan(lam, Dl.conj().flip(1)).flip(1)  # W_i = Σ_{j≥i} conj(δ_j) λ^{j−i}
+            Dp = lam * W[:, 0]  # Σ_j conj(δ_j) λ^j, (b, N)
+
+            def csum(z: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:  # complex sum via the real view
+                return torch.view_as_complex(torch.view_as_real(z).sum(dims))
+
+            def advance(name: str, x: torch.Tensor) -> torch.Tensor:
+                # Σ_j conj(δ_j) e_j = Dp e_0 + Σ_i W_i x_i; e_k = λ^k e_0 + Σ_i λ^{k−i} x_i
+                e0 = c.get(name)
+                s = csum(W * x, (0, 1))
+                ek = csum(x * Pr, (1,))
+                if e0 is not None:
+                    s = s + csum(Dp * e0, (0,))
+                    ek = ek + Pw[k] * e0
+                c[name] = ek
+                return s
+
+            G_lam = advance("eL", Hp).conj()
+            G_gam = advance("eG", BU).real
+            R = torch.view_as_real(W).reshape(b * k, 2 * N).transpose(0, 1) @ U.reshape(b * k, H)  # (2N, H)
+            G_B = R.view(N, 2, H).mul_(gam[:, None, None])  # (Re, Im) of Σ_b Σ_j conj(δ_j) E^B_j = conj(G_B), (N, 2, H)
+            if "EB" in c:  # carried from a multi-step chunk, stored (batch, N, H)
+                c["EBs"] = c.pop("EB").permute(1, 0, 2).contiguous()
+            EB = c.get("EBs")
+            coef = gam[:, None] * Pr.transpose(0, 1)  # γ λ^{k−i}, (N, k)
+            Uk = U.transpose(0, 1).reshape(k, b * H).to(cdt)
+            if EB is None:
+                EB = (coef @ Uk).view(N, b, H)
+            else:
+                R = torch.bmm(torch.view_as_real(Dp).permute(1, 2, 0), torch.view_as_real(EB).view(N, b, 2 * H)).view(N, 2, H, 2)
+                G_B[:, 0] += R[:, 0, :, 0] - R[:, 1, :, 1]
+                G_B[:, 1] += R[:, 0, :, 1] + R[:, 1, :, 0]
+                EB.mul_(Pw[k][:, None, None])
+                EB.view(N, b * H).addmm_(coef, Uk)
+            if "G_lam" in c:
+                c["G_lam"].add_(G_lam), c["G_gam"].add_(G_gam), c["G_Bc"].add_(G_B)
+            else:
+                c.update(G_lam=G_lam, G_gam=G_gam, G_Bc=G_B)
+            c["EBs"] = EB
 
     def flush(self) -> None:
         """Turn the pending online_full sums of one-step chunks into ``.grad`` (exact as long
         as the parameters did not change since they were accumulated)."""
         for l, rec in enumerate(self.recs):
+            self._drain(l, rec)
             c = self.carry[l]
             if "G_lam" not in c:
                 continue
@@ -236,8 +320,8 @@ class ChunkLearner:
             _acc(rec, "nu_log", g_nu)
             _acc(rec, "theta_log", g_th)
             _acc(rec, "gamma_log", rec.gamma().detach() * G_gam)
-            _acc(rec, "B_re", G_Bc.real)
-            _acc(rec, "B_im", -G_Bc.imag)
+            _acc(rec, "B_re", G_Bc[:, 0])
+            _acc(rec, "B_im", -G_Bc[:, 1])
 
     def chunk(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, backward: bool = True, flush: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One chunk (see class doc). Returns (loss of the chunk (scalar, detached), log-probs).
@@ -270,7 +354,7 @@ def layer_gradients(rec: nn.Module, u: torch.Tensor, loss_fn: Callable[[torch.Te
     lrn = ChunkLearner.__new__(ChunkLearner)
     lrn.model, lrn.recs, lrn.rule, lrn.trace_bytes, lrn._records = None, [rec], resolve_rule(rule, rec.kind), 0, []
     lrn.h = [rec.zero_state(u.shape[0], u.device, u.dtype)]
-    lrn.carry = [{}]
+    lrn.carry, lrn.pend = [{}], [[]]
     h = lrn.layer(0, rec, u)
     loss = loss_fn(rec.readout(h, u))
     loss.backward()
