@@ -53,6 +53,7 @@ from .commands import sofo as _sofo  # noqa: E402,F401
 from .commands import floss as _floss  # noqa: E402,F401
 from .commands import ode as _ode  # noqa: E402,F401
 from .commands import online_lru as _online_lru  # noqa: E402,F401
+from .commands import cordsnet as _cordsnet  # noqa: E402,F401
 
 
 def _subcommand(argv: Sequence[str]) -> Optional[str]:

@@ -1,0 +1,124 @@
+"""Leading eigenvalues of conv operators: dense LAPACK vs rnntk's Arnoldi vs ARPACK, side by side.
+
+Part 1 — N in {1000, 2048, 4096} (random 3x3 convs x2, disc-like spectra, float64): time of
+dense ``eig``, Arnoldi (m=300, CGS2, f64) and ARPACK (k=10, LM and LR); error of the top-10 by
+|lambda| and of max Re lambda against dense. Target: N=4096, Arnoldi's top-10 within 1e-8 of
+dense at >= 10x less time.
+
+Part 2 — the four R8 recurrent layer sizes (64x56x56 ... 512x7x7, default-init convs x2):
+Arnoldi (f32 m=300, f32 m=600, f64 m=600) vs ARPACK (LR, k=10, ncv=300, tol 1e-8, f64).
+Target: 512x7x7 (N=25,088), max Re within 1e-5 of ARPACK's certified value in <= 1/10 of its
+time. ARPACK at N=100,352 and 200,704 takes many minutes on 2 cores: only with ``--full``.
+
+Run: ``python benchmarks/conv_eigs.py [--full] [--skip-small] [--skip-r8]``. Timings are noisy on
+shared machines; every ratio is measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from rnntk.methods.conv_eigs import ConvOperator, arnoldi, eigs_arpack, leading_eigs, select
+
+
+def _dist(found: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.abs(found[:, None] - ref[None, :]).min(1).max())
+
+
+def _conv(C: int, seed: int, dtype=torch.float64) -> torch.Tensor:
+    torch.manual_seed(seed)
+    return (torch.nn.Conv2d(C, C, 3, padding=1, bias=False).weight.detach() * 2).to(dtype)
+
+
+def small(rows: list[str]) -> dict[int, dict[str, float]]:
+    out = {}
+    print("\n== Part 1: dense vs arnoldi vs arpack (float64) ==")
+    print(f"{'N':>6} {'CxHxW':>10} {'dense s':>8} {'arnoldi s':>9} {'arpack s':>8} {'dense/arn':>9} {'dense/arp':>9} "
+          f"{'arn top10 err':>13} {'arn maxRe err':>13} {'arp top10 err':>13} {'arp maxRe err':>13}")
+    for C, H in ((10, 10), (8, 16), (16, 16)):
+        N = C * H * H
+        op = ConvOperator(_conv(C, N), H, H)
+        t = time.perf_counter()
+        ev = np.linalg.eigvals(op.to_dense().numpy())
+        t_dense = time.perf_counter() - t
+        top = ev[select(ev, 10, "LM")]
+        maxre = ev.real.max()
+        t = time.perf_counter()  # one Krylov run, top-10 by |lambda| and by Re lambda
+        a = leading_eigs(op, "arnoldi", k=10, which=("LM", "LR"), krylov_m=300, generator=torch.Generator().manual_seed(0))
+        t_arn = time.perf_counter() - t
+        a_top = a["LM"].values
+        a_err = max(_dist(a_top, ev), _dist(top, a_top))
+        a_re = abs(a["LR"].values.real.max() - maxre)
+        t = time.perf_counter()
+        lm = eigs_arpack(op, k=10, which="LM", tol=1e-10)
+        lr = eigs_arpack(op, k=10, which="LR", tol=1e-10)
+        t_arp = time.perf_counter() - t
+        p_err = max(_dist(lm.values, ev), _dist(top, lm.values))
+        p_re = abs(lr.max_real - maxre)
+        print(f"{N:>6} {f'{C}x{H}x{H}':>10} {t_dense:8.2f} {t_arn:9.2f} {t_arp:8.2f} {t_dense / t_arn:9.1f} {t_dense / t_arp:9.1f} "
+              f"{a_err:13.1e} {a_re:13.1e} {p_err:13.1e} {p_re:13.1e}")
+        out[N] = dict(dense=t_dense, arnoldi=t_arn, arpack=t_arp, arn_err=a_err, arn_re=a_re)
+    r = out[4096]
+    ok = r["arn_err"] <= 1e-8 and r["dense"] / r["arnoldi"] >= 10
+    rows.append(f"N=4096: Arnoldi top-10 error {r['arn_err']:.1e} (target <= 1e-8), time ratio dense/arnoldi "
+                f"{r['dense'] / r['arnoldi']:.1f}x (target >= 10x): {'MET' if ok else 'MISSED'}")
+    return out
+
+
+def r8(rows: list[str], full: bool) -> None:
+    print("\n== Part 2: R8 layer sizes, arnoldi vs arpack (LR, k=10, ncv=300, tol 1e-8) ==")
+    print(f"{'layer':>10} {'N':>7} {'method':>16} {'seconds':>8} {'max Re':>14} {'|diff| vs arpack':>16} {'arpack/this':>11}")
+    for C, H in ((512, 7), (256, 14), (128, 28), (64, 56)):
+        N = C * H * H
+        w = _conv(C, N)
+        op = ConvOperator(w, H, H)
+        res = {}
+        for name, dt, m in (("arnoldi f32 m300", torch.float32, 300), ("arnoldi f32 m600", torch.float32, 600), ("arnoldi f64 m600", torch.float64, 600)):
+            if m == 600 and N > 100_000:
+                continue  # a 600-vector basis of 200k doubles is 1 GB; m=300 shows the trend
+            t = time.perf_counter()
+            a = arnoldi(op, m=m, k=10, which="LR", dtype=dt, generator=torch.Generator().manual_seed(0))
+            res[name] = (time.perf_counter() - t, a.max_real)
+        ref = None
+        if full or N <= 50_176:
+            t = time.perf_counter()
+            p = eigs_arpack(op, k=10, which="LR", ncv=300, tol=1e-8)
+            ref = (time.perf_counter() - t, p.max_real)
+            print(f"{f'{C}x{H}x{H}':>10} {N:>7} {'arpack':>16} {ref[0]:8.2f} {ref[1]:14.10f} {'(reference)':>16} {'':>11}")
+        for name, (s, v) in res.items():
+            diff = f"{abs(v - ref[1]):16.1e}" if ref else f"{'-':>16}"
+            ratio = f"{ref[0] / s:11.1f}" if ref else f"{'-':>11}"
+            print(f"{f'{C}x{H}x{H}':>10} {N:>7} {name:>16} {s:8.2f} {v:14.10f} {diff} {ratio}")
+        if C == 512 and ref is not None:
+            best = [(abs(v - ref[1]), s, name) for name, (s, v) in res.items() if abs(v - ref[1]) <= 1e-5 and s <= ref[0] / 10]
+            if best:
+                e, s, name = min(best, key=lambda b: b[1])
+                rows.append(f"512x7x7: {name} max Re within {e:.1e} of ARPACK (target 1e-5) in 1/{ref[0] / s:.1f} of its time (target 1/10): MET")
+            else:
+                detail = ", ".join(f"{n}: err {abs(v - ref[1]):.1e}, 1/{ref[0] / s:.1f}" for n, (s, v) in res.items())
+                rows.append(f"512x7x7: no Arnoldi setting within 1e-5 at <= 1/10 of ARPACK's time ({detail}): MISSED")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--full", action="store_true", help="ARPACK on all four R8 sizes (many minutes)")
+    ap.add_argument("--skip-small", action="store_true")
+    ap.add_argument("--skip-r8", action="store_true")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    rows: list[str] = []
+    if not args.skip_small:
+        small(rows)
+    if not args.skip_r8:
+        r8(rows, args.full)
+    print("\n== Targets ==")
+    for r in rows:
+        print(r)
+
+
+if __name__ == "__main__":
+    main()

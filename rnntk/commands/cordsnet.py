@@ -1,0 +1,338 @@
+"""``rnntk cordsnet-eval`` (simulate a CordsNet on images) and ``rnntk cordsnet-eigs MODEL.pth``
+(per-area spectra of the recurrent operator or of the Jacobian)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from ..cli import app
+from ..engine.errors import UserError
+from .common import RunOptions, engine_command, require_positive
+
+O = typer.Option
+M = "Model"
+D = "Data"
+S = "Simulation"
+R = "Recording"
+
+
+class Readout(str, Enum):
+    every = "every"
+    final = "final"
+
+
+class Pool(str, Enum):
+    none = "none"
+    gap = "gap"
+    avg2 = "avg2"
+
+
+class Method(str, Enum):
+    arnoldi = "arnoldi"
+    arpack = "arpack"
+    dense = "dense"
+    power = "power"
+    fft_circular = "fft-circular"
+
+
+class Which(str, Enum):
+    LM = "LM"
+    LR = "LR"
+    both = "both"
+
+
+class Operator(str, Enum):
+    recurrent = "recurrent"
+    jacobian_spont = "jacobian-spont"
+    jacobian_image = "jacobian-image"
+
+
+def _load_model(checkpoint: Optional[Path], expect: dict[str, Any]) -> Any:
+    from ..nets.cordsnet import CheckpointError, load_cordsnet
+
+    try:
+        return load_cordsnet(checkpoint, expect=expect)
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+
+
+def _layers(spec: str, depth: int, option: str) -> list[int]:
+    s = spec.strip().lower()
+    if s == "none":
+        return []
+    if s == "all":
+        return list(range(depth))
+    if s == "top":
+        return [depth - 2, depth - 1]
+    try:
+        js = sorted({int(v) for v in s.split(",") if v.strip()})
+    except ValueError:
+        raise UserError(f"bad {option} '{spec}': use all, top, none or comma-separated area indices") from None
+    bad = [j for j in js if not 0 <= j < depth]
+    if bad or not js:
+        raise UserError(f"bad {option} '{spec}': the model has areas 0..{depth - 1}")
+    return js
+
+
+def _check_sim(alpha: float, spont_steps: int, stim_steps: int) -> None:
+    require_positive(alpha=alpha)
+    if alpha > 1:
+        raise UserError(f"bad --alpha {alpha}: must be in (0, 1] (dt/tau)")
+    if stim_steps < 1 or spont_steps < 0:
+        raise UserError("bad --stim-steps/--spont-steps: need --stim-steps >= 1 and --spont-steps >= 0")
+
+
+def _preset(name: str, data: str, channels: int) -> Any:
+    from ..tasks.images import ImageError, preset_for
+
+    if name == "auto":
+        name = "imagenet" if channels == 3 else ("digits" if data == "digits" else "mnist")
+    try:
+        p = preset_for(name, channels)
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    if p.channels != channels:
+        raise UserError(f"--dataset-preset {name} is for {p.channels}-channel images, but the model takes {channels}")
+    return p
+
+
+@engine_command(app, "cordsnet-eval")
+def cordsnet_eval(
+    opts: RunOptions,
+    checkpoint: Annotated[Optional[Path], O("--checkpoint", help="Upstream state dict (.pth) or rnntk CordsNet checkpoint.", rich_help_panel=M)] = None,
+    init: Annotated[Optional[str], O("--init", help="'random': a freshly initialised model instead of a checkpoint.", rich_help_panel=M)] = None,
+    depth: Annotated[Optional[int], O("--depth", help="2, 4, 6 or 8 areas (default: the checkpoint's; 8 with --init random).", rich_help_panel=M)] = None,
+    classes: Annotated[Optional[int], O("--classes", min=1, help="Readout size (default: the checkpoint's; 1000 with --init random).", rich_help_panel=M)] = None,
+    image_size: Annotated[Optional[int], O("--image-size", min=8, help="Input size (224 upstream; smaller = non-upstream mini model).", rich_help_panel=M)] = None,
+    width: Annotated[Optional[float], O("--width", help="Channel multiplier (1 upstream; mini models only).", rich_help_panel=M)] = None,
+    data: Annotated[str, O("--data", help="digits | folder:DIR (DIR/<class>/<img>) | npz:FILE (images, labels) | images:GLOB.", rich_help_panel=D)] = "digits",
+    dataset_preset: Annotated[str, O("--dataset-preset", help="Normalisation: auto (imagenet for RGB models; digits or mnist for 1-channel), imagenet, cifar10, cifar100, mnist, fashionmnist, digits, none.", rich_help_panel=D)] = "auto",
+    limit: Annotated[int, O("--limit", min=0, help="Use the first N images (0 = all).", rich_help_panel=D)] = 0,
+    batch_size: Annotated[int, O("--batch-size", min=1, help="Images simulated together.", rich_help_panel=D)] = 16,
+    alpha: Annotated[float, O("--alpha", help="dt/tau (upstream 0.2 = 2 ms steps, tau 10 ms).", rich_help_panel=S)] = 0.2,
+    spont_steps: Annotated[int, O("--spont-steps", min=0, help="Zero-image steps first (computed once, shared by the batch).", rich_help_panel=S)] = 100,
+    stim_steps: Annotated[int, O("--stim-steps", min=1, help="Steps with the image.", rich_help_panel=S)] = 100,
+    post_steps: Annotated[int, O("--post-steps", min=0, help="Zero-image steps after the stimulus.", rich_help_panel=S)] = 0,
+    readout: Annotated[Readout, O("--readout", help="every: logits at each stimulus/post step; final: after the last stimulus step (upstream).", rich_help_panel=S)] = Readout.every,
+    record_layers: Annotated[str, O("--record-layers", help="Areas to record: top (the two top areas), all, none, or e.g. 0,1.", rich_help_panel=R)] = "top",
+    record_stride: Annotated[int, O("--record-stride", min=1, help="Record every N steps.", rich_help_panel=R)] = 1,
+    record_pool: Annotated[Pool, O("--record-pool", help="Spatial pooling of recordings: none, gap (global mean), avg2 (2x2 mean).", rich_help_panel=R)] = Pool.none,
+    max_trace_gb: Annotated[float, O("--max-trace-gb", help="Refuse recordings larger than this (GB, float32 before compression).", rich_help_panel=R)] = 4.0,
+    dtype: Annotated[str, O("--dtype", help="float32 or float64.")] = "float32",
+) -> None:
+    """Simulate a CordsNet (Soo et al. 2024) on images: logits over time, accuracy by step,
+    per-area activity traces [trial, time, C, H, W] to run.h5.
+
+    Upstream protocol: 100 zero-image steps, then 100 steps with the image, alpha 0.2.
+    Example: [bold]rnntk cordsnet-eval --checkpoint checkpoints/cordsnet-mini-digits.pth --data digits[/bold]."""
+    from ..engine.device import resolve_dtype
+    from ..methods.cordsnet_train import EvalConfig, evaluate
+    from ..nets.cordsnet import CordsNet, area_shapes
+    from ..tasks.images import ImageError, open_source
+
+    _check_sim(alpha, spont_steps, stim_steps)
+    require_positive(max_trace_gb=max_trace_gb, width=width)
+    dt_ = resolve_dtype(dtype)
+    if (checkpoint is None) == (init is None):
+        raise UserError("give either --checkpoint PATH or --init random")
+    if init is not None and init != "random":
+        raise UserError(f"bad --init '{init}': only 'random' is supported")
+    expect = dict(depth=depth, classes=classes, image_size=image_size, width=width)
+    model = None
+    if checkpoint is not None:
+        model = _load_model(checkpoint, expect)
+        hp = model.hparams()
+    else:
+        if depth is not None and depth not in (2, 4, 6, 8):
+            raise UserError(f"bad --depth {depth}: CordsNet has 2, 4, 6 or 8 areas")
+        chans = 1 if data == "digits" or dataset_preset in ("mnist", "fashionmnist", "digits") else 3
+        hp = dict(depth=depth or 8, classes=classes or (10 if data == "digits" else 1000), in_channels=chans,
+                  image_size=image_size or (32 if data == "digits" else 224), width=width or 1.0)
+    preset = _preset(dataset_preset, data, hp["in_channels"])
+    layers = _layers(record_layers, hp["depth"], "--record-layers")
+    try:
+        source = open_source(data)
+    except ImageError as e:
+        raise UserError(str(e)) from None
+    if limit:
+        source = source.limit(limit)
+    if source.labels is not None and int(source.labels.max()) >= hp["classes"]:
+        raise UserError(f"labels go up to {int(source.labels.max())} but the model has {hp['classes']} classes")
+    shapes = area_shapes(hp["depth"], hp["image_size"], hp["width"])
+    pooled = {"none": lambda c, h, w: c * h * w, "gap": lambda c, h, w: c, "avg2": lambda c, h, w: c * math.ceil(h / 2) * math.ceil(w / 2)}[record_pool.value]
+    t_rec = (stim_steps + post_steps) // record_stride
+    gb = 4 * len(source) * t_rec * sum(pooled(*shapes[j]) for j in layers) / 1e9
+    if gb > max_trace_gb:
+        raise UserError(f"the recording would take {gb:.1f} GB (> --max-trace-gb {max_trace_gb:g}); use --record-stride, --record-pool gap|avg2, fewer --record-layers or --limit")
+    cfg = EvalConfig(alpha=alpha, spont_steps=spont_steps, stim_steps=stim_steps, post_steps=post_steps, readout=readout.value,
+                     record=tuple(layers), record_stride=record_stride, record_pool=record_pool.value, batch_size=batch_size,
+                     image_size=hp["image_size"])
+    with opts.open_run() as run:
+        if model is None:
+            model = CordsNet(**hp)
+        model = model.to(device=run.device, dtype=dt_)
+        run.h5.set_attrs(model=model.describe(), model_hparams=json.dumps(hp), upstream_config=model.upstream, data=data, n_images=len(source),
+                         dataset_preset=preset.name, checkpoint=str(checkpoint) if checkpoint else "", init=init or "")
+        try:
+            final = evaluate(model, source, preset, cfg, run)
+        except ImageError as e:
+            raise UserError(str(e)) from None
+        run.finish(**final)
+        if source.labels is not None:
+            print(f"{model.describe()}: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} on {len(source)} images", file=sys.stderr)
+
+
+@engine_command(app, "cordsnet-eigs")
+def cordsnet_eigs(
+    opts: RunOptions,
+    model_path: Annotated[Path, typer.Argument(metavar="MODEL.pth", help="Upstream CordsNet state dict or rnntk CordsNet checkpoint.", show_default=False)],
+    layers: Annotated[str, O("--layers", help="Areas to analyse: all, or e.g. 0,7.")] = "all",
+    operator: Annotated[Operator, O("--operator", help="recurrent (W_j), jacobian-spont or jacobian-image (D_j W_j at a state; --image).")] = Operator.recurrent,
+    image: Annotated[Optional[str], O("--image", help="Image for --operator jacobian-image: an image file, or digits:N.")] = None,
+    dataset_preset: Annotated[str, O("--dataset-preset", help="Normalisation of --image (auto, imagenet, ..., digits, none).")] = "auto",
+    method: Annotated[Method, O("--method", help="arnoldi (default, matrix-free), arpack (certified), dense (small N), power, fft-circular (preview).")] = Method.arnoldi,
+    k: Annotated[int, O("--k", min=1, help="Eigenvalues reported per ordering.")] = 20,
+    which: Annotated[Which, O("--which", help="LM (largest |lambda|), LR (largest real part) or both.")] = Which.both,
+    krylov: Annotated[int, O("--krylov", min=2, help="Arnoldi Krylov dimension m (600 for ~1e-6 at R8 sizes in float32).")] = 300,
+    qr_steps: Annotated[int, O("--qr-steps", min=0, help="Upstream's unshifted QR steps on H (no effect on accuracy).")] = 0,
+    ncv: Annotated[Optional[int], O("--ncv", min=3, help="ARPACK basis size (default max(4k, 40)).")] = None,
+    power_iters: Annotated[int, O("--power-iters", min=1, help="Power iteration steps (at most).")] = 10000,
+    dtype: Annotated[str, O("--dtype", help="float64 or float32 (Arnoldi basis and conv).")] = "float64",
+    tol: Annotated[float, O("--tol", help="Convergence tolerance (relative residual).")] = 1e-8,
+    max_dense_n: Annotated[int, O("--max-dense-n", min=1, help="--method dense refuses operators larger than this.")] = 4096,
+    alpha: Annotated[float, O("--alpha", help="dt/tau for the Euler-stability verdict and the Jacobian state.")] = 0.2,
+    spont_steps: Annotated[int, O("--spont-steps", min=0, help="Steps to the spontaneous state (Jacobian operators).")] = 100,
+    stim_steps: Annotated[int, O("--stim-steps", min=1, help="Image steps to the image-driven state (jacobian-image).")] = 100,
+    csv: Annotated[bool, O("--csv/--no-csv", help="Also write eigs.csv.")] = True,
+) -> None:
+    """Per-area spectra of a CordsNet: the recurrent conv W_j (upstream's analysis) or the ReLU
+    Jacobian D_j W_j at the spontaneous / an image-driven state, with Ritz residuals, spectral
+    radius, max real part and stability verdicts, to run.h5, eigs.csv and one PNG per area.
+
+    Continuous stability: max Re lambda < 1; Euler (alpha): |lambda - (1 - 1/alpha)| < 1/alpha.
+    Example: [bold]rnntk cordsnet-eigs checkpoints/cordsnet-mini-digits.pth --k 10[/bold]."""
+    import numpy as np
+    import torch
+
+    from ..engine.device import resolve_dtype
+    from ..engine.files import write_text_atomic
+    from ..methods.conv_eigs import cordsnet_operators, leading_eigs, stability
+
+    _check_sim(alpha, spont_steps, stim_steps)
+    require_positive(tol=tol)
+    dt_ = resolve_dtype(dtype)
+    model = _load_model(model_path, {})
+    js = _layers(layers, model.depth, "--layers")
+    if not js:
+        raise UserError("bad --layers 'none': nothing to analyse")
+    whiches = ["LM", "LR"] if which == Which.both else [which.value]
+    if method == Method.power and whiches != ["LM"]:
+        raise UserError("--method power finds the largest-|lambda| eigenvalue only: use --which LM (or --method arnoldi for LR)")
+    if method == Method.fft_circular and operator != Operator.recurrent:
+        raise UserError("--method fft-circular applies to --operator recurrent only")
+    Ns = {j: math.prod(model.shapes[j]) for j in js}
+    if method == Method.dense and max(Ns.values()) > max_dense_n:
+        big = max(Ns, key=Ns.get)
+        raise UserError(f"--method dense: area {big} has N = {Ns[big]} > --max-dense-n {max_dense_n}; dense eig is O(N^3) — use --method arnoldi (or arpack)")
+    img = None
+    if operator == Operator.jacobian_image:
+        img = _eigs_image(image, model, dataset_preset)
+    elif image is not None:
+        raise UserError("--image is used only with --operator jacobian-image")
+    with opts.open_run(config={"model_path": str(model_path)}) as run:
+        model = model.to(device=run.device, dtype=torch.float64)
+        ops = cordsnet_operators(model, operator.value, js, None if img is None else img.to(run.device, torch.float64), alpha, spont_steps, stim_steps, dtype=dt_)
+        run.h5.set_attrs(model=model.describe(), operator=operator.value, method=method.value)
+        rows = ["layer,N,method,rank,which,real,imag,abs,residual,converged"]
+        final: dict[str, Any] = {}
+        for step in run.steps(len(js), desc="cordsnet-eigs"):
+            j = js[step]
+            op = ops[j]
+            try:
+                res = leading_eigs(op, method.value, k, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
+                                   generator=torch.Generator().manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j)
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            allv = np.concatenate([r.values for r in res.values()])
+            verdict = stability(allv, alpha)
+            for w, r in res.items():
+                run.result(f"eigs/layer{j}_{w}", r.values, N=op.N, method=r.method, which=w, seconds=r.seconds, n_matvec=r.n_matvec,
+                           converged=bool(r.converged.all()), **{kk: vv for kk, vv in r.info.items() if isinstance(vv, (int, float, str, bool))})
+                run.result(f"eigs/layer{j}_{w}_residual", r.residuals)
+                for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
+                    rows.append(f"{j},{op.N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
+            secs = sum(r.seconds for r in res.values())
+            run.log(step, layer=j, N=op.N, spectral_radius=verdict["spectral_radius"], max_real=verdict["max_real"],
+                    continuous_stable=float(verdict["continuous_stable"]), euler_stable=float(verdict["euler_stable"]), seconds=secs,
+                    converged=float(all(r.converged.all() for r in res.values())))
+            final[f"layer{j}"] = dict(N=op.N, **verdict, converged=bool(all(r.converged.all() for r in res.values())),
+                                      n_converged={w: int(r.converged.sum()) for w, r in res.items()}, seconds=round(secs, 3))
+            notes = [r.info.get("note") for r in res.values() if r.info.get("note")]
+            if notes:
+                final[f"layer{j}"]["note"] = notes[0]
+            run.figure(_plot(j, res, alpha, op.N, operator.value), f"eigs_layer{j}")
+        if csv:
+            write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
+        run.finish(layers=final)
+
+
+def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
+    """One preprocessed image ``(1, C, S, S)`` for the image-driven Jacobian."""
+    from ..tasks.images import ImageError, load_digits_source, read_image
+
+    if spec is None:
+        raise UserError("--operator jacobian-image needs --image FILE (or --image digits:N)")
+    try:
+        if spec.startswith("digits:"):
+            try:
+                i = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise UserError(f"bad --image '{spec}': use digits:N with an integer N") from None
+            src = load_digits_source()
+            if not 0 <= i < len(src):
+                raise UserError(f"bad --image '{spec}': the digits have images 0..{len(src) - 1}")
+            return src.load([i], model.image_size, _preset(preset_name, "digits", model.in_channels))
+        p = Path(spec)
+        if not p.is_file():
+            raise UserError(f"image not found: {p}")
+        from ..tasks.images import preprocess
+
+        return preprocess(read_image(p, model.in_channels), model.image_size, _preset(preset_name, str(p), model.in_channels))
+    except ImageError as e:
+        raise UserError(str(e)) from None
+
+
+def _plot(j: int, res: dict, alpha: float, N: int, operator: str) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    th = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(th), np.sin(th), color="0.6", lw=0.8, label="|λ| = 1")
+    c, rad = 1 - 1 / alpha, 1 / alpha
+    ax.plot(c + rad * np.cos(th), rad * np.sin(th), color="tab:green", lw=0.8, ls=":", label=f"Euler-stable disc (α={alpha:g})")
+    ax.axvline(1.0, color="tab:red", lw=0.8, ls="--", label="Re λ = 1 (continuous stability)")
+    marks = {"LM": ("o", "tab:blue"), "LR": ("x", "tab:orange")}
+    for w, r in res.items():
+        m, col = marks[w]
+        ax.scatter(r.values.real, r.values.imag, marker=m, color=col, s=18, label=f"top-{len(r.values)} by {'|λ|' if w == 'LM' else 'Re λ'} ({r.method})")
+    allv = np.concatenate([r.values for r in res.values()])
+    lim = max(1.2, float(np.abs(allv).max()) * 1.15)
+    ax.set_xlim(min(-lim, c - rad * 0.2) if np.abs(allv).max() > 3 else -lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.set_title(f"area {j} ({operator}, N = {N})")
+    ax.legend(fontsize=7, loc="lower left")
+    return fig

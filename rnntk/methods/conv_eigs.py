@@ -1,0 +1,524 @@
+"""Leading eigenvalues of a convolution seen as an ``N x N`` matrix (N = C*H*W), matrix-free.
+
+A stride-1, same-padded ``C -> C`` convolution acts on ``x`` flattened C-order
+(``i = c*H*W + y*W + x``); :class:`ConvOperator` applies it (optionally gated,
+``x -> D * conv(x)``, the ReLU Jacobian at a state) through ``conv2d`` on a batch of vectors.
+
+Methods (all return :class:`EigResult`):
+
+* :func:`arnoldi` — one unrestarted Krylov run, classical Gram-Schmidt with one
+  re-orthogonalisation pass done as matrix products (CGS2), Hessenberg in float64, Ritz values
+  with residuals ``|h_{m+1,m}| |e_m^T y|`` and converged flags; stops early on breakdown.
+* :func:`eigs_arpack` — scipy's ARPACK (``eigs`` on a ``LinearOperator``), certified.
+* :func:`dense_eigs` — unrolls the matrix and calls LAPACK; refuses above ``max_n``.
+* :func:`power_iteration` — batched trials, sign-aligned, Rayleigh quotient, converged flag.
+* :func:`circular_spectrum` / :func:`symbol_hermitian_bound` — FFT block symbols: the exact
+  spectrum for circular padding, and a rigorous upper bound on ``max Re`` for zero padding.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+WHICH = ("LM", "LR")
+
+
+class ConvOperator:
+    """``x -> gate * conv2d(x, weight)`` on flattened ``(C, H, W)`` vectors.
+
+    weight: ``(C, C, k, k)``, k odd (padding ``(k-1)/2``, stride 1). gate: ``(C, H, W)`` or
+    None. padding: ``zeros`` (CordsNet) or ``circular``. The dtype and device are the weight's.
+    """
+
+    def __init__(self, weight: torch.Tensor, H: int, W: int, gate: Optional[torch.Tensor] = None, padding: str = "zeros") -> None:
+        if weight.ndim != 4 or weight.shape[0] != weight.shape[1] or weight.shape[2] != weight.shape[3] or weight.shape[2] % 2 == 0:
+            raise ValueError(f"need a square C->C kernel of odd size, got weight shape {tuple(weight.shape)}")
+        if padding not in ("zeros", "circular"):
+            raise ValueError("padding must be 'zeros' or 'circular'")
+        self.weight = weight.detach()
+        self.C, self.k = int(weight.shape[0]), int(weight.shape[2])
+        self.H, self.W = int(H), int(W)
+        self.N = self.C * self.H * self.W
+        self.padding = padding
+        self.gate = None if gate is None else gate.detach().to(weight.dtype).reshape(self.C, self.H, self.W)
+        self.n_matvec = 0
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.weight.device
+
+    def to(self, dtype: torch.dtype) -> "ConvOperator":
+        """The same operator with weights in ``dtype``."""
+        return ConvOperator(self.weight.to(dtype), self.H, self.W, None if self.gate is None else self.gate.to(dtype), self.padding)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        p = (self.k - 1) // 2
+        if self.padding == "circular":
+            x, p = F.pad(x, (p, p, p, p), mode="circular"), 0
+        if x.device.type == "cpu" and x.shape[0] == 1 and x.dtype == torch.float32:
+            # one float32 vector: ATen's native conv is ~1.5-2x faster than oneDNN's on CPU
+            # (oneDNN re-lays out the weights at every call; measured at the R8 layer sizes)
+            old = torch._C._get_mkldnn_enabled()
+            torch.backends.mkldnn.set_flags(False, None, None, None)
+            try:
+                return F.conv2d(x, self.weight, padding=p)
+            finally:
+                torch.backends.mkldnn.set_flags(old, None, None, None)
+        return F.conv2d(x, self.weight, padding=p)
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x`` for ``x`` of shape ``(..., N)`` (a batch of vectors is one conv call)."""
+        lead = x.shape[:-1]
+        y = self._conv(x.to(self.dtype).reshape(-1, self.C, self.H, self.W))
+        if self.gate is not None:
+            y = y * self.gate
+        self.n_matvec += int(math.prod(lead)) if lead else 1
+        return y.reshape(*lead, self.N)
+
+    def rmatvec(self, x: torch.Tensor) -> torch.Tensor:
+        """``A^T x`` (zero padding only): ``conv_transpose2d(gate * x)``."""
+        if self.padding != "zeros":
+            raise NotImplementedError("the adjoint is implemented for zero padding")
+        lead = x.shape[:-1]
+        y = x.to(self.dtype).reshape(-1, self.C, self.H, self.W)
+        if self.gate is not None:
+            y = y * self.gate
+        y = F.conv_transpose2d(y, self.weight, padding=(self.k - 1) // 2)
+        return y.reshape(*lead, self.N)
+
+    def to_dense(self, chunk: int = 2048) -> torch.Tensor:
+        """The ``(N, N)`` matrix (column i = A e_i), built from identity batches."""
+        A = torch.empty(self.N, self.N, dtype=self.dtype, device=self.device)
+        for s in range(0, self.N, chunk):  # a loop over memory chunks, each one batched conv
+            e = torch.zeros(min(chunk, self.N - s), self.N, dtype=self.dtype, device=self.device)
+            e[torch.arange(e.shape[0]), torch.arange(s, s + e.shape[0])] = 1
+            A[:, s:s + e.shape[0]] = self.matvec(e).T
+        return A
+
+    def to_sparse(self) -> Any:
+        """The matrix as a ``scipy.sparse.csr_matrix`` built directly from the kernel
+        (about ``k*k*C`` non-zeros per row; zero padding only)."""
+        import scipy.sparse as sp
+
+        if self.padding != "zeros":
+            raise NotImplementedError("to_sparse is implemented for zero padding")
+        C, H, W, k = self.C, self.H, self.W, self.k
+        p = (k - 1) // 2
+        co, ci, dy, dx, y, x = np.meshgrid(np.arange(C), np.arange(C), np.arange(k), np.arange(k), np.arange(H), np.arange(W), indexing="ij")
+        ys, xs = y + dy - p, x + dx - p
+        ok = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W)
+        w = self.weight.detach().cpu().double().numpy()[co, ci, dy, dx]
+        if self.gate is not None:
+            w = w * self.gate.detach().cpu().double().numpy()[co, y, x]
+        rows = (co * H + y) * W + x
+        cols = (ci * H + ys) * W + xs
+        return sp.csr_matrix((w[ok], (rows[ok], cols[ok])), shape=(self.N, self.N))
+
+    def as_linear_operator(self) -> Any:
+        """A float64 ``scipy.sparse.linalg.LinearOperator`` (matvec and matmat via conv2d)."""
+        from scipy.sparse.linalg import LinearOperator
+
+        op = self.to(torch.float64)
+
+        def mm(X: np.ndarray) -> np.ndarray:
+            X = np.asarray(X)
+            vec = X.ndim == 1
+            Xt = torch.from_numpy(np.ascontiguousarray(X.T if not vec else X[None]))
+            if Xt.is_complex():
+                Y = op.matvec(Xt.real.to(op.device)) + 1j * op.matvec(Xt.imag.to(op.device))
+            else:
+                Y = op.matvec(Xt.to(op.device))
+            self.n_matvec += Xt.shape[0]
+            Y = Y.cpu().numpy()
+            return Y[0] if vec else Y.T
+
+        return LinearOperator((self.N, self.N), matvec=mm, matmat=mm, dtype=np.float64)
+
+
+@dataclass
+class EigResult:
+    """Leading eigenvalues of one operator.
+
+    values: complex128 ``(k,)``, ordered by ``which``; residuals: ``||A v - lambda v||`` for unit
+    ``v`` (``(k,)``, float64); converged: bool ``(k,)``; n_matvec: operator applications;
+    seconds: wall time; info: method details (Krylov size, breakdown, notes).
+    """
+
+    values: np.ndarray
+    residuals: np.ndarray
+    converged: np.ndarray
+    method: str
+    which: str
+    N: int
+    n_matvec: int = 0
+    seconds: float = 0.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spectral_radius(self) -> float:
+        return float(np.abs(self.values).max()) if self.values.size else float("nan")
+
+    @property
+    def max_real(self) -> float:
+        return float(self.values.real.max()) if self.values.size else float("nan")
+
+
+def select(values: np.ndarray, k: int, which: str) -> np.ndarray:
+    """Indices of the ``k`` eigenvalues with largest modulus (``LM``) or real part (``LR``)."""
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {WHICH}, got {which!r}")
+    key = np.abs(values) if which == "LM" else values.real
+    return np.argsort(-key, kind="stable")[:k]
+
+
+def _converged(values: np.ndarray, res: np.ndarray, tol: float) -> np.ndarray:
+    return res <= tol * np.maximum(1.0, np.abs(values))
+
+
+@dataclass
+class Krylov:
+    """An Arnoldi factorisation ``A V_m = V_{m+1} H``: ``H`` float64 ``(m+1, m)``, ``m``
+    steps done, ``breakdown`` (an invariant subspace was found), ``reorth`` second passes done."""
+
+    H: torch.Tensor
+    m: int
+    breakdown: bool
+    reorth: int
+    seconds: float
+
+
+def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, m: int = 300, dtype: torch.dtype = torch.float64,
+           v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None, reorth: str = "always",
+           device: Optional[torch.device] = None) -> Krylov:
+    """``m`` Arnoldi steps with classical Gram-Schmidt as matrix products (``h = V w``,
+    ``w -= V^T h``). ``reorth``: ``always`` (CGS2, default: a second pass every step) or
+    ``selective`` (the second pass only when the first pass shrank ``w`` below ``1/sqrt(2)`` of
+    its norm, the Daniel-Gragg-Kaufman-Stewart test: fewer passes, weaker orthogonality). Stops early on
+    breakdown. op: a :class:`ConvOperator` or a batched matvec ``(..., n) -> (..., n)``."""
+    t0 = time.perf_counter()
+    if isinstance(op, ConvOperator):
+        n, dev = op.N, op.device
+        mv = (op.to(dtype) if op.dtype != dtype else op).matvec
+    else:
+        if n is None:
+            raise ValueError("give n for a plain matvec function")
+        mv, dev = op, device or torch.device("cpu")
+    if reorth not in ("always", "selective"):
+        raise ValueError("reorth must be 'always' or 'selective'")
+    m = max(1, min(int(m), n))
+    if v0 is None:
+        v0 = torch.rand(n, generator=generator, dtype=torch.float64)
+    v = v0.to(device=dev, dtype=dtype)
+    V = torch.zeros(m + 1, n, dtype=dtype, device=dev)
+    H = torch.zeros(m + 1, m, dtype=torch.float64)
+    V[0] = v / torch.linalg.vector_norm(v)
+    m_eff, breakdown, passes = m, False, 0
+    eta = 2 ** -0.5
+    for j in range(m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+        w = mv(V[j])
+        B = V[: j + 1]
+        n0 = float(torch.linalg.vector_norm(w))
+        h = B @ w
+        w = w - h @ B
+        beta = float(torch.linalg.vector_norm(w))
+        if reorth == "always" or beta < eta * n0:
+            h2 = B @ w  # second classical Gram-Schmidt pass (re-orthogonalisation)
+            w = w - h2 @ B
+            h = h + h2
+            beta = float(torch.linalg.vector_norm(w))
+            passes += 1
+        h = h.double().cpu()
+        H[: j + 1, j] = h
+        H[j + 1, j] = beta
+        if beta <= max(n0, 1e-300) * (1e-12 if dtype == torch.float64 else 1e-5):
+            m_eff, breakdown = j + 1, True  # invariant subspace found: the Ritz values are exact
+            H[j + 1, j] = 0.0
+            break
+        V[j + 1] = w / beta
+    return Krylov(H[: m_eff + 1, :m_eff], m_eff, breakdown, passes, time.perf_counter() - t0)
+
+
+def ritz(kr: Krylov, k: int, which: str, tol: float = 1e-8, qr_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` Ritz values of a :class:`Krylov` factorisation by ``which`` with residuals
+    ``|h_{m+1,m}| |e_m^T y|`` (unit ``y``, from two inverse-iteration solves with ``H_m``) and
+    converged flags (``residual <= tol * max(1, |theta|)``). ``qr_steps``: upstream's unshifted
+    QR iterations ``H <- RQ`` before ``eigvals`` (similarity transforms: fidelity only)."""
+    m = kr.m
+    Hm = kr.H[:m, :m].numpy()
+    A = Hm
+    for _ in range(int(qr_steps)):
+        Q, R = np.linalg.qr(A)
+        A = R @ Q
+    vals = np.linalg.eigvals(A)  # LAPACK Hessenberg QR, no eigenvectors: cheap
+    idx = select(vals, k, which)
+    th = vals[idx]
+    # eigenvectors of H_m for the selected values only: inverse iteration, all at once
+    shift = th + (np.abs(th) + 1.0) * 1e-13
+    M = Hm[None].astype(np.complex128) - shift[:, None, None] * np.eye(m)[None]
+    y = np.linalg.solve(M, np.ones((len(th), m, 1), np.complex128))
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    y = np.linalg.solve(M, y)[..., 0]
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    res = abs(float(kr.H[m, m - 1])) * np.abs(y[:, m - 1])
+    return th.astype(np.complex128), res.astype(np.float64), _converged(th, res, tol)
+
+
+def arnoldi(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, m: int = 300, k: int = 10, which: str = "LM",
+            dtype: torch.dtype = torch.float64, v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+            qr_steps: int = 0, tol: float = 1e-8, device: Optional[torch.device] = None, reorth: str = "always") -> EigResult:
+    """Top-``k`` Ritz values (by ``which``: ``LM``/``LR``) of one unrestarted ``m``-step Arnoldi
+    run (:func:`krylov` + :func:`ritz`). dtype: of the basis and the matvec (the Hessenberg
+    matrix is float64). v0: start ``(n,)`` (default: uniform[0,1), normalised, as upstream)."""
+    kr = krylov(op, n, m, dtype, v0, generator, reorth, device)
+    t0 = time.perf_counter()
+    vals, res, conv = ritz(kr, k, which, tol, qr_steps)
+    N = op.N if isinstance(op, ConvOperator) else int(n or 0)
+    return EigResult(vals, res, conv, "arnoldi", which, N, n_matvec=kr.m, seconds=kr.seconds + time.perf_counter() - t0,
+                     info=dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, dtype=str(dtype).replace("torch.", ""), qr_steps=int(qr_steps)))
+
+
+def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[int] = None, tol: float = 1e-8, maxiter: Optional[int] = None,
+                seed: int = 0) -> EigResult:
+    """``scipy.sparse.linalg.eigs`` on the float64 conv :class:`LinearOperator` (ARPACK,
+    implicitly restarted Arnoldi). ``ncv`` default ``min(N - 1, max(4k, 40))``. Residuals are
+    recomputed with the operator; unconverged values (ARPACK gave up) are flagged."""
+    from scipy.sparse.linalg import ArpackNoConvergence, eigs
+
+    t0 = time.perf_counter()
+    N = op.N
+    if k >= N - 1:
+        raise ValueError(f"ARPACK needs k < N - 1 (k = {k}, N = {N}); use the dense method for such a small operator")
+    ncv = min(N - 1, ncv or max(4 * k, 40))
+    if ncv <= k + 1:
+        ncv = min(N - 1, k + 2)
+    lin = op.as_linear_operator()
+    before = op.n_matvec
+    v0 = np.random.default_rng(seed).random(N)
+    note = ""
+    try:
+        w, v = eigs(lin, k=k, which=which, ncv=ncv, tol=tol, maxiter=maxiter, v0=v0)
+    except ArpackNoConvergence as e:
+        w, v = e.eigenvalues, e.eigenvectors
+        note = f"ARPACK did not converge: {len(w)} of {k} values"
+    v = v / np.linalg.norm(v, axis=0, keepdims=True)
+    res = _residuals(op, w, v)
+    idx = select(w, k, which)
+    w, res = w[idx], res[idx]
+    conv = _converged(w, res, max(tol, 1e-12) * 10)
+    return EigResult(w.astype(np.complex128), res, conv, "arpack", which, N, n_matvec=op.n_matvec - before, seconds=time.perf_counter() - t0,
+                     info=dict(ncv=ncv, tol=tol, note=note))
+
+
+def _residuals(op: ConvOperator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``||A v_i - w_i v_i||`` for the columns of ``v`` (complex), batched."""
+    o = op.to(torch.float64)
+    V = torch.from_numpy(np.ascontiguousarray(v.T)).to(o.device)
+    AV = o.matvec(V.real.contiguous()) + 1j * o.matvec(V.imag.contiguous())
+    R = AV - torch.from_numpy(w).to(o.device)[:, None] * V
+    return torch.linalg.vector_norm(R, dim=1).cpu().numpy()
+
+
+def dense_eigs(op: ConvOperator, k: int = 10, which: str = "LM", max_n: int = 4096) -> EigResult:
+    """All eigenvalues of the unrolled float64 matrix (LAPACK), top ``k`` returned.
+    Raises ``ValueError`` above ``max_n`` (dense eig costs O(N^3) time, O(N^2) memory)."""
+    if op.N > max_n:
+        raise ValueError(f"the operator has N = {op.N} > {max_n} units; dense eig is O(N^3) — use arnoldi or arpack (or raise the size limit)")
+    t0 = time.perf_counter()
+    A = op.to(torch.float64).to_dense()
+    w, v = torch.linalg.eig(A)
+    w, v = w.cpu().numpy(), v.cpu().numpy()
+    idx = select(w, k, which)
+    res = _residuals(op, w[idx], v[:, idx])
+    return EigResult(w[idx].astype(np.complex128), res, np.ones(len(idx), bool), "dense", which, op.N, n_matvec=op.N,
+                     seconds=time.perf_counter() - t0, info=dict(all_values=w))
+
+
+@dataclass
+class PowerResult:
+    """Dominant eigenpair by power iteration: ``value`` (Rayleigh quotient), unit ``vector``
+    ``(N,)``, ``residual`` ``||A v - value v||``, ``converged``, ``iterations``, ``note``."""
+
+    value: float
+    vector: torch.Tensor
+    residual: float
+    converged: bool
+    iterations: int
+    note: str = ""
+
+
+def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol: float = 1e-8, generator: Optional[torch.Generator] = None,
+                    check_every: int = 50, dtype: torch.dtype = torch.float64) -> PowerResult:
+    """``trials`` parallel power iterations ``v <- A v / ||A v||`` from uniform[0,1) starts
+    (upstream), stopped when every trial's Rayleigh residual is ``<= tol * max(1, |lambda|)``.
+    Trials are sign-aligned before averaging (a negative dominant eigenvalue flips signs), the
+    value is the Rayleigh quotient. A complex dominant pair never converges: then
+    ``converged=False`` and ``note`` points to Arnoldi."""
+    o = op.to(dtype) if op.dtype != dtype else op
+    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64).to(device=o.device, dtype=dtype)
+    V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
+    it = 0
+    for it in range(1, iters + 1):
+        AV = o.matvec(V)
+        V = AV / torch.linalg.vector_norm(AV, dim=1, keepdim=True)
+        if it % check_every == 0 or it == iters:
+            AV = o.matvec(V)
+            lam = (V * AV).sum(1)
+            r = torch.linalg.vector_norm(AV - lam[:, None] * V, dim=1)
+            if bool((r <= tol * lam.abs().clamp_min(1.0)).all()):
+                break
+    s = torch.sign(V @ V[0])
+    s[s == 0] = 1
+    v = (V * s[:, None]).mean(0)
+    v = v / torch.linalg.vector_norm(v)
+    Av = o.matvec(v)
+    lam = float(v @ Av)
+    res = float(torch.linalg.vector_norm(Av - lam * v))
+    ok = res <= tol * max(1.0, abs(lam))
+    note = "" if ok else ("no convergence: the dominant eigenvalue is probably a complex pair (or the spectral gap is small); "
+                          "use --method arnoldi or arpack")
+    return PowerResult(lam, v, res, ok, it, note)
+
+
+def symbols(weight: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """Block symbols ``S(w) = sum_d W[:, :, dy, dx] exp(i (w_y (dy-p) + w_x (dx-p)))`` on the
+    ``H x W`` DFT frequency grid: ``(H, W, C, C)`` complex128."""
+    w = weight.detach().double().cpu()
+    k = w.shape[-1]
+    p = (k - 1) // 2
+    oy = 2 * math.pi * torch.arange(H, dtype=torch.float64) / H
+    ox = 2 * math.pi * torch.arange(W, dtype=torch.float64) / W
+    d = torch.arange(k, dtype=torch.float64) - p
+    ey = torch.exp(1j * oy[:, None] * d[None, :])  # (H, k)
+    ex = torch.exp(1j * ox[:, None] * d[None, :])  # (W, k)
+    return torch.einsum("ya,xb,ijab->yxij", ey, ex, w.to(torch.complex128))
+
+
+def circular_spectrum(weight: torch.Tensor, H: int, W: int) -> np.ndarray:
+    """All ``C*H*W`` eigenvalues of the **circularly** padded conv, from its block symbols
+    (exact for circular padding; a preview only for CordsNet's zero padding)."""
+    return torch.linalg.eigvals(symbols(weight, H, W)).reshape(-1).numpy()
+
+
+def symbol_hermitian_bound(weight: torch.Tensor, grid: int = 64) -> float:
+    """``sup_w lambda_max((S(w) + S(w)^H)/2)`` on a ``grid x grid`` frequency grid: an upper
+    bound on ``max Re lambda`` of the zero-padded conv at any image size (up to grid error)."""
+    S = symbols(weight, grid, grid)
+    return float(torch.linalg.eigvalsh((S + S.conj().transpose(-1, -2)) / 2).max())
+
+
+def symmetric_part_max(op: ConvOperator) -> float:
+    """``lambda_max((A + A^T)/2)`` via ARPACK ``eigsh`` with the adjoint ``conv_transpose2d``:
+    a certified upper bound on ``max Re lambda(A)`` (zero padding)."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    o = op.to(torch.float64)
+
+    def mv(x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))).to(o.device)
+        return (0.5 * (o.matvec(t) + o.rmatvec(t))).cpu().numpy()
+
+    lin = LinearOperator((o.N, o.N), matvec=mv, dtype=np.float64)
+    return float(eigsh(lin, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+
+
+def stability(values: np.ndarray, alpha: float = 0.2) -> dict[str, Any]:
+    """Verdicts from (leading) eigenvalues of an area's recurrent operator W:
+    continuous ``tau dr/dt = -r + W r`` stable iff ``max Re < 1``; Euler map
+    ``(1-alpha) I + alpha W`` stable iff every ``|lambda - (1 - 1/alpha)| < 1/alpha``."""
+    vals = np.asarray(values)
+    c = 1 - 1 / alpha
+    return dict(spectral_radius=float(np.abs(vals).max()), max_real=float(vals.real.max()),
+                continuous_stable=bool(vals.real.max() < 1), euler_stable=bool((np.abs(vals - c) < 1 / alpha).all()))
+
+
+# ---------------------------------------------------------------------- CordsNet layers
+METHODS = ("arnoldi", "arpack", "dense", "power", "fft-circular")
+OPERATORS = ("recurrent", "jacobian-spont", "jacobian-image")
+
+
+def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional[list[int]] = None, image: Optional[torch.Tensor] = None,
+                       alpha: float = 0.2, spont_steps: int = 100, stim_steps: int = 100, dtype: torch.dtype = torch.float64) -> dict[int, ConvOperator]:
+    """Per-area operators of a :class:`~rnntk.nets.cordsnet.CordsNet`: ``recurrent`` = the
+    effective recurrent conv ``W_j``; ``jacobian-spont`` / ``jacobian-image`` = ``D_j W_j`` with
+    ``D_j = 1[z_j > 0]`` at the end of the spontaneous phase / of the stimulus phase for
+    ``image`` ``(1, C, S, S)``. With no feedback the network Jacobian is block lower-triangular,
+    so per-area spectra are exact: ``J_j = (-I + D_j W_j)/tau`` is stable iff
+    ``max Re lambda(D_j W_j) < 1``."""
+    from torch.nn.utils import parametrize
+
+    if operator not in OPERATORS:
+        raise ValueError(f"operator must be one of {OPERATORS}")
+    layers = list(range(model.depth)) if layers is None else layers
+    gates: dict[int, Optional[torch.Tensor]] = {j: None for j in layers}
+    with torch.no_grad(), parametrize.cached():
+        if operator != "recurrent":
+            rs, _ = model.spontaneous(spont_steps, alpha)
+            drive: tuple = (None, None)
+            if operator == "jacobian-image":
+                if image is None:
+                    raise ValueError("jacobian-image needs an image")
+                drive = model.drives(model.stem(image))
+                rs, _, _ = model.run_phase(rs, drive, stim_steps, alpha)
+            zs = model.preactivations(rs, drive)
+            gates = {j: (zs[j][0] > 0) for j in layers}
+        ops = {}
+        for j in layers:
+            _, H, W = model.shapes[j]
+            ops[j] = ConvOperator(model.recurrent_weight(j).detach().to(dtype), H, W, gate=gates[j])
+    return ops
+
+
+def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: int = 300,
+                 qr_steps: int = 0, tol: float = 1e-8, max_dense_n: int = 4096, ncv: Optional[int] = None, power_iters: int = 10000,
+                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, EigResult]:
+    """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
+    method. Arnoldi and dense compute once and select both orderings from the same values;
+    ARPACK runs once per ordering; power iteration gives the dominant value only (LM);
+    ``fft-circular`` returns the circular-padding spectrum (a preview, residuals NaN)."""
+    out: dict[str, EigResult] = {}
+    k = max(1, min(k, op.N))
+    if method == "arnoldi":
+        kr = krylov(op, m=krylov_m, dtype=dtype, generator=generator)
+        for i, w in enumerate(which):  # one Krylov run, both orderings (its time counted once)
+            t0 = time.perf_counter()
+            vals, res, conv = ritz(kr, k, w, tol, qr_steps)
+            out[w] = EigResult(vals, res, conv, "arnoldi", w, op.N, kr.m, (kr.seconds if i == 0 else 0.0) + time.perf_counter() - t0,
+                               dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, qr_steps=int(qr_steps)))
+    elif method == "arpack":
+        for w in which:
+            out[w] = eigs_arpack(op, k=min(k, op.N - 2), which=w, ncv=ncv, tol=tol, seed=seed)
+    elif method == "dense":
+        full = dense_eigs(op, k=op.N, which="LM", max_n=max_dense_n)
+        for w in which:
+            idx = select(full.values, k, w)
+            out[w] = EigResult(full.values[idx], full.residuals[idx], full.converged[idx], "dense", w, op.N, full.n_matvec, full.seconds)
+    elif method == "power":
+        if list(which) != ["LM"]:
+            raise ValueError("power iteration finds the largest-modulus eigenvalue only; use --which LM (or --method arnoldi for LR)")
+        t0 = time.perf_counter()
+        p = power_iteration(op, iters=power_iters, tol=tol, generator=generator, dtype=dtype)
+        out["LM"] = EigResult(np.array([p.value], np.complex128), np.array([p.residual]), np.array([p.converged]), "power", "LM", op.N,
+                              p.iterations * 10, time.perf_counter() - t0, dict(iterations=p.iterations, note=p.note))
+    elif method == "fft-circular":
+        if op.gate is not None:
+            raise ValueError("fft-circular applies to the recurrent conv only (no Jacobian gate)")
+        t0 = time.perf_counter()
+        vals = circular_spectrum(op.weight, op.H, op.W)
+        for w in which:
+            idx = select(vals, k, w)
+            out[w] = EigResult(vals[idx], np.full(len(idx), np.nan), np.zeros(len(idx), bool), "fft-circular", w, op.N, 0,
+                               time.perf_counter() - t0, dict(note="spectrum of the circularly padded conv: a preview, not CordsNet's zero-padded operator"))
+    else:
+        raise ValueError(f"method must be one of {METHODS}")
+    return out

@@ -1,0 +1,248 @@
+"""`rnntk cordsnet-eval` and `rnntk cordsnet-eigs` through the real CLI, the image loaders,
+and the shipped mini checkpoint."""
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from conftest import assert_user_error, run_cli
+from rnntk.nets.cordsnet import CordsNet
+from rnntk.tasks.images import PRESETS, ImageError, load_folder_source, open_source, preprocess, preset_for
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "checkpoints" / "cordsnet-mini-digits.pth"
+FAST = ("--spont-steps", "5", "--stim-steps", "6", "-q")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny operators: one thread is faster, and immune to OpenMP stalls on a busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny(tmp_path, in_channels=1, name="tiny.pth", depth=2):
+    torch.manual_seed(0)
+    m = CordsNet(depth, 10, in_channels, image_size=16, width=0.125)
+    with torch.no_grad():
+        for j in range(depth):
+            m.conv_bias[j].normal_(0, 0.3)
+    torch.save(m.state_dict(), tmp_path / name)  # a bare upstream-style state dict
+    return m, tmp_path / name
+
+
+def _png(path, arr):
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path)
+
+
+def _inproc(capsys, *args):
+    """Run the CLI in this process (no interpreter start-up): (exit code, stderr lines); the
+    parsed JSON line is in ``_inproc.last``."""
+    from rnntk.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    cap = capsys.readouterr()
+    lines = [ln for ln in cap.out.splitlines() if ln.strip()]
+    _inproc.last = json.loads(lines[-1]) if lines else None
+    return e.value.code, [ln for ln in cap.err.splitlines() if ln.strip()]
+
+
+def test_eval_random_init_writes_logits_traces_accuracy(tmp_path):
+    r = run_cli("cordsnet-eval", "--init", "random", "--depth", "2", "--image-size", "16", "--width", "0.125", "--data", "digits",
+                "--limit", "20", "--post-steps", "2", "--record-layers", "0,1", "--record-stride", "2", "--record-pool", "avg2",
+                "--batch-size", "8", "--out", tmp_path / "e", *FAST)
+    assert r.code == 0, r.stderr
+    fin = r.json["final"]
+    assert fin["n_images"] == 20 and 0 <= fin["top1"] <= fin["top5"] <= 1
+    with h5py.File(tmp_path / "e" / "run.h5", "r") as f:
+        assert f["results/logits"].shape == (20, 8, 10)  # every stimulus + post step
+        assert f["traces/layer0"].shape == (20, 4, 8, 2, 2)  # (6+2)/2 steps, avg2-pooled 4x4
+        assert f["traces/layer1"].attrs["dt"] == pytest.approx(0.004) and f["traces/layer1"].attrs["tau"] == pytest.approx(0.01)
+        assert f["traces/layer1"].attrs["t0"] == pytest.approx(0.014)
+        assert f["results/spontaneous/layer1"].shape == (2, 8, 2, 2)
+        acc = f["results/accuracy_by_step"][:]
+        assert acc.shape == (8,) and acc[5] == pytest.approx(fin["top1"])
+        lg = f["results/logits"][:]
+        assert (f["results/pred"][:] == lg[:, 5].argmax(-1)).all()
+        assert (f["results/labels"][:] == np.arange(20) % 10).all()
+        assert f.attrs["status"] == "completed"
+    # the run's config.toml re-runs it (same seed: the same random model, the same logits)
+    r = run_cli("cordsnet-eval", "--config", tmp_path / "e" / "config.toml", "--out", tmp_path / "e2")
+    assert r.code == 0, r.stderr
+    with h5py.File(tmp_path / "e" / "run.h5", "r") as f, h5py.File(tmp_path / "e2" / "run.h5", "r") as g:
+        np.testing.assert_array_equal(f["results/logits"][:], g["results/logits"][:])
+
+
+def test_eval_npz_folder_glob_match_the_api(tmp_path, capsys):
+    """The three file loaders feed the same images; logits equal the Python API's."""
+    m, ck = _tiny(tmp_path)
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, (5, 12, 12), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1, 1])
+    np.savez(tmp_path / "d.npz", images=imgs, labels=labels)
+    for i, (a, y) in enumerate(zip(imgs, labels)):
+        _png(tmp_path / "tree" / f"c{y}" / f"{i}.png", a)
+    code, err = _inproc(capsys, "cordsnet-eval", "--checkpoint", ck, "--data", f"npz:{tmp_path / 'd.npz'}", "--dataset-preset", "mnist",
+                        "--readout", "final", "--record-layers", "none", "--out", tmp_path / "n", *FAST)
+    assert code == 0, err
+    x = preprocess(torch.from_numpy(imgs).float()[:, None] / 255, 16, PRESETS["mnist"])
+    with torch.no_grad():
+        want = m.simulate(x, spont_steps=5, stim_steps=6).logits[:, -1]
+    with h5py.File(tmp_path / "n" / "run.h5", "r") as f:
+        assert f["results/logits"].shape == (5, 1, 10)
+        np.testing.assert_allclose(f["results/logits"][:, 0], want.numpy(), atol=1e-5)
+    code, err = _inproc(capsys, "cordsnet-eval", "--checkpoint", ck, "--data", f"folder:{tmp_path / 'tree'}", "--dataset-preset", "mnist",
+                        "--readout", "final", "--out", tmp_path / "t", *FAST)
+    assert code == 0, err
+    src = load_folder_source(tmp_path / "tree")
+    assert src.classes == ["c0", "c1"]
+    order = [int(Path(n).stem) for n in src.names]
+    with h5py.File(tmp_path / "t" / "run.h5", "r") as f:
+        np.testing.assert_allclose(f["results/logits"][:, 0], want.numpy()[order], atol=1e-5)
+        assert (f["results/labels"][:] == labels[order]).all()
+    code, err = _inproc(capsys, "cordsnet-eval", "--checkpoint", ck, "--data", f"images:{tmp_path / 'tree'}/*/*.png", "--dataset-preset", "mnist",
+                        "--out", tmp_path / "g", *FAST)
+    assert code == 0, err
+    assert "top1" not in _inproc.last["final"]
+    with h5py.File(tmp_path / "g" / "run.h5", "r") as f:
+        assert "labels" not in f["results"] and f["results/pred"].shape == (5,)
+
+
+def test_preprocessing_fixed_expectations(tmp_path):
+    """Centre crop offsets and normalisation on known pixels; resize of a constant image."""
+    x = torch.arange(256 * 300, dtype=torch.float32).reshape(1, 1, 256, 300) / (256 * 300)
+    p = preset_for("imagenet", 3)
+    out = preprocess(x, 224, p)  # shorter side already 256: no resize, crop rows 16:240, cols 38:262
+    mean, std = torch.tensor(p.mean).view(1, 3, 1, 1), torch.tensor(p.std).view(1, 3, 1, 1)
+    torch.testing.assert_close(out, (x[..., 16:240, 38:262].expand(-1, 3, -1, -1) - mean) / std)
+    const = preprocess(torch.full((2, 1, 8, 8), 0.5), 32, PRESETS["mnist"])
+    torch.testing.assert_close(const, torch.full((2, 1, 32, 32), (0.5 - 0.1307) / 0.3081))
+    # a portrait image: shorter side (width) -> 256, centre crop 224
+    tall = preprocess(torch.rand(1, 3, 600, 300), 224, p)
+    assert tall.shape == (1, 3, 224, 224)
+    with pytest.raises(ImageError, match="unknown dataset preset"):
+        preset_for("svhn", 3)
+    assert len(open_source("digits")) == 1797
+
+
+
+
+def test_eval_bad_input(tmp_path, capsys):
+    _, ck = _tiny(tmp_path)
+    out = tmp_path / "x"
+    # the issue's four cases through the real CLI process
+    assert_user_error(run_cli("cordsnet-eval", "--checkpoint", ck, "--depth", "8", "--out", out), "depth = 2, but depth = 8")
+    assert_user_error(run_cli("cordsnet-eval", "--checkpoint", ck, "--data", f"folder:{tmp_path / 'nope'}", "--out", out), "image folder not found")
+    (tmp_path / "bad" / "a").mkdir(parents=True)
+    (tmp_path / "bad" / "a" / "x.png").write_bytes(b"not a png at all")
+    assert_user_error(run_cli("cordsnet-eval", "--checkpoint", ck, "--data", f"folder:{tmp_path / 'bad'}", "--out", out), "cannot read image", "x.png")
+    np.savez(tmp_path / "noimg.npz", pixels=np.zeros((2, 4, 4), np.uint8))
+    assert_user_error(run_cli("cordsnet-eval", "--checkpoint", ck, "--data", f"npz:{tmp_path / 'noimg.npz'}", "--out", out), "has no 'images' array", "pixels")
+    # the rest in-process
+    sd = torch.load(ck, weights_only=True)
+    torch.save({**sd, "prelu.weight": torch.ones(1)}, tmp_path / "stage4.pth")
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pth")
+    cases = [
+        (("--checkpoint", ck, "--width", "1"), "width = 0.125, but width = 1"),
+        (("--data", "digits"), "--checkpoint PATH or --init random"),
+        (("--checkpoint", tmp_path / "pickled.pth"), "pickled Python objects"),
+        (("--checkpoint", tmp_path / "stage4.pth"), "prelu.weight"),
+        (("--checkpoint", ck, "--record-layers", "5"), "areas 0..1"),
+        (("--checkpoint", ck, "--alpha", "1.5"), "bad --alpha"),
+        (("--init", "random", "--max-trace-gb", "0.001"), "--max-trace-gb"),
+        (("--checkpoint", ck, "--data", f"npz:{tmp_path / 'none.npz'}"), "npz file not found"),
+        (("--checkpoint", ck, "--data", f"images:{tmp_path / 'none'}/*.png"), "no image files match"),
+        (("--checkpoint", ck, "--dataset-preset", "imagenet"), "for 3-channel images"),
+    ]
+    for args, needle in cases:
+        code, err = _inproc(capsys, "cordsnet-eval", *args, "--out", out)
+        assert code == 2 and len(err) == 1 and needle in err[0], (args, err)
+    assert not out.exists()  # nothing was started
+
+
+def test_unreadable_image_mid_run_keeps_written_results(tmp_path):
+    """A truncated image (valid header) fails while loading its batch: exit 2, one line, the
+    batches already simulated stay in run.h5."""
+    _, ck = _tiny(tmp_path)
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        _png(tmp_path / "tree" / "a" / f"{i}.png", rng.integers(0, 256, (10, 10), dtype=np.uint8))
+    _png(tmp_path / "tree" / "b" / "z.png", rng.integers(0, 256, (64, 64), dtype=np.uint8))
+    data = (tmp_path / "tree" / "b" / "z.png").read_bytes()
+    (tmp_path / "tree" / "b" / "z.png").write_bytes(data[: len(data) // 2])
+    r = run_cli("cordsnet-eval", "--checkpoint", ck, "--data", f"folder:{tmp_path / 'tree'}", "--batch-size", "2", "--out", tmp_path / "r",
+                "--dataset-preset", "mnist", *FAST)
+    assert_user_error(r, "cannot read image", "z.png")
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        assert f["results/logits"].shape[0] == 2 and f["traces/layer1"].shape[0] == 2
+        assert f.attrs["status"] == "failed"  # the engine's status for a run stopped by an error
+
+
+def test_eigs_methods_agree_and_outputs(tmp_path, capsys):
+    """arnoldi, arpack and dense give the same leading eigenvalues through the CLI; CSV, PNGs,
+    verdicts; the Jacobian operators run; bad options exit 2."""
+    _, ck = _tiny(tmp_path)
+    vals = {}
+    r = run_cli("cordsnet-eigs", ck, "--method", "arnoldi", "--k", "6", "--tol", "1e-12", "--out", tmp_path / "arnoldi", "-q")
+    assert r.code == 0 and r.json["status"] == "completed", r.stderr
+    for method in ("dense", "arnoldi", "arpack"):
+        if method != "arnoldi":
+            code, err = _inproc(capsys, "cordsnet-eigs", ck, "--method", method, "--k", "6", "--tol", "1e-12", "--out", tmp_path / method, "-q")
+            assert code == 0, err
+        with h5py.File(tmp_path / method / "run.h5", "r") as f:
+            vals[method] = {j: (f[f"results/eigs/layer{j}_LM"][:], f[f"results/eigs/layer{j}_LR"][:]) for j in (0, 1)}
+            assert f["results/eigs/layer0_LR"].attrs["N"] == 128 and f["results/eigs/layer1_LM_residual"].shape == (6,)
+    for j in (0, 1):
+        for which in (0, 1):
+            d = vals["dense"][j][which]
+            d = np.concatenate([d, d.conj()])  # a k-cutoff can split a conjugate pair
+            for m in ("arnoldi", "arpack"):
+                got = vals[m][j][which]
+                assert np.abs(got[:, None] - d[None, :]).min(1).max() <= 1e-8, (m, j, which)
+    fin = json.loads((tmp_path / "arnoldi" / "summary.json").read_text())["final"]["layers"]
+    assert fin["layer1"]["max_real"] == pytest.approx(vals["dense"][1][1].real.max(), abs=1e-8)
+    assert set(fin["layer0"]) >= {"spectral_radius", "max_real", "continuous_stable", "euler_stable", "N"}
+    csv = (tmp_path / "arnoldi" / "eigs.csv").read_text().splitlines()
+    assert csv[0] == "layer,N,method,rank,which,real,imag,abs,residual,converged" and len(csv) == 1 + 2 * 2 * 6
+    assert (tmp_path / "arnoldi" / "eigs_layer0.png").stat().st_size > 1000
+    for args in (("--method", "power", "--which", "LM", "--layers", "1"),
+                 ("--operator", "jacobian-image", "--image", "digits:3", "--spont-steps", "5", "--stim-steps", "5", "--k", "4"),
+                 ("--operator", "jacobian-spont", "--k", "4", "--method", "arpack")):
+        code, err = _inproc(capsys, "cordsnet-eigs", ck, *args, "--out", tmp_path / args[1], "-q")
+        assert code == 0, (args, err)
+        assert _inproc.last["status"] == "completed"
+    for args, needle in [
+        (("--method", "dense", "--max-dense-n", "100"), "use --method arnoldi"),
+        (("--method", "power"), "--which LM"),
+        (("--layers", "0,9"), "areas 0..1"),
+        (("--operator", "jacobian-image"), "needs --image"),
+    ]:
+        code, err = _inproc(capsys, "cordsnet-eigs", ck, *args, "--out", tmp_path / "x")
+        assert code == 2 and len(err) == 1 and needle in err[0], (args, err)
+    assert_user_error(run_cli("cordsnet-eigs", tmp_path / "none.pth", "--out", tmp_path / "x"), "checkpoint not found")
+
+
+def test_shipped_mini_checkpoint_accuracy_and_spectra(tmp_path):
+    """The shipped demo: real accuracy on digits it was not trained on, real spectra."""
+    assert SHIPPED.exists() and SHIPPED.stat().st_size < 5e6
+    r = run_cli("cordsnet-eval", "--checkpoint", SHIPPED, "--data", "digits", "--limit", "1797", "--readout", "final", "--record-layers", "none",
+                "--batch-size", "256", "--out", tmp_path / "e", "-q", timeout=300)
+    assert r.code == 0, r.stderr
+    with h5py.File(tmp_path / "e" / "run.h5", "r") as f:
+        pred, y = f["results/pred"][:], f["results/labels"][:]
+    held_out = (pred[1500:] == y[1500:]).mean()  # trained on the first 1,500 digits
+    assert held_out >= 0.78 and (pred == y).mean() >= 0.85, (held_out, (pred == y).mean())  # measured 0.801, 0.865
+    r = run_cli("cordsnet-eigs", SHIPPED, "--k", "5", "--out", tmp_path / "s", "-q", timeout=300)
+    assert r.code == 0, r.stderr
+    layers = r.json["final"]["layers"]
+    assert set(layers) == {"layer0", "layer1"} and all(v["converged"] for v in layers.values())
