@@ -8,6 +8,10 @@ Public API (imported lazily, so ``import rnntk`` stays fast):
   rnntk.lyapunov_spectrum   Lyapunov exponents of any recurrent model (batched, differentiable)
   rnntk.floss               gradient flossing: floss a model's first k exponents towards a target
   rnntk.odeint_adjoint_gq   neural-ODE gradients by the Gauss–Legendre quadrature adjoint
+  rnntk.online              online learning rules for LRU / RNN / GRU stacks (online_gradients, StreamingLearner)
+  rnntk.online_gradients    one sequence's gradients by an online rule, into .grad
+  rnntk.CordsNet            the CordsNet conv-RNN; rnntk.load_cordsnet reads upstream checkpoints (weights_only)
+  rnntk.conv_eigs           matrix-free eigen-analysis of conv operators (Arnoldi, ARPACK, dense, power)
   rnntk.engine              Run, checkpoints, seeding, devices
 """
 
@@ -18,8 +22,10 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_MODULES = {"sofo": "rnntk.methods.sofo", "engine": "rnntk.engine"}
-_FUNCTIONS = {"lyapunov_spectrum": "rnntk.methods.lyapunov", "floss": "rnntk.methods.floss", "odeint_adjoint_gq": "rnntk.methods.gq_adjoint"}
+_MODULES = {"sofo": "rnntk.methods.sofo", "engine": "rnntk.engine", "online": "rnntk.methods.online",
+            "conv_eigs": "rnntk.methods.conv_eigs"}
+_FUNCTIONS = {"lyapunov_spectrum": "rnntk.methods.lyapunov", "floss": "rnntk.methods.floss", "odeint_adjoint_gq": "rnntk.methods.gq_adjoint",
+              "online_gradients": "rnntk.methods.online", "CordsNet": "rnntk.nets.cordsnet", "load_cordsnet": "rnntk.nets.cordsnet"}
 
 __all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 
