@@ -24,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Callable, Optional
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ...nets.lru import linear_scan
@@ -70,6 +71,8 @@ class ChunkLearner:
         self.trace_bytes = 0  # bytes of trace tensors formed in the last chunk (memory reports)
         self._records: list = []
         self.pend: list[list] = [[] for _ in self.recs]
+        self._dq: dict = {}
+        self._nq = 0
 
     def start(self, batch: int, masks: Optional[list] = None) -> None:
         p = next(self.model.parameters())
@@ -82,12 +85,15 @@ class ChunkLearner:
         self.pool_carry: Any = None
         self.masks = masks or [None] * len(self.model.layers)
         self.t = 0
+        self._dq: dict = {}  # deferred weight gradients of the streaming fast path (see _fast_step)
+        self._nq = 0
 
     def state_bytes(self) -> int:
         """Bytes of everything carried between chunks (states, traces, pooling sum)."""
         n = sum(h.numel() * h.element_size() for h in self.h)
         n += sum(v.numel() * v.element_size() for c in self.carry for v in c.values())
         n += sum(v.numel() * v.element_size() for q in self.pend for step in q for v in step)
+        n += sum(v.numel() * v.element_size() for _, items in self._dq.values() for step in items for v in step)
         if self.pool_carry is not None:
             n += self.pool_carry[0].numel() * self.pool_carry[0].element_size()
         return n
@@ -310,6 +316,7 @@ class ChunkLearner:
     def flush(self) -> None:
         """Turn the pending online_full sums of one-step chunks into ``.grad`` (exact as long
         as the parameters did not change since they were accumulated)."""
+        self._fold()
         for l, rec in enumerate(self.recs):
             self._drain(l, rec)
             c = self.carry[l]
@@ -323,12 +330,205 @@ class ChunkLearner:
             _acc(rec, "B_re", G_Bc[:, 0])
             _acc(rec, "B_im", -G_Bc[:, 1])
 
+    # -- streaming fast path (online_full on an LRU stack, one-step chunks) ---------------
+    def _fast_ok(self) -> bool:
+        m = self.model
+        return self.rule == "online_full" and m.arch == "lru" and m.pooling in ("none", "last", "pool_st") and torch.is_grad_enabled()
+
+    def _defer(self, kind: str, mod: nn.Module, *tensors: torch.Tensor) -> None:
+        ent = self._dq.get(mod)
+        if ent is None:
+            self._dq[mod] = (kind, [tensors])
+        else:
+            ent[1].append(tensors)
+
+    def _fold(self) -> None:
+        """Add the deferred weight gradients of the fast path's queued steps to ``.grad``: per
+        layer one matmul over the stacked (steps·batch) rows, dW = Σ_t δ_tᵀ x_t."""
+        dq, self._dq, self._nq = self._dq, {}, 0
+        for mod, (kind, items) in dq.items():
+            cols = [v[0] if len(v) == 1 else torch.cat(v, 0) for v in zip(*items)]
+            if kind == "lin":
+                X, G = cols
+                _acc(mod, "weight", G.transpose(0, 1) @ X)
+                if mod.bias is not None:
+                    _acc(mod, "bias", G.sum(0))
+            elif kind == "ro":  # LRU readout y = h W + D ⊙ u, W = readout_weight (2N, H): ∂/∂(C_re, −C_im)
+                Hr, U, G = cols
+                gW = (G.transpose(0, 1) @ Hr).view(G.shape[1], -1, 2)
+                _acc(mod, "C_re", gW[..., 0])
+                _acc(mod, "C_im", -gW[..., 1])
+                _acc(mod, "D", (G * U).sum(0))
+            else:  # LayerNorm
+                Z, M, R, G = cols
+                _, gw, gb = torch.ops.aten.native_layer_norm_backward(G, Z, mod.normalized_shape, M, R, mod.weight, mod.bias,
+                                                                      [False, mod.weight is not None, mod.bias is not None])
+                if gw is not None:
+                    _acc(mod, "weight", gw)
+                if gb is not None:
+                    _acc(mod, "bias", gb)
+
+    @staticmethod
+    def _ln(mod: nn.Module, z: torch.Tensor) -> tuple:
+        return torch.native_layer_norm(z, mod.normalized_shape, mod.weight, mod.bias, mod.eps)
+
+    def _ln_back(self, mod: nn.Module, g: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+        self._defer("ln", mod, z, mean, rstd, g)
+        return torch.ops.aten.native_layer_norm_backward(g, z, mod.normalized_shape, mean, rstd, mod.weight, mod.bias,
+                                                         [True, False, False])[0]
+
+    def _lin_back(self, mod: nn.Module, x: torch.Tensor, g: torch.Tensor, need_input: bool = True) -> Optional[torch.Tensor]:
+        self._defer("lin", mod, x, g)
+        return g @ mod.weight if need_input else None
+
+    def _fast_step(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One streaming step of online_full without autograd: the forward pass of
+        :meth:`chunk` (same operations) with the activations kept, then the backward pass by
+        hand through the non-recurrent parts (decoder, GLU/MLP, readout, LayerNorm, encoder).
+        Only input cotangents are formed per step; the weight gradients of the linear maps,
+        the LRU readout and the LayerNorms are queued and added to ``.grad`` every
+        ``lru_block`` steps as one matmul over the stacked steps (:meth:`_fold`), like the LRU
+        traces (:meth:`_lru_block`). δ_t of each LRU layer goes to :meth:`_credit_lru_step`."""
+        m = self.model
+        b = x.shape[0]
+        acts = []
+        with torch.no_grad():
+            x2 = x.reshape(b, -1).clone()
+            enc = m.encoder
+            z = torch.addmm(enc.bias, x2, enc.weight.t()) if enc.bias is not None else x2 @ enc.weight.t()
+            for l, lay in enumerate(m.layers):
+                rec = lay.rec
+                mk = self.masks[l]
+                m1, m2 = (None, None) if mk is None else (mk[0].reshape(b, -1), mk[1].reshape(b, -1))
+                zin = z
+                ln_pre = None
+                if lay.norm_kind == "pre":
+                    u, mean, rstd = self._ln(lay.norm, zin)
+                    ln_pre = (mean, rstd)
+                else:
+                    u = zin
+                h0 = self.h[l]
+                N = h0.shape[1]
+                ph = torch.view_as_real(rec.frozen("lam") * h0).view(b, 2 * N)
+                Wd = rec.frozen("drive_weight")
+                hr = torch.addmm(ph, u, Wd)
+                Wc = rec.frozen("readout_weight")
+                yr = torch.addmm(rec.D * u, hr, Wc)
+                a = lay.activation
+                sv: tuple = ()
+                if a == "none":
+                    zz = yr
+                elif a == "gelu":
+                    g = F.gelu(yr, approximate="tanh")
+                    zz = g if m1 is None else g * m1
+                else:
+                    g = F.gelu(yr, approximate="tanh")
+                    if m1 is not None:
+                        g = g * m1
+                    s = torch.sigmoid(F.linear(g, lay.out2.weight, lay.out2.bias))
+                    if a == "full_glu":
+                        a1 = F.linear(g, lay.out1.weight, lay.out1.bias)
+                        zz = a1 * s
+                    elif a == "half_glu1":
+                        a1 = g
+                        zz = g * s
+                    else:
+                        a1 = yr
+                        zz = yr * s
+                    if m2 is not None:
+                        zz = zz * m2
+                    sv = (g, a1, s)
+                out = zin + zz
+                ln_post = None
+                if lay.norm_kind == "post":
+                    pre_out = out
+                    out, mean2, rstd2 = self._ln(lay.norm, pre_out)
+                    ln_post = (pre_out, mean2, rstd2)
+                acts.append((zin, u, ln_pre, h0, hr, Wd, Wc, yr, m1, m2, sv, ln_post))
+                self.h[l] = torch.view_as_complex(hr.view(b, N, 2))
+                z = out
+            if m.pooling == "pool_st":
+                z3, self.pool_carry = m.pool(z.unsqueeze(1), self.pool_carry)
+                zp = z3[:, 0]
+            else:
+                zp = z
+                self.pool_carry = (z, 0.0)
+            zr = zp
+            if m.readout is not None:
+                zr = torch.relu(F.linear(zp, m.readout.weight, m.readout.bias))
+            dec = m.decoder
+            logits = F.linear(zr, dec.weight, dec.bias)
+            K = m.n_classes
+            no = logits.shape[1] // K
+            logp = torch.log_softmax(logits.view(b, no, K), -1)
+            loss = (w * step_losses(logp.unsqueeze(1), y)).sum()
+            yi, wb = y.reshape(b, no, 1), w.reshape(b, 1)
+
+            # backward: loss = Σ_b w_b · mean_j(−logp[b, j, y_bj]) → ∂/∂logits = (w_b / n_out)(softmax − onehot)
+            c = (wb / no).to(logp.dtype).view(b, 1, 1)
+            dl = torch.exp(logp).mul_(c)
+            dl.scatter_add_(-1, yi, (-c).expand(b, no, 1))
+            dl = dl.view(b, no * K)
+            dz = self._lin_back(dec, zr, dl)
+            if m.readout is not None:
+                dz = torch.ops.aten.threshold_backward(dz, zr, 0)
+                dz = self._lin_back(m.readout, zp, dz)
+            # pool_st: identity in the backward pass
+            for l in range(len(m.layers) - 1, -1, -1):
+                lay = m.layers[l]
+                rec = lay.rec
+                zin, u, ln_pre, h0, hr, Wd, Wc, yr, m1, m2, sv, ln_post = acts[l]
+                if ln_post is not None:
+                    dz = self._ln_back(lay.norm, dz, *ln_post)
+                a = lay.activation
+                if a == "none":
+                    dy = dz
+                elif a == "gelu":
+                    dy = torch.ops.aten.gelu_backward(dz if m1 is None else dz * m1, yr, approximate="tanh")
+                else:
+                    dzz = dz if m2 is None else dz * m2
+                    g, a1, s = sv
+                    da2 = torch.ops.aten.sigmoid_backward(dzz * a1, s)
+                    if a == "full_glu":
+                        dg = self._lin_back(lay.out1, g, dzz * s)
+                        self._defer("lin", lay.out2, g, da2)
+                        dg = dg.addmm_(da2, lay.out2.weight)
+                    elif a == "half_glu1":
+                        dg = torch.addmm(dzz * s, da2, lay.out2.weight)
+                        self._defer("lin", lay.out2, g, da2)
+                    else:
+                        dg = self._lin_back(lay.out2, g, da2)
+                    if m1 is not None:
+                        dg = dg * m1
+                    dy = torch.ops.aten.gelu_backward(dg, yr, approximate="tanh")
+                    if a == "half_glu2":
+                        dy = dy + dzz * s
+                self._defer("ro", rec, hr, u, dy)
+                dh = dy @ Wc.t()  # δ_t (real view)
+                du = torch.addmm(dy * rec.D, dh, Wd.t())
+                N = h0.shape[1]
+                self.trace_bytes += self._credit_lru_step(l, rec, u, h0, torch.view_as_complex(dh.view(b, N, 2)))
+                if ln_pre is not None:
+                    du = self._ln_back(lay.norm, du, zin, *ln_pre)
+                dz = dz + du
+            self._defer("lin", m.encoder, x2, dz)
+            self._nq += 1
+            if self._nq >= self.lru_block:
+                self._fold()
+        return loss, logp.unsqueeze(1)
+
     def chunk(self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, backward: bool = True, flush: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """One chunk (see class doc). Returns (loss of the chunk (scalar, detached), log-probs).
         ``flush=False`` leaves online_full's one-step sums pending (call :meth:`flush`)."""
         m = self.model
         self.trace_bytes = 0
         self._records = []
+        if backward and x.shape[1] == 1 and self._fast_ok():
+            loss, logp = self._fast_step(x, y, w)
+            self.t += 1
+            if flush:
+                self.flush()
+            return loss, logp
         z = m.encoder(x)
         for l, lay in enumerate(m.layers):
             u = lay.pre(z)
@@ -354,7 +554,7 @@ def layer_gradients(rec: nn.Module, u: torch.Tensor, loss_fn: Callable[[torch.Te
     lrn = ChunkLearner.__new__(ChunkLearner)
     lrn.model, lrn.recs, lrn.rule, lrn.trace_bytes, lrn._records = None, [rec], resolve_rule(rule, rec.kind), 0, []
     lrn.h = [rec.zero_state(u.shape[0], u.device, u.dtype)]
-    lrn.carry, lrn.pend = [{}], [[]]
+    lrn.carry, lrn.pend, lrn._dq, lrn._nq = [{}], [[]], {}, 0
     h = lrn.layer(0, rec, u)
     loss = loss_fn(rec.readout(h, u))
     loss.backward()
