@@ -17,7 +17,7 @@ D64 = torch.float64
 
 
 def rel(a, b):
-    return float((a - b).norm() / b.norm().clamp(min=1e-300))
+    return float(((a - b).norm() / b.norm().clamp(min=1e-300)).detach())
 
 
 def grads(mod):
