@@ -50,6 +50,24 @@ def test_unrolled_matrix_equals_conv2d(C, H, W, k):
     assert np.abs(og.to_sparse().toarray() - np.diag(gate.reshape(-1).numpy()) @ A.toarray()).max() <= 1e-12
 
 
+@pytest.mark.parametrize("C,H,W,k", [(1, 5, 7, 3), (3, 4, 6, 1), (2, 2, 3, 5), (3, 7, 4, 3)])
+def test_circular_operator_matrix_and_adjoint(C, H, W, k):
+    """Oracle 1 for circular padding: the kernel-index matrix (wrapped taps; with k > H several
+    taps land on one pixel) times vec(x) equals conv2d of the circularly padded image
+    (F.pad mode='circular'), and rmatvec equals that matrix's transpose, with a gate."""
+    w = _rand_conv(C, k, seed=10 + C + k)
+    gate = (torch.rand(C, H, W, generator=torch.Generator().manual_seed(3)) > 0.4).double()
+    op = ConvOperator(w, H, W, gate=gate, padding="circular")
+    A = op.to_sparse()
+    x = torch.randn(4, C, H, W, dtype=torch.float64)
+    p = (k - 1) // 2
+    y = (F.conv2d(F.pad(x, (p, p, p, p), mode="circular"), w) * gate).reshape(4, -1).numpy()
+    assert np.abs(A @ x.reshape(4, -1).numpy().T - y.T).max() <= 1e-12
+    assert np.abs(op.matvec(x.reshape(4, -1)).numpy() - y).max() <= 1e-12
+    v = torch.randn(3, op.N, dtype=torch.float64)
+    assert np.abs((A.T @ v.numpy().T).T - op.rmatvec(v).numpy()).max() <= 1e-12
+
+
 @pytest.mark.parametrize("seed,scale,shape", [(0, 1.0, (8, 10, 12)), (1, 2.0, (6, 8, 10))])
 def test_arnoldi_arpack_vs_dense(seed, scale, shape):
     """Oracle 2: top-10 by |λ| and the max-Re eigenvalue from Arnoldi (f64, m=300) and ARPACK

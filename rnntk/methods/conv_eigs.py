@@ -87,14 +87,17 @@ class ConvOperator:
         return y.reshape(*lead, self.N)
 
     def rmatvec(self, x: torch.Tensor) -> torch.Tensor:
-        """``A^T x`` (zero padding only): ``conv_transpose2d(gate * x)``."""
-        if self.padding != "zeros":
-            raise NotImplementedError("the adjoint is implemented for zero padding")
+        """``A^T x``: the transposed conv of ``gate * x`` (zero padding: ``conv_transpose2d``;
+        circular: a circular conv with the kernel flipped in space and its channels swapped)."""
         lead = x.shape[:-1]
         y = x.to(self.dtype).reshape(-1, self.C, self.H, self.W)
         if self.gate is not None:
             y = y * self.gate
-        y = F.conv_transpose2d(y, self.weight, padding=(self.k - 1) // 2)
+        p = (self.k - 1) // 2
+        if self.padding == "circular":
+            y = F.conv2d(F.pad(y, (p, p, p, p), mode="circular"), self.weight.transpose(0, 1).flip(-2, -1))
+        else:
+            y = F.conv_transpose2d(y, self.weight, padding=p)
         return y.reshape(*lead, self.N)
 
     def to_dense(self, chunk: int = 2048) -> torch.Tensor:
@@ -108,15 +111,16 @@ class ConvOperator:
 
     def to_sparse(self) -> Any:
         """The matrix as a ``scipy.sparse.csr_matrix`` built directly from the kernel
-        (about ``k*k*C`` non-zeros per row; zero padding only)."""
+        (about ``k*k*C`` non-zeros per row). Zero padding drops the taps that fall outside the
+        image; circular padding wraps them (taps that land on the same pixel are summed)."""
         import scipy.sparse as sp
 
-        if self.padding != "zeros":
-            raise NotImplementedError("to_sparse is implemented for zero padding")
         C, H, W, k = self.C, self.H, self.W, self.k
         p = (k - 1) // 2
         co, ci, dy, dx, y, x = np.meshgrid(np.arange(C), np.arange(C), np.arange(k), np.arange(k), np.arange(H), np.arange(W), indexing="ij")
         ys, xs = y + dy - p, x + dx - p
+        if self.padding == "circular":
+            ys, xs = ys % H, xs % W
         ok = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W)
         w = self.weight.detach().cpu().double().numpy()[co, ci, dy, dx]
         if self.gate is not None:
