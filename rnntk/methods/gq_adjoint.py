@@ -199,16 +199,26 @@ def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float
     return {**base, "first_step": min(last_dt, abs(length))}
 
 
-def _param_vjp(f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
-               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
-    """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the n nodes of one interval.
+def _add_param_vjp(p_grad: list, f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
+                   params: tuple, cfg: dict) -> int:
+    """Add Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the n nodes of one interval to ``p_grad`` (in
+    place); return the calls of f made.
 
     f maps (t, tuple of states) to a tuple; xs and adj are tuples of (n, *shape) tensors. The
     nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP (cotangents w_j a_j);
     a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place updates of
     captured tensors, random ops) is evaluated node by node instead, remembered in ``cfg``.
-    Returns (gradients per parameter or None, calls of f made).
     """
+    gr, calls = _param_vjp(f, taus, w, xs, adj, params, cfg)
+    for acc, g in zip(p_grad, gr or ()):
+        if g is not None:
+            acc.add_(g)
+    return calls
+
+
+def _param_vjp(f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
+               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
+    """The sum of :func:`_add_param_vjp` per parameter (None where f does not depend on θ)."""
     dev, dt_ = xs[0].device, xs[0].dtype
     n = len(taus)
     tj = torch.as_tensor(np.asarray(taus), dtype=dt_, device=dev)
@@ -289,14 +299,9 @@ class _GQAdjoint(torch.autograd.Function):
             out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
                          method=cfg["adjoint_method"], options=opts)
             if params:
-                gr, c = _param_vjp(f, tau, w, tuple(o[1:1 + nk] for o in out[:n]),
-                                   tuple(o[1:1 + nk] for o in out[n:]), params, cfg)
+                calls += _add_param_vjp(p_grad, f, tau, w, tuple(o[1:1 + nk] for o in out[:n]),
+                                        tuple(o[1:1 + nk] for o in out[n:]), params, cfg)
                 n_vjp += nk
-                calls += c
-                if gr is not None:
-                    for i, g in enumerate(gr):
-                        if g is not None:
-                            p_grad[i].add_(g)
             adj = tuple(o[-1] for o in out[n:])
             if k > 1:
                 adj = tuple(a + g[k - 1] for a, g in zip(adj, grad_y))
@@ -409,13 +414,8 @@ class _GQAdjointStore(torch.autograd.Function):
                          options=_interval_options(opts, cfg["adjoint_method"], steps.hint(), s_list[k] - s_list[k - 1]))
             if params:
                 x_nodes = torch.stack([x_at(tj) for tj in tau]).to(dt_)
-                gr, c = _param_vjp(f_tuple, tau, w, (x_nodes,), (out[1:1 + nk],), params, cfg)
+                calls += _add_param_vjp(p_grad, f_tuple, tau, w, (x_nodes,), (out[1:1 + nk],), params, cfg)
                 n_vjp += nk
-                calls += c
-                if gr is not None:
-                    for i, g in enumerate(gr):
-                        if g is not None:
-                            p_grad[i].add_(g)
             a = out[-1]
             if k > 1:
                 a = a + grad_y[k - 1]
