@@ -71,11 +71,7 @@ def step(method: str, prob: ODEProblem, batch: tuple):
     loss.backward()
     dt = time.perf_counter() - t0
     grads = [p.grad.detach().clone() if p.grad is not None else torch.zeros_like(p) for p in mods.parameters()]
-    if isinstance(st, dict):
-        counter = st.get("_counter")
-        st = {"nfe_forward": st.get("nfe_forward"), "nfe_backward": None if counter is None else counter.n - st["nfe_forward"]}
-    else:
-        st = {"nfe_forward": st.nfe_forward, "nfe_backward": st.nfe_backward, "nodes": st.nodes_per_interval}
+    st = {"nfe_forward": st.nfe_forward, "nfe_backward": st.nfe_backward, "nodes": list(st.nodes_per_interval)}
     return dt, grads, st
 
 

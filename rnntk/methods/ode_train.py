@@ -103,31 +103,39 @@ class RateRNNField(nn.Module):
         return (-x + torch.tanh(x) @ self.W.T + self.b) / self.tau
 
 
-def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """Solve with the configured gradient method; returns the solution and solver stats
-    (forward NFE now; backward NFE and nodes are filled in after ``backward``)."""
+class CountedStats:
+    """Solver counts of the gradients other than GQ, with GQStats' field names: ``nfe_forward``
+    at once and ``nfe_backward`` (calls of f after the forward) once backward has run; both
+    None when nothing was counted (the torchsde baselines). No quadrature nodes."""
+
+    nodes_per_interval: tuple[int, ...] = ()
+
+    def __init__(self, counter: Optional[CountedField] = None) -> None:
+        self._counter = counter
+        self.nfe_forward: Optional[int] = None if counter is None else counter.n
+
+    @property
+    def nfe_backward(self) -> Optional[int]:
+        return None if self._counter is None else self._counter.n - self.nfe_forward
+
+
+def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """Solve with the configured gradient method; returns the solution and its solver stats
+    (:class:`GQStats` or :class:`CountedStats`: forward NFE now, backward NFE and GQ nodes once
+    ``backward`` has run)."""
     kw = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
     if cfg.adjoint == "gq":
-        y, stats = odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
-        return y, stats
+        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
     counted = CountedField(func)
     if cfg.adjoint == "direct":
         y = odeint(counted, y0, t, **kw)
     else:
         opts = {"norm": "seminorm"} if cfg.adjoint == "seminorm" else None
         y = odeint_adjoint(counted, y0, t, adjoint_options=opts, adjoint_params=tuple(func.parameters()), **kw)
-    return y, {"nfe_forward": counted.n, "_counter": counted}
+    return y, CountedStats(counted)
 
 
-def _stat(stats: Any, name: str) -> Any:
-    """A field of GQStats or of the dict the other methods return (None when absent)."""
-    return stats.get(name) if isinstance(stats, dict) else getattr(stats, name, None)
-
-
-def _nfe_backward(stats: Any) -> float:
-    if isinstance(stats, dict) and "_counter" in stats:
-        return float(stats["_counter"].n - stats["nfe_forward"])
-    v = _stat(stats, "nfe_backward")
+def _count(v: Optional[int]) -> float:
     return float("nan") if v is None else float(v)
 
 
@@ -211,7 +219,7 @@ class ODEProblem:
         perm = torch.randperm(n, generator=generator)
         return [tuple(a[perm[i : i + self.cfg.batch]] for a in self.train) for i in range(0, n, self.cfg.batch)]
 
-    def loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, dict[str, Any], Optional[float]]:
+    def loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, Any, Optional[float]]:
         """Loss of one batch (with graph), solver stats, and the task metric (or None)."""
         cfg = self.cfg
         if cfg.task in ("spheres", "g1d"):
@@ -235,7 +243,7 @@ class ODEProblem:
         sol, st = solve(cfg, self.field, x0, self.t.to(dev))
         return ((sol.transpose(0, 1) - xs) ** 2).mean(), st, None
 
-    def _ou_paths(self, y0: torch.Tensor, dev: torch.device, *, sde_eval: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
+    def _ou_paths(self, y0: torch.Tensor, dev: torch.device, *, sde_eval: bool = False) -> tuple[torch.Tensor, Any]:
         """Model paths (n_init, n_paths, T) from initial values y0 (n_init,): the Wong–Zakai
         ODE with fresh KL noise (training) or torchsde Stratonovich (evaluation, baselines)."""
         from .wong_zakai import sdeint_baseline
@@ -247,7 +255,7 @@ class ODEProblem:
         if sde_eval or cfg.adjoint in ("sde-direct", "sde-adjoint"):
             self._bm_seed += 1
             sol = sdeint_baseline(self.sde, x0, t, dt=cfg.sde_dt, seed=self._bm_seed, adjoint=cfg.adjoint == "sde-adjoint" and not sde_eval)
-            stats: dict[str, Any] = {"nfe_forward": float("nan"), "nfe_backward": float("nan")}
+            stats: Any = CountedStats()
         else:
             self.sde.resample(tuple(x0.shape), dtype=x0.dtype, device=dev)
             sol, stats = solve(cfg, self.sde, x0, t)
@@ -322,9 +330,9 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
                 raise NonFiniteError(epoch, "gradient", float("nan"), "parameters not updated")
             opt.step()
             losses.append(float(loss.detach()))
-            nfe_f.append(float(_stat(st, "nfe_forward")))
-            nfe_b.append(_nfe_backward(st))
-            if _stat(st, "nodes_per_interval"):
+            nfe_f.append(_count(st.nfe_forward))
+            nfe_b.append(_count(st.nfe_backward))
+            if st.nodes_per_interval:
                 nodes.append(sum(st.nodes_per_interval) / len(st.nodes_per_interval))
         dt = time.perf_counter() - t0
         train_time += dt
