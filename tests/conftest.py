@@ -80,3 +80,14 @@ def assert_sketch_matches_autograd(prob, model, V, batch, impls=("manual", "gene
         sk = prob.sketch(model, V, batch, impl)
         torch.testing.assert_close(sk.loss, L.detach(), rtol=1e-12, atol=0)
         torch.testing.assert_close(sk.g_hat, flatten_tangents(V) @ g, rtol=1e-10, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny operators: one thread is faster, and immune to OpenMP stalls on a busy machine."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -18,13 +18,7 @@ SHIPPED = ROOT / "checkpoints" / "cordsnet-mini-digits.pth"
 FAST = ("--spont-steps", "5", "--stim-steps", "6", "-q")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny operators: one thread is faster, and immune to OpenMP stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny operators run on one thread
 
 
 def _tiny(tmp_path, in_channels=1, name="tiny.pth", depth=2):

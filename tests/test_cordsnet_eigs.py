@@ -13,13 +13,7 @@ from rnntk.methods.conv_eigs import (ConvOperator, arnoldi, circular_spectrum, d
                                      select, stability, symbol_hermitian_bound, symmetric_part_max)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny operators: one thread is faster, and immune to OpenMP stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny operators run on one thread
 
 
 def _multiset_dist(found: np.ndarray, ref: np.ndarray) -> float:

@@ -15,13 +15,7 @@ from rnntk.nets.cordsnet import CheckpointError, CordsNet, area_shapes, count_pa
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny operators: one thread is faster, and immune to OpenMP stalls on a busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: tiny operators run on one thread
 
 
 def _mini(depth=2, nonlinearity="relu", image_size=16, width=0.125, seed=0, dtype=torch.float64, classes=10):
