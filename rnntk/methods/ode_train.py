@@ -265,7 +265,7 @@ class ODEProblem:
     def _moments(paths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return paths.mean(1), paths.var(1).clamp_min(1e-6)
 
-    def _ou_loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, dict[str, Any], Optional[float]]:
+    def _ou_loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, Any, Optional[float]]:
         """Mean over initial values and times t > 0 of KL(N(model moments) ‖ N(data moments))."""
         y0, data = batch
         pred, st = self._ou_paths(y0, dev)
