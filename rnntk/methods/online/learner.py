@@ -14,9 +14,11 @@ recurrent parameters are credited:
   feeding it.
 
 One code path serves both execution modes: a sequence is processed in *chunks*; the
-*sequence* mode is one chunk of length T (vectorised over time, traces for all steps), the
-*streaming* mode is T chunks of length 1 (graph freed after each step, state and traces
-carried: memory constant in T). Both give the same gradients (oracle O10).
+*sequence* mode is one chunk of length T (vectorised over time), the *streaming* mode is T
+chunks of length 1 (graph freed after each step, state and traces carried: memory constant in
+T). Both give the same gradients (oracle O10). online_full on the LRU never forms the
+(batch, T, N, H) B-trace in either mode: the credit of a chunk is a reverse scan of the errors
+and one matmul (``ChunkLearner._lru_block``).
 """
 
 from __future__ import annotations
@@ -49,6 +51,33 @@ def _acc(rec: nn.Module, name: str, g: torch.Tensor) -> None:
     p = getattr(rec, name)
     g = g.to(p.dtype)
     p.grad = g.clone() if p.grad is None else p.grad + g
+
+
+def _nbytes(v: Any) -> int:
+    """Bytes of a tensor, or of the tensors in a (nested) tuple or list; 0 for anything else."""
+    if isinstance(v, torch.Tensor):
+        return v.numel() * v.element_size()
+    if isinstance(v, (tuple, list)):
+        return sum(_nbytes(x) for x in v)
+    return 0
+
+
+def _carried_EB(c: dict[str, Any]) -> Optional[torch.Tensor]:
+    """The online_full B-trace E^B (N, batch, H) carried in ``c``, formed now from what
+    ``ChunkLearner._lru_block`` left (E^B_{t0}, λ^k, γ λ^{k−i} (N, k), U (batch, k, H)):
+    E^B = λ^k E^B_{t0} + Σ_i γ λ^{k−i} u_i. None before the first block."""
+    pend = c.pop("EB_next", None)
+    if pend is not None:
+        EB, pk, coef, U = pend
+        b, k, H = U.shape
+        Uk = U.transpose(0, 1).reshape(k, b * H).to(coef.dtype)
+        if EB is None:
+            EB = (coef @ Uk).view(coef.shape[0], b, H)
+        else:
+            EB.mul_(pk[:, None, None])
+            EB.view(coef.shape[0], b * H).addmm_(coef, Uk)
+        c["EB"] = EB
+    return c.get("EB")
 
 
 def _trace(decay: torch.Tensor, drive: torch.Tensor, carry: Optional[torch.Tensor], time_varying: bool) -> torch.Tensor:
@@ -91,7 +120,7 @@ class ChunkLearner:
     def state_bytes(self) -> int:
         """Bytes of everything carried between chunks (states, traces, pooling sum)."""
         n = sum(h.numel() * h.element_size() for h in self.h)
-        n += sum(v.numel() * v.element_size() for c in self.carry for v in c.values())
+        n += sum(_nbytes(v) for c in self.carry for v in c.values())
         n += sum(v.numel() * v.element_size() for q in self.pend for step in q for v in step)
         n += sum(v.numel() * v.element_size() for _, items in self._dq.values() for step in items for v in step)
         if self.pool_carry is not None:
@@ -126,27 +155,9 @@ class ChunkLearner:
         nbytes = 0
         if rec.kind == "lru" and u.shape[1] == 1:
             nbytes = self._credit_lru_step(l, rec, u[:, 0], h_prev[:, 0], delta[:, 0])
-        elif rec.kind == "lru":
+        elif rec.kind == "lru":  # a multi-step chunk (sequence mode): the same closed form over the whole chunk
             self._drain(l, rec)
-            lam, gam = rec.lam().detach(), rec.gamma().detach()
-            B = rec.B().detach()
-            bu = u.to(B.dtype) @ B.transpose(0, 1)
-            if "EBs" in c:  # carried from one-step chunks, stored (N, batch, H)
-                c["EB"] = c.pop("EBs").permute(1, 0, 2)
-            eL = _trace(lam, h_prev, c.get("eL"), False)
-            eG = _trace(lam, bu, c.get("eG"), False)
-            EB = _trace(lam[:, None], gam[:, None] * u.to(B.dtype).unsqueeze(2), c.get("EB"), False)  # (b, T, N, H)
-            nbytes = sum(t.numel() * t.element_size() for t in (eL, eG, EB))
-            G_lam = (delta * eL.conj()).sum((0, 1))
-            lam_live = rec.lam()
-            g_nu, g_th = torch.autograd.grad(lam_live, [rec.nu_log, rec.theta_log], grad_outputs=G_lam)
-            _acc(rec, "nu_log", g_nu)
-            _acc(rec, "theta_log", g_th)
-            _acc(rec, "gamma_log", gam * (delta.conj() * eG).real.sum((0, 1)))
-            G_B = torch.einsum("btn,btnh->nh", delta, EB.conj())
-            _acc(rec, "B_re", G_B.real)
-            _acc(rec, "B_im", G_B.imag)
-            c.update(eL=eL[:, -1], eG=eG[:, -1], EB=EB[:, -1])
+            nbytes = self._lru_block(rec, c, u, h_prev, delta)
         elif rec.kind == "rnn":
             a = torch.diagonal(rec.A.detach()) * rec.drho(h_prev)  # (b, T, N)
             N = a.shape[-1]
@@ -255,20 +266,22 @@ class ChunkLearner:
             self._lru_block(rec, self.carry[l], U, Hp, Dl)
 
     @staticmethod
-    def _lru_block(rec: nn.Module, c: dict[str, torch.Tensor], U: torch.Tensor, Hp: torch.Tensor, Dl: torch.Tensor) -> None:
-        """online_full over k queued one-step chunks in closed form (λ, γ, B fixed in between):
-        U (batch, k, H) inputs, Hp (batch, k, N) h_{t−1}, Dl (batch, k, N) δ_t. With
-        E^B_{t0+j} = λ^j E^B_{t0} + γ Σ_{i≤j} λ^{j−i} u_i, the pending sum Σ_j Σ_b conj(δ_j) E^B_j is
+    def _lru_block(rec: nn.Module, c: dict[str, Any], U: torch.Tensor, Hp: torch.Tensor, Dl: torch.Tensor) -> int:
+        """online_full over k steps in closed form (λ, γ, B fixed over them): k queued one-step
+        chunks (streaming) or one k-step chunk (sequence mode, k = T). U (batch, k, H) inputs,
+        Hp (batch, k, N) h_{t−1}, Dl (batch, k, N) δ_t. With
+        E^B_{t0+j} = λ^j E^B_{t0} + γ Σ_{i≤j} λ^{j−i} u_i, the sum Σ_j Σ_b conj(δ_j) E^B_j is
         Σ_b (Σ_j conj(δ_j) λ^j) E^B_{t0} (one batched matmul over the carried trace) plus
-        γ Σ_{b,i} W_i u_iᵀ with W_i = Σ_{j≥i} conj(δ_j) λ^{j−i} (one matmul); the trace is then
-        advanced once, E^B ← λ^k E^B + γ Σ_i λ^{k−i} u_i (one matmul). So the N×H-per-sequence
-        trace is read and written once per k steps instead of every step. E^B is kept as
-        (N, batch, H); e^λ, e^γ (batch, N) are advanced by the scan."""
+        γ Σ_{b,i} W_i u_iᵀ with W_i = Σ_{j≥i} conj(δ_j) λ^{j−i} (a reverse scan over (batch, k, N),
+        then one matmul); e^λ, e^γ likewise with Σ_i W_i ⊙ h_{i−1} and Σ_i W_i ⊙ B u_i. The
+        (batch, k, N, H) trace is never formed. The carried trace E^B ← λ^k E^B + γ Σ_i λ^{k−i} u_i
+        (N, batch, H) is formed only when a later block needs it (:func:`_carried_EB`), so a
+        single-chunk sequence never builds it. Sums go to ``c["G_lam"|"G_gam"|"G_Bc"]``
+        (see :meth:`flush`). Returns the bytes of the tensors it formed and carries."""
         with torch.no_grad():
             lam, gam = rec.frozen("lam"), rec.frozen("gamma")
             b, k, H = U.shape
             N = lam.shape[0]
-            cdt = lam.dtype
             U = U.to(gam.dtype)
             BU = torch.view_as_complex((U.reshape(b * k, H) @ rec.frozen("B_weight")).view(b, k, N, 2))  # B u_i
             Pw = torch.cumprod(torch.cat([torch.ones_like(lam[None]), lam.expand(k, N)]), 0)  # Pw[j] = λ^j, j = 0..k
@@ -294,24 +307,18 @@ class ChunkLearner:
             G_gam = advance("eG", BU).real
             R = torch.view_as_real(W).reshape(b * k, 2 * N).transpose(0, 1) @ U.reshape(b * k, H)  # (2N, H)
             G_B = R.view(N, 2, H).mul_(gam[:, None, None])  # (Re, Im) of Σ_b Σ_j conj(δ_j) E^B_j = conj(G_B), (N, 2, H)
-            if "EB" in c:  # carried from a multi-step chunk, stored (batch, N, H)
-                c["EBs"] = c.pop("EB").permute(1, 0, 2).contiguous()
-            EB = c.get("EBs")
-            coef = gam[:, None] * Pr.transpose(0, 1)  # γ λ^{k−i}, (N, k)
-            Uk = U.transpose(0, 1).reshape(k, b * H).to(cdt)
-            if EB is None:
-                EB = (coef @ Uk).view(N, b, H)
-            else:
+            EB = _carried_EB(c)
+            if EB is not None:
                 R = torch.bmm(torch.view_as_real(Dp).permute(1, 2, 0), torch.view_as_real(EB).view(N, b, 2 * H)).view(N, 2, H, 2)
                 G_B[:, 0] += R[:, 0, :, 0] - R[:, 1, :, 1]
                 G_B[:, 1] += R[:, 0, :, 1] + R[:, 1, :, 0]
-                EB.mul_(Pw[k][:, None, None])
-                EB.view(N, b * H).addmm_(coef, Uk)
+            c.pop("EB", None)
+            c["EB_next"] = (EB, Pw[k], gam[:, None] * Pr.transpose(0, 1), U)  # E^B after the block, formed on demand
             if "G_lam" in c:
                 c["G_lam"].add_(G_lam), c["G_gam"].add_(G_gam), c["G_Bc"].add_(G_B)
             else:
                 c.update(G_lam=G_lam, G_gam=G_gam, G_Bc=G_B)
-            c["EBs"] = EB
+            return sum(_nbytes(t) for t in (W, BU, Pw, c["eL"], c["eG"], EB))
 
     def flush(self) -> None:
         """Turn the pending online_full sums of one-step chunks into ``.grad`` (exact as long
