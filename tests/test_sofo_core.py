@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch.autograd.functional import jacobian
+from torch.overrides import TorchFunctionMode
 
 from rnntk.methods.sofo import (
     MSE, SOFO, CrossEntropy, Sketch, direction, flatten_tangents, generic_tangent_step, n_params,
@@ -316,6 +317,49 @@ def test_O9_tangent_statistics():
     assert not torch.any(nz_a & nz_b) and int(nz_a.sum()) == 3 and int(nz_b.sum()) == 2  # one per block, the other 3 split 12:4
     with pytest.raises(ValueError, match="K <= P"):
         sample_tangents(p, P + 1)
+
+
+class _OpLog(TorchFunctionMode):
+    """Records (dtype, numel) of every tensor an op returns inside the ``with`` block."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        r = func(*args, **(kwargs or {}))
+        for t in r if isinstance(r, tuple) else (r,):
+            if isinstance(t, torch.Tensor):
+                self.out.append((t.dtype, t.numel()))
+        return r
+
+
+def test_orthonormal_tangents_work_in_the_working_dtype():
+    """Regression (issue 12.2): the orthonormal sampler made a float64 P×K Gaussian and QR'd it
+    (13.1 s of a 13.7 s step at P = 101,770, K = 340). Now nothing float64 larger than K×K is
+    made for float32 parameters, and V Vᵀ = I_K to float32 precision."""
+    p = {"W1": torch.zeros(40, 30), "b1": torch.zeros(40), "W2": torch.zeros(5, 40), "b2": torch.zeros(5)}
+    K = 24  # P = 1445 >= 8K: the Cholesky QR path
+    with _OpLog() as log:
+        V = sample_tangents(p, K, generator=torch.Generator().manual_seed(0))
+    big64 = [n for dt, n in log.out if dt == D64 and n > K * K]
+    assert not big64, f"float64 tensors of size {big64} in the sampler"
+    assert all(v.dtype == torch.float32 for v in V.values())
+    Vf = flatten_tangents(V)
+    torch.testing.assert_close(Vf @ Vf.T, torch.eye(K), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("K", [7, 40])  # Cholesky QR path (8K <= P) and Householder path
+def test_orthonormal_tangents_are_the_q_factor_of_the_same_gaussian(K):
+    """Oracle: the sampler's V equals the Q factor (positive diagonal R) of the dense float64 QR of
+    the same Gaussian draws, so the distribution is Haar (as with the old float64 QR)."""
+    p = {"W": torch.zeros(9, 7, dtype=D64), "b": torch.zeros(9, dtype=D64)}
+    V = sample_tangents(p, K, generator=torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    G = torch.cat([torch.randn(K, 63, generator=g, dtype=D64), torch.randn(K, 9, generator=g, dtype=D64)], 1)
+    Q, R = torch.linalg.qr(G.T)
+    Q = Q * torch.sign(torch.diagonal(R))[None, :]
+    torch.testing.assert_close(flatten_tangents(V), Q.T, rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------- O12 determinism
