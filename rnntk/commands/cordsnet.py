@@ -257,7 +257,7 @@ def cordsnet_eigs(
             op = ops[j]
             try:
                 res = leading_eigs(op, method.value, k, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
-                                   generator=torch.Generator().manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j)
+                                   generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j)
             except ValueError as e:
                 raise UserError(str(e)) from None
             allv = np.concatenate([r.values for r in res.values()])

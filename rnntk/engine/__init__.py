@@ -13,7 +13,7 @@ from typing import Any
 _EXPORTS = {
     "load_checkpoint": "checkpoint", "load_file": "checkpoint", "load_state_into": "checkpoint", "save_checkpoint": "checkpoint",
     "read_toml": "config", "to_toml": "config",
-    "resolve_device": "device", "resolve_dtype": "device",
+    "resolve_device": "device", "resolve_dtype": "device", "generator_device": "device", "device_generator": "device",
     "EXIT_INTERNAL": "errors", "EXIT_NONFINITE": "errors", "EXIT_OK": "errors", "EXIT_USER": "errors",
     "Interrupted": "errors", "NonFiniteError": "errors", "RnntkError": "errors", "UserError": "errors",
     "Progress": "progress",

@@ -52,6 +52,24 @@ def resolve_dtype(name: str | torch.dtype = "float32") -> torch.dtype:
         raise UserError(f"bad --dtype '{name}': use {' or '.join(DTYPES)}") from None
 
 
+def generator_device(generator: torch.Generator | None, default: torch.device | str | None = None) -> torch.device:
+    """Where to draw random numbers: ``generator``'s own device, or ``default`` (CPU when
+    None) without one. Drawing with ``device=generator_device(g, x.device)`` keeps a CPU
+    generator's stream bit-identical and makes a CUDA generator draw on its GPU (no copy)."""
+    if generator is not None:
+        return generator.device
+    return torch.device(default) if default is not None else torch.device("cpu")
+
+
+def device_generator(device: torch.device, cpu_generator: torch.Generator, seed: int) -> torch.Generator:
+    """The generator a run draws per-step randomness from (tangents, noise, dropout, start
+    vectors) on ``device``: ``cpu_generator`` itself on the CPU (so CPU streams are unchanged),
+    else a generator on that device seeded with ``seed``."""
+    if device.type == "cpu":
+        return cpu_generator
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
 def device_name(device: torch.device) -> str:
     """A human-readable device description for provenance (GPU model name on CUDA)."""
     if device.type == "cuda":

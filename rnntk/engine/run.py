@@ -46,11 +46,11 @@ from torch import nn
 from .. import __version__
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import plain, to_toml
-from .device import configure_threads, device_name, resolve_device
+from .device import configure_threads, device_generator, device_name, resolve_device
 from .errors import Interrupted, NonFiniteError, RnntkError, UserError
 from .files import atomic_path, write_json_atomic, write_text_atomic
 from .progress import Progress
-from .seeding import get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state
+from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state
 from .store import RunFile
 
 RUN_FILES = ("run.h5", "config.toml", "summary.json", "ckpt-last.pt", "model.pt")
@@ -122,6 +122,7 @@ class Run:
         self.seed = 0
         self.device = torch.device("cpu")
         self.generator = torch.Generator()
+        self.device_generator = self.generator  # per-step randomness on self.device (the CPU one on CPU)
         self.step = 0
         self.start_step = 0
         self.resumed = False
@@ -206,6 +207,7 @@ class Run:
         try:
             self.h5.set_attrs(threads=torch.get_num_threads(), threads_from_slurm=threads or 0)
             self.generator = seed_everything(self.seed)
+            self.device_generator = device_generator(self.device, self.generator, derive_seed(self.seed, "device"))
             self._install_signals()
         except BaseException as e:
             self.close(e)
@@ -423,6 +425,13 @@ class Run:
         ``break``: the step then counts as done and is checkpointed."""
         self._stop_reason = reason
 
+    def _rng_state(self) -> dict[str, Any]:
+        """Every RNG state for a checkpoint, the device generator's too when it is its own."""
+        state = get_rng_state(self.generator)
+        if self.device_generator is not self.generator:
+            state["device_generator"] = self.device_generator.get_state()
+        return state
+
     def steps(self, n: int, desc: str | None = None, *, time_budget: float | None = None) -> Iterator[int]:
         """Iterate ``step`` from the first not-yet-done step to ``n - 1``.
 
@@ -436,6 +445,8 @@ class Run:
         self._commit_resume(n)
         if self._resume_ck is not None and self._resume_ck.get("rng") and not self._rng_restored:
             set_rng_state(self._resume_ck["rng"], self.generator)
+            if self.device_generator is not self.generator and "device_generator" in self._resume_ck["rng"]:
+                self.device_generator.set_state(self._resume_ck["rng"]["device_generator"])
             self._rng_restored = True
         bar = Progress(n, desc or self.command, mode=self._progress_mode, start=self.step)
         t_start = time.monotonic()
@@ -518,7 +529,7 @@ class Run:
                     model_class=type(model).__name__ if model is not None else "",
                     hparams=self._hparams,
                     optimizer=self._tracked.get("optimizer"),
-                    rng=get_rng_state(self.generator),
+                    rng=self._rng_state(),
                     step=self.step,
                     extra={"objects": objects, "state": plain(self.state)},
                 )

@@ -222,7 +222,7 @@ def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optiona
         raise ValueError("reorth must be 'always' or 'selective'")
     m = max(1, min(int(m), n))
     if v0 is None:
-        v0 = torch.rand(n, generator=generator, dtype=torch.float64)
+        v0 = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else dev)
     v = v0.to(device=dev, dtype=dtype)
     V = torch.zeros(m + 1, n, dtype=dtype, device=dev)
     H = torch.zeros(m + 1, m, dtype=torch.float64)
@@ -369,7 +369,7 @@ def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol:
     value is the Rayleigh quotient. A complex dominant pair never converges: then
     ``converged=False`` and ``note`` points to Arnoldi."""
     o = op.to(dtype) if op.dtype != dtype else op
-    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64).to(device=o.device, dtype=dtype)
+    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else o.device).to(device=o.device, dtype=dtype)
     V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
     it = 0
     for it in range(1, iters + 1):

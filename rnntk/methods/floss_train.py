@@ -60,7 +60,7 @@ def _task(cfg: FlossConfig, batch: int, steps: int, gen: torch.Generator):
 def _bits(batch: int, steps: int, gen: torch.Generator) -> torch.Tensor:
     """Task-distributed input bits (B, T, 1) for flossing and probe sequences (no targets needed,
     so any length works, also shorter than the delay)."""
-    return torch.randint(0, 2, (batch, steps, 1), generator=gen).float()
+    return torch.randint(0, 2, (batch, steps, 1), generator=gen, device=gen.device).float()
 
 
 def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
@@ -75,10 +75,11 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
     st = run.state
     for key in ("episodes", "floss_losses", "floss_lambdas", "le_epochs", "le_after_floss", "le", "cond", "sv", "accs", "floss_s", "task_s", "nonfinite_floss"):
         st.setdefault(key, 0 if key in ("episodes", "floss_s", "task_s", "nonfinite_floss") else [])
-    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=torch.Generator().manual_seed(run.seed + 3), dtype=torch.float32, device=dev)
-    probe = _bits(1, cfg.le_len, torch.Generator().manual_seed(run.seed + 5)).to(dev)
+    dgen = lambda s: torch.Generator(device=dev).manual_seed(s)  # noqa: E731  # drawn on the run's device (same streams on CPU)
+    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=dgen(run.seed + 3), dtype=torch.float32, device=dev)
+    probe = _bits(1, cfg.le_len, dgen(run.seed + 5))
     horizons = [h for h in cfg.horizons if h <= cfg.le_len]
-    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=torch.Generator().manual_seed(run.seed + 7), dtype=torch.float32, device=dev)
+    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=dgen(run.seed + 7), dtype=torch.float32, device=dev)
     test = _task(cfg, cfg.eval_batch, cfg.trial_len, torch.Generator().manual_seed(run.seed + 11))
     test_u, test_y, test_m = test.inputs.to(dev), test.targets.to(dev), test.mask.to(dev)
 
@@ -96,9 +97,9 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
 
     def episode(epoch: int, n_fl: int) -> None:
         t0 = time.perf_counter()
-        fgen = torch.Generator().manual_seed(run.seed * 1_000_003 + epoch)
+        fgen = dgen(run.seed * 1_000_003 + epoch)
         for _ in range(n_fl):
-            u = _bits(1, cfg.floss_len, fgen).to(dev)
+            u = _bits(1, cfg.floss_len, fgen)
             info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
                               t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0)
             st["floss_losses"].append(info.loss)

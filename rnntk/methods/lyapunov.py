@@ -54,8 +54,9 @@ def generic_tangent(step: StepFn) -> TangentFn:
 
 
 def initial_basis(n: int, k: int, *, generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, device: Any = None) -> torch.Tensor:
-    """An orthonormal N × k basis: reduced QR of a Gaussian matrix (fixed by ``generator``)."""
-    G = torch.randn(n, k, generator=generator, dtype=torch.float64)
+    """An orthonormal N × k basis: reduced QR of a Gaussian matrix (fixed by ``generator``),
+    drawn on ``generator``'s device (on ``device`` without one), returned on ``device``."""
+    G = torch.randn(n, k, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else device)
     Q, R = torch.linalg.qr(G)
     Q = Q * torch.sign(torch.diagonal(R))
     return Q.to(dtype=dtype, device=device)

@@ -49,6 +49,8 @@ class Problem(abc.ABC):
 
     name = ""
     has_manual_tangents = False
+    #: where per-trial noise is drawn from (on its device); None: the ``sample`` generator
+    noise_generator: Optional[torch.Generator] = None
 
     @abc.abstractmethod
     def make_model(self, generator: torch.Generator) -> nn.Module:
@@ -103,7 +105,7 @@ class ReachProblem(Problem):
         fn = reach.double_reach_trials if self.name == "double-reach" else reach.single_reach_trials
         tr = fn(batch, dt=self.dt, duration=self.duration, generator=generator)
         sigma = noise_sigma(self.tau, self.dt) if self.noise else 0.0
-        return Batch(tr, rate_noise(batch, self.steps, self.hidden, sigma, generator))
+        return Batch(tr, rate_noise(batch, self.steps, self.hidden, sigma, self.noise_generator or generator))
 
     def sketch(self, model: MotorRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
         p = model.params()

@@ -59,7 +59,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
         m = model if i == 0 else copy.deepcopy(model)
         if name == "sofo":
             opt: Any = SOFO(dict(m.named_parameters()), n_tangents=cfg.n_tangents, damping=cfg.damping, lr=cfg.lr, tangents=cfg.tangents,
-                            damping_mode=cfg.damping_mode, max_step_norm=cfg.max_step_norm, generator=run.generator)
+                            damping_mode=cfg.damping_mode, max_step_norm=cfg.max_step_norm, generator=run.device_generator)
         else:
             opt = torch.optim.Adam(m.parameters(), lr=cfg.adam_lr, eps=cfg.adam_eps)
         arms[name] = {"model": m, "opt": opt}
@@ -70,6 +70,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     run.track(first["model"], first["opt"], hparams=first["model"].hparams(), **others)
 
     val = problem.sample(cfg.eval_batch, torch.Generator().manual_seed(run.seed + 10_007)).to(dev)
+    problem.noise_generator = run.device_generator  # training noise (like tangents) drawn on the run's device; run.generator itself on CPU
     prefix = (lambda n, k: f"{n}_{k}") if len(names) == 2 else (lambda n, k: k)
     impl = cfg.tangent_impl
     if impl == "auto" and not problem.has_manual_tangents:

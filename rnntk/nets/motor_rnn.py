@@ -35,9 +35,10 @@ def noise_sigma(tau: float, dt: float) -> float:
 
 def rate_noise(batch: int, steps: int, n: int, sigma: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Multiplicative noise η (B, T, n) ~ U(1 − σ, 1 + σ) clipped at 0 (all ones for σ = 0)."""
+    dev = generator.device if generator is not None else None  # drawn on the generator's device
     if sigma == 0:
-        return torch.ones(batch, steps, n)
-    u = torch.rand(batch, steps, n, generator=generator)
+        return torch.ones(batch, steps, n, device=dev)
+    u = torch.rand(batch, steps, n, generator=generator, device=dev)
     return (1 - sigma + 2 * sigma * u).clamp_min(0.0)
 
 

@@ -133,7 +133,7 @@ class SeqModel(nn.Module):
                 out.append(None)
                 continue
             H = lay.rec.d_model
-            keep = torch.rand(2, batch, 1, H, generator=generator) >= p
+            keep = torch.rand(2, batch, 1, H, generator=generator, device=generator.device if generator is not None else device) >= p
             m = (keep.to(dtype) / (1 - p)).to(device)
             out.append((m[0], m[1]))
         return out

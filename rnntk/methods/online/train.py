@@ -203,7 +203,7 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
         k = max(1, min(cfg.accumulate, b))
         loss_sum, acc_num = 0.0, 0.0
         for part in torch.tensor_split(torch.arange(b), k):
-            masks = model.sample_masks(len(part), run.generator, dev, dtype)
+            masks = model.sample_masks(len(part), run.device_generator, dev, dtype)  # drawn on the run's device
             w = loss_weights(mask[part], b)
             if cfg.update_every:  # streaming with parameter updates every K steps (extension)
                 sl = StreamingLearner(model, rule, opt, cfg.update_every, masks)
