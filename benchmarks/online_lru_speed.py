@@ -1,12 +1,19 @@
-"""Time per time step of streaming online_full (forward + spatial backward + trace updates)
-vs inference only (one forward step, no graph), side by side in one run, interleaved so that
-load from other jobs hits both alike.
+"""Speed of the online rules, side by side in one run, interleaved so that load from other
+jobs hits both alike (median of --repeats).
 
-    python benchmarks/online_lru_speed.py                 # 2 layers, H = N = 128, batch 32
+1. Streaming: time per time step of streaming online_full (forward + spatial backward + trace
+   updates) vs inference only (one forward step, no graph). Target (issue #5): <= 3x inference
+   per step (paper: about 2x). Also printed: streaming online_truncated / online_spat, and
+   sequence-mode BPTT per step.
+2. Sequence mode (issue #12): one sequence-mode online_full gradient vs rnntk's own BPTT
+   gradient on the same batch, T = --seq-len, for each of --seq-layers. Target: <= 1.5x BPTT's
+   time, and peak memory no more than BPTT's. Peak memory = the largest total of tensor bytes
+   allocated during the call (CUDA: torch.cuda.max_memory_allocated; CPU: torch's MemTracker,
+   which follows every tensor storage), measured once per rule outside the timed runs.
+
+    python benchmarks/online_lru_speed.py                 # both parts: 2 layers, H = N = 128
+    python benchmarks/online_lru_speed.py --part sequence --seq-len 256 --seq-layers 1 2
     python benchmarks/online_lru_speed.py --d-model 256 --d-hidden 128 --batch 16
-
-Target (issue #5): streaming online_full costs <= 3x inference per step (paper: about 2x).
-Also printed: streaming online_truncated / online_spat, and sequence-mode BPTT per step.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from typing import Callable
 
 import torch
 
@@ -31,9 +39,83 @@ def main() -> None:
     ap.add_argument("--d-hidden", type=int, default=128)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--part", choices=("all", "streaming", "sequence"), default="all")
+    ap.add_argument("--seq-len", type=int, default=256, help="sequence mode: T")
+    ap.add_argument("--seq-batch", type=int, default=8, help="sequence mode: batch")
+    ap.add_argument("--seq-layers", type=int, nargs="+", default=[1, 2], help="sequence mode: stack depths")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
+    if args.part in ("all", "streaming"):
+        streaming_part(args, dev)
+    if args.part in ("all", "sequence"):
+        sequence_part(args, dev)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def peak_bytes(fn: Callable[[], object], dev: torch.device) -> int:
+    """Peak bytes of tensors allocated while ``fn()`` runs (above what was allocated before)."""
+    if dev.type == "cuda":
+        _sync(dev)
+        base = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        _sync(dev)
+        return torch.cuda.max_memory_allocated(dev) - base
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    mt = MemTracker()
+    with mt:
+        fn()
+    return int(mt.get_tracker_snapshot("peak")[dev]["Total"])
+
+
+def sequence_part(args: argparse.Namespace, dev: torch.device) -> None:
+    """Sequence-mode online_full vs BPTT: time per gradient and peak memory (see module doc)."""
+    T, b = args.seq_len, args.seq_batch
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(b, T, 8, generator=g).to(dev)
+    y = torch.randint(0, 2, (b, T, 7), generator=g).to(dev)
+    ones = torch.ones(b, T, device=dev)
+    print(f"sequence mode ({dev}): T {T}, batch {b}, H {args.d_model}, N {args.d_hidden}, {args.threads} thread(s), median of {args.repeats}")
+    for L in args.seq_layers:
+        model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=L, d_model=args.d_model, d_hidden=args.d_hidden,
+                                dropout=0.0, generator=torch.Generator().manual_seed(0)).to(dev)
+
+        def grad(rule: str) -> Callable[[], None]:
+            def run() -> None:
+                model.zero_grad(set_to_none=True)
+                online_gradients(model, x, y, ones, rule, "sequence")
+            return run
+
+        jobs = {"bptt": grad("bptt"), "online_full": grad("online_full")}
+        times: dict[str, list[float]] = {k: [] for k in jobs}
+        for fn in jobs.values():
+            fn()  # warm-up
+        for _ in range(args.repeats):
+            for k, fn in jobs.items():
+                _sync(dev)
+                t0 = time.perf_counter()
+                fn()
+                _sync(dev)
+                times[k].append(time.perf_counter() - t0)
+        peak = {}
+        for k, fn in jobs.items():
+            model.zero_grad(set_to_none=True)
+            peak[k] = peak_bytes(fn, dev)
+        med = {k: statistics.median(v) for k, v in times.items()}
+        for k in jobs:
+            print(f"  {L} layer(s)  {k:<14}{med[k] * 1e3:>10.1f} ms{peak[k] / 2**20:>10.1f} MiB peak")
+        print(f"  {L} layer(s)  sequence online_full / bptt: time {med['online_full'] / med['bptt']:.2f}x (target <= 1.5x), "
+              f"peak memory {peak['online_full'] / peak['bptt']:.2f}x (target <= 1x)")
+
+
+def streaming_part(args: argparse.Namespace, dev: torch.device) -> None:
+    """Streaming online rules per time step vs inference (see module doc)."""
     model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=args.layers, d_model=args.d_model, d_hidden=args.d_hidden,
                             dropout=0.0, generator=torch.Generator().manual_seed(0)).to(dev)
     g = torch.Generator().manual_seed(1)
@@ -44,8 +126,7 @@ def main() -> None:
     w = loss_weights(ones)
 
     def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
+        _sync(dev)
 
     def inference() -> None:
         lrn = ChunkLearner(model, "online_spat")
