@@ -9,8 +9,31 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Annotated, Optional, Sequence
+
+_EARLY_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGUSR2") if hasattr(signal, n))
+_PENDING: list[int] = []  # signals that arrived while the CLI was still importing
+
+
+def _record_signal(signum: int, frame: object) -> None:
+    _PENDING.append(signum)
+
+
+def _is_cli_process() -> bool:
+    """True when this process is the ``rnntk`` command (console script or ``python -m rnntk``),
+    not a library import (a notebook must keep its own SIGINT handling)."""
+    a0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return a0 == "rnntk" or (a0 == "__main__.py" and os.path.basename(os.path.dirname(sys.argv[0])) == "rnntk")
+
+
+if _is_cli_process():  # from the first line on: a signal while importing is reported, not a traceback
+    for _s in _EARLY_SIGNALS:
+        try:
+            signal.signal(_s, _record_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass
 
 import typer
 from typer._click import exceptions as _cx
@@ -71,6 +94,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     _install_early_signals()
     code = 0
     try:
+        if _PENDING:  # arrived while importing: stop before anything is created
+            raise Interrupted(_PENDING[0], note="before the run started")
         rv = command.main(args=args, prog_name="rnntk", standalone_mode=False)
         code = rv if isinstance(rv, int) else 0
     except _cx.NoArgsIsHelpError:
@@ -85,7 +110,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         _common.error_line(e.one_line())
         code = e.exit_code
         if sub in _common.ENGINE_COMMANDS:
-            print(json.dumps({"status": "error", "run_dir": None, "command": sub, "error": e.one_line()}), flush=True)
+            status = "interrupted" if isinstance(e, Interrupted) else "error"
+            print(json.dumps({"status": status, "run_dir": None, "command": sub, "error": e.one_line()}), flush=True)
     except typer.Abort:
         code = 1
     except KeyboardInterrupt:
@@ -100,7 +126,16 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             traceback.print_exc()
         _common.error_line(f"internal error: {type(e).__name__}: {e} (set RNNTK_DEBUG=1 for a traceback)")
         code = 1
+    _ignore_signals()  # the outcome is decided (and printed): a late signal changes neither it nor the exit code
     sys.exit(code)
+
+
+def _ignore_signals() -> None:
+    for s in _EARLY_SIGNALS:
+        try:
+            signal.signal(s, signal.SIG_IGN)
+        except (ValueError, OSError):
+            pass
 
 
 def _silence_stdout() -> None:
@@ -112,16 +147,14 @@ def _silence_stdout() -> None:
 
 
 def _early_signal(signum: int, frame: object) -> None:
-    """Before a run opens (parsing, building the model), a signal just stops the command."""
+    """Before a run opens (parsing, building the model), a signal just stops the command
+    (one error line and, for engine commands, the JSON line; exit 130/143)."""
     raise Interrupted(signum, note="before the run started")
 
 
 def _install_early_signals() -> None:
-    import signal
-
-    for name in ("SIGTERM", "SIGUSR2"):
-        if hasattr(signal, name):
-            try:
-                signal.signal(getattr(signal, name), _early_signal)
-            except ValueError:  # not the main thread
-                pass
+    for s in _EARLY_SIGNALS:
+        try:
+            signal.signal(s, _early_signal)
+        except (ValueError, OSError):  # not the main thread
+            pass

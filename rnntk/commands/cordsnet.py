@@ -13,7 +13,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from ..cli import app
-from ..engine.errors import UserError
+from ..engine.errors import NonFiniteError, UserError
 from .common import RunOptions, engine_command, require_positive
 
 O = typer.Option
@@ -248,7 +248,12 @@ def cordsnet_eigs(
         raise UserError("--image is used only with --operator jacobian-image")
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         model = model.to(device=run.device, dtype=torch.float64)
-        ops = cordsnet_operators(model, operator.value, js, None if img is None else img.to(run.device, torch.float64), alpha, spont_steps, stim_steps, dtype=dt_)
+        stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731  # a signal stops any loop within one iteration
+        ops = cordsnet_operators(model, operator.value, js, None if img is None else img.to(run.device, torch.float64), alpha, spont_steps, stim_steps,
+                                 dtype=dt_, check=stop_check)
+        for j in js:  # NaN/inf weights (or a diverged state for the Jacobians) would fail inside LAPACK/ARPACK
+            if not bool(torch.isfinite(ops[j].weight).all()):
+                raise NonFiniteError(0, f"area {j} recurrent weight", float("nan"), note="the model's weights are not finite")
         run.h5.set_attrs(model=model.describe(), operator=operator.value, method=method.value)
         rows = ["layer,N,method,rank,which,real,imag,abs,residual,converged"]
         final: dict[str, Any] = {}
@@ -257,7 +262,8 @@ def cordsnet_eigs(
             op = ops[j]
             try:
                 res = leading_eigs(op, method.value, k, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
-                                   generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j)
+                                   generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j,
+                                   check=stop_check)
             except ValueError as e:
                 raise UserError(str(e)) from None
             allv = np.concatenate([r.values for r in res.values()])

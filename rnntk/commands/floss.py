@@ -172,12 +172,15 @@ def lyapunov_cmd(
         else:
             u = torch.randn(n_traj, steps, n_in, generator=gen).to(run.device, dt_)
         x0 = torch.randn(n_traj, N, generator=gen).to(run.device, dt_) * 0.1
+        stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731  # a signal stops the spectrum within one step
         with torch.no_grad():
-            res = lyapunov_spectrum(model, u, kk, x0=x0, steps=steps, warmup=warmup, t_ons=t_ons, generator=gen)
-            sv = long_term_jacobian_singular_values(model, None if u is None else u[:1], hs, x0=x0[:1]) if hs else None
-        lam = res.exponents
-        if not torch.isfinite(lam).all():
-            raise NonFiniteError(res.steps, "lyapunov_exponent", float("nan"), note="the dynamics exploded")
+            res = lyapunov_spectrum(model, u, kk, x0=x0, steps=steps, warmup=warmup, t_ons=t_ons, generator=gen, check=stop_check)
+            lam = res.exponents
+            if not torch.isfinite(lam).all():
+                raise NonFiniteError(res.steps, "lyapunov_exponent", float("nan"), note="the dynamics exploded")
+            sv = long_term_jacobian_singular_values(model, None if u is None else u[:1], hs, x0=x0[:1], check=stop_check) if hs else None
+            if sv is not None and not torch.isfinite(sv).all():
+                raise NonFiniteError(max(hs), "jac_singular_value", float("nan"), note="the long-term Jacobian overflowed")
         mean = lam.mean(0)
         sem = lam.std(0) / n_traj**0.5 if n_traj > 1 else torch.zeros_like(lam[0])  # std already uses n-1
         run.result("lyapunov", lam, description="exponents per trajectory (per step), (n_traj, k)")

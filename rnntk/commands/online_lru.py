@@ -255,7 +255,7 @@ def online_lru_gradcheck_cmd(
         model = build_model(data[0], run.generator, dt, **mo).to(run.device)
         n = min(batch_size, len(data[0]))
         x, y, mask, _ = data[0].batch(torch.arange(n), run.device, dt)
-        al = gradient_alignment(model, (x, y, mask), rl, exec.value)
+        al = gradient_alignment(model, (x, y, mask), rl, exec.value, check=lambda: run.check_interrupt(checkpoint=False))
         groups = [*param_groups(model), "all"]
         lines = ["rule,group,cos,relnorm,rel_err"]
         print(f"{'rule':<18}{'group':<10}{'cos':>10}{'|g|/|bptt|':>12}{'rel err':>10}", file=sys.stderr)

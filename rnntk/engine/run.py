@@ -375,9 +375,16 @@ class Run:
         if self._critical_depth == 0 and self._hard_stop is not None:
             self._raise_hard_stop()
 
-    def check_interrupt(self) -> None:
+    def check_interrupt(self, checkpoint: bool = True) -> None:
         """Raise :class:`Interrupted` (after checkpointing) if a signal arrived. Call it in
-        long phases outside :meth:`steps`; :meth:`steps` calls it at every step boundary."""
+        long phases outside :meth:`steps`; :meth:`steps` calls it at every step boundary.
+        ``checkpoint=False`` inside a step (a method loop's callback): the step is not done,
+        so no checkpoint is written and the last one (at a step boundary) is kept."""
+        if self._signal is not None and not checkpoint:
+            if not self._tracked:
+                raise Interrupted(self._signal, self.step, note="nothing to checkpoint")
+            kept = f"last checkpoint kept (step {self._last_ckpt_step})" if self._last_ckpt_step is not None else "no checkpoint had been written"
+            raise Interrupted(self._signal, self.step, note=f"stopped inside the step; {kept}; continue with --resume {self.dir}")
         if self._signal is not None:
             info = self.save_checkpoint()
             note = f"checkpoint {CHECKPOINT} at step {self.step}" if info else "nothing to checkpoint"

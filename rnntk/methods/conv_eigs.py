@@ -129,13 +129,16 @@ class ConvOperator:
         cols = (ci * H + ys) * W + xs
         return sp.csr_matrix((w[ok], (rows[ok], cols[ok])), shape=(self.N, self.N))
 
-    def as_linear_operator(self) -> Any:
-        """A float64 ``scipy.sparse.linalg.LinearOperator`` (matvec and matmat via conv2d)."""
+    def as_linear_operator(self, check: Optional[Callable[[], None]] = None) -> Any:
+        """A float64 ``scipy.sparse.linalg.LinearOperator`` (matvec and matmat via conv2d);
+        ``check`` is called before every product (it may raise)."""
         from scipy.sparse.linalg import LinearOperator
 
         op = self.to(torch.float64)
 
         def mm(X: np.ndarray) -> np.ndarray:
+            if check is not None:
+                check()
             X = np.asarray(X)
             vec = X.ndim == 1
             Xt = torch.from_numpy(np.ascontiguousarray(X.T if not vec else X[None]))
@@ -204,12 +207,13 @@ class Krylov:
 
 def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, m: int = 300, dtype: torch.dtype = torch.float64,
            v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None, reorth: str = "always",
-           device: Optional[torch.device] = None) -> Krylov:
+           device: Optional[torch.device] = None, check: Optional[Callable[[], None]] = None) -> Krylov:
     """``m`` Arnoldi steps with classical Gram-Schmidt as matrix products (``h = V w``,
     ``w -= V^T h``). ``reorth``: ``always`` (CGS2, default: a second pass every step) or
     ``selective`` (the second pass only when the first pass shrank ``w`` below ``1/sqrt(2)`` of
     its norm, the Daniel-Gragg-Kaufman-Stewart test: fewer passes, weaker orthogonality). Stops early on
-    breakdown. op: a :class:`ConvOperator` or a batched matvec ``(..., n) -> (..., n)``."""
+    breakdown. op: a :class:`ConvOperator` or a batched matvec ``(..., n) -> (..., n)``.
+    ``check`` is called before every step (a run's interrupt check; it may raise to stop)."""
     t0 = time.perf_counter()
     if isinstance(op, ConvOperator):
         n, dev = op.N, op.device
@@ -230,6 +234,8 @@ def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optiona
     m_eff, breakdown, passes = m, False, 0
     eta = 2 ** -0.5
     for j in range(m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+        if check is not None:
+            check()
         w = mv(V[j])
         B = V[: j + 1]
         n0 = float(torch.linalg.vector_norm(w))
@@ -293,10 +299,11 @@ def arnoldi(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Option
 
 
 def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[int] = None, tol: float = 1e-8, maxiter: Optional[int] = None,
-                seed: int = 0) -> EigResult:
+                seed: int = 0, check: Optional[Callable[[], None]] = None) -> EigResult:
     """``scipy.sparse.linalg.eigs`` on the float64 conv :class:`LinearOperator` (ARPACK,
     implicitly restarted Arnoldi). ``ncv`` default ``min(N - 1, max(4k, 40))``. Residuals are
-    recomputed with the operator; unconverged values (ARPACK gave up) are flagged."""
+    recomputed with the operator; unconverged values (ARPACK gave up) are flagged. ``check``
+    is called before every operator product (it may raise to stop ARPACK)."""
     from scipy.sparse.linalg import ArpackNoConvergence, eigs
 
     t0 = time.perf_counter()
@@ -306,7 +313,7 @@ def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[
     ncv = min(N - 1, ncv or max(4 * k, 40))
     if ncv <= k + 1:
         ncv = min(N - 1, k + 2)
-    lin = op.as_linear_operator()
+    lin = op.as_linear_operator(check)
     before = op.n_matvec
     v0 = np.random.default_rng(seed).random(N)
     note = ""
@@ -362,7 +369,7 @@ class PowerResult:
 
 
 def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol: float = 1e-8, generator: Optional[torch.Generator] = None,
-                    check_every: int = 50, dtype: torch.dtype = torch.float64) -> PowerResult:
+                    check_every: int = 50, dtype: torch.dtype = torch.float64, check: Optional[Callable[[], None]] = None) -> PowerResult:
     """``trials`` parallel power iterations ``v <- A v / ||A v||`` from uniform[0,1) starts
     (upstream), stopped when every trial's Rayleigh residual is ``<= tol * max(1, |lambda|)``.
     Trials are sign-aligned before averaging (a negative dominant eigenvalue flips signs), the
@@ -373,6 +380,8 @@ def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol:
     V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
     it = 0
     for it in range(1, iters + 1):
+        if check is not None:
+            check()
         AV = o.matvec(V)
         V = AV / torch.linalg.vector_norm(AV, dim=1, keepdim=True)
         if it % check_every == 0 or it == iters:
@@ -452,13 +461,14 @@ OPERATORS = ("recurrent", "jacobian-spont", "jacobian-image")
 
 
 def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional[list[int]] = None, image: Optional[torch.Tensor] = None,
-                       alpha: float = 0.2, spont_steps: int = 100, stim_steps: int = 100, dtype: torch.dtype = torch.float64) -> dict[int, ConvOperator]:
+                       alpha: float = 0.2, spont_steps: int = 100, stim_steps: int = 100, dtype: torch.dtype = torch.float64,
+                       check: Optional[Callable[[], None]] = None) -> dict[int, ConvOperator]:
     """Per-area operators of a :class:`~rnntk.nets.cordsnet.CordsNet`: ``recurrent`` = the
     effective recurrent conv ``W_j``; ``jacobian-spont`` / ``jacobian-image`` = ``D_j W_j`` with
     ``D_j = 1[z_j > 0]`` at the end of the spontaneous phase / of the stimulus phase for
     ``image`` ``(1, C, S, S)``. With no feedback the network Jacobian is block lower-triangular,
     so per-area spectra are exact: ``J_j = (-I + D_j W_j)/tau`` is stable iff
-    ``max Re lambda(D_j W_j) < 1``."""
+    ``max Re lambda(D_j W_j) < 1``. ``check`` is called before every simulated step."""
     from torch.nn.utils import parametrize
 
     if operator not in OPERATORS:
@@ -467,13 +477,13 @@ def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional
     gates: dict[int, Optional[torch.Tensor]] = {j: None for j in layers}
     with torch.no_grad(), parametrize.cached():
         if operator != "recurrent":
-            rs, _ = model.spontaneous(spont_steps, alpha)
+            rs, _ = model.spontaneous(spont_steps, alpha, check=check)
             drive: tuple = (None, None)
             if operator == "jacobian-image":
                 if image is None:
                     raise ValueError("jacobian-image needs an image")
                 drive = model.drives(model.stem(image))
-                rs, _, _ = model.run_phase(rs, drive, stim_steps, alpha)
+                rs, _, _ = model.run_phase(rs, drive, stim_steps, alpha, check=check)
             zs = model.preactivations(rs, drive)
             gates = {j: (zs[j][0] > 0) for j in layers}
         ops = {}
@@ -485,15 +495,17 @@ def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional
 
 def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: int = 300,
                  qr_steps: int = 0, tol: float = 1e-8, max_dense_n: int = 4096, ncv: Optional[int] = None, power_iters: int = 10000,
-                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0) -> dict[str, EigResult]:
+                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0,
+                 check: Optional[Callable[[], None]] = None) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
     method. Arnoldi and dense compute once and select both orderings from the same values;
     ARPACK runs once per ordering; power iteration gives the dominant value only (LM);
-    ``fft-circular`` returns the circular-padding spectrum (a preview, residuals NaN)."""
+    ``fft-circular`` returns the circular-padding spectrum (a preview, residuals NaN).
+    ``check`` is called inside every iterative loop (a run's interrupt check; it may raise)."""
     out: dict[str, EigResult] = {}
     k = max(1, min(k, op.N))
     if method == "arnoldi":
-        kr = krylov(op, m=krylov_m, dtype=dtype, generator=generator)
+        kr = krylov(op, m=krylov_m, dtype=dtype, generator=generator, check=check)
         for i, w in enumerate(which):  # one Krylov run, both orderings (its time counted once)
             t0 = time.perf_counter()
             vals, res, conv = ritz(kr, k, w, tol, qr_steps)
@@ -501,7 +513,7 @@ def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: 
                                dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, qr_steps=int(qr_steps)))
     elif method == "arpack":
         for w in which:
-            out[w] = eigs_arpack(op, k=min(k, op.N - 2), which=w, ncv=ncv, tol=tol, seed=seed)
+            out[w] = eigs_arpack(op, k=min(k, op.N - 2), which=w, ncv=ncv, tol=tol, seed=seed, check=check)
     elif method == "dense":
         full = dense_eigs(op, k=op.N, which="LM", max_n=max_dense_n)
         for w in which:
@@ -511,7 +523,7 @@ def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: 
         if list(which) != ["LM"]:
             raise ValueError("power iteration finds the largest-modulus eigenvalue only; use --which LM (or --method arnoldi for LR)")
         t0 = time.perf_counter()
-        p = power_iteration(op, iters=power_iters, tol=tol, generator=generator, dtype=dtype)
+        p = power_iteration(op, iters=power_iters, tol=tol, generator=generator, dtype=dtype, check=check)
         out["LM"] = EigResult(np.array([p.value], np.complex128), np.array([p.residual]), np.array([p.converged]), "power", "LM", op.N,
                               p.iterations * 10, time.perf_counter() - t0, dict(iterations=p.iterations, note=p.note))
     elif method == "fft-circular":

@@ -53,8 +53,13 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
     t_read = (cfg.stim_steps + cfg.post_steps) if cfg.readout == "every" else 1
     final_idx = cfg.stim_steps - 1 if cfg.readout == "every" else 0
     h5 = run.h5.f["results"]
-    ds = h5.create_dataset("logits", shape=(0, t_read, model.classes), maxshape=(None, t_read, model.classes), dtype="f4",
-                           chunks=(max(1, min(64, n)), t_read, model.classes), compression="gzip", compression_opts=1)
+    # checkpoints hold the model and the batches done: --resume continues after the last one
+    run.track(model, hparams=model.hparams() if hasattr(model, "hparams") else None)
+    if "logits" in h5:  # --resume: the rows past the checkpoint are cut when the loop starts
+        ds = h5["logits"]
+    else:
+        ds = h5.create_dataset("logits", shape=(0, t_read, model.classes), maxshape=(None, t_read, model.classes), dtype="f4",
+                               chunks=(max(1, min(64, n)), t_read, model.classes), compression="gzip", compression_opts=1)
     ds.attrs.update(dims="trial,readout_step,class", readout=cfg.readout, dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
                     t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt, units="logit",
                     description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step")
@@ -63,8 +68,20 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
     top5 = 0.0
     preds = []
     t0 = time.perf_counter()
+    stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731  # a signal stops within one Euler step
+
+    def account(lg: torch.Tensor, idx: Sequence[int]) -> None:
+        """Predictions and running accuracies of logits ``lg`` for the images ``idx``."""
+        nonlocal top5
+        preds.append(lg[:, final_idx].argmax(-1))
+        if labels is not None:
+            y = labels[list(idx)]
+            correct.add_((lg.argmax(-1) == y[:, None]).sum(0).double())
+            k5 = min(5, model.classes)
+            top5 += float((lg[:, final_idx].topk(k5, -1).indices == y[:, None]).any(-1).sum())
+
     with torch.no_grad(), parametrize.cached():
-        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool)
+        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check)
         for j, tr in spont[1].items():
             run.result(f"spontaneous/layer{j}", tr.float().cpu(), dims="time,channel,y,x", dt=dt * cfg.record_stride,
                        t0=dt * cfg.record_stride, tau=TAU, pool=cfg.record_pool, description="spontaneous phase (zero image), shared by all images")
@@ -72,11 +89,21 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
                            stride=cfg.record_stride, pool=cfg.record_pool, stim_onset=cfg.spont_steps * dt,
                            stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt)
         nb = (n + cfg.batch_size - 1) // cfg.batch_size
+        first = True
         for b in run.steps(nb, desc="cordsnet-eval"):
+            if first:  # (after a --resume committed) keep exactly the images the checkpoint covers
+                first, done = False, b * cfg.batch_size
+                ds.resize((done,) + ds.shape[1:])
+                for j in cfg.record:
+                    if f"layer{j}" in run.h5.f["traces"]:
+                        tr_ds = run.h5.f["traces"][f"layer{j}"]
+                        tr_ds.resize((done,) + tr_ds.shape[1:])
+                if done:
+                    account(torch.from_numpy(ds[:done]), range(done))
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
             x = source.load(idx, cfg.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
             res = model.simulate(x, cfg.alpha, cfg.spont_steps, cfg.stim_steps, cfg.post_steps, cfg.record, cfg.record_stride,
-                                 cfg.record_pool, cfg.readout, spont=spont)
+                                 cfg.record_pool, cfg.readout, spont=spont, check=stop_check)
             lg = res.logits.float().cpu()
             n0 = ds.shape[0]
             ds.resize((n0 + len(idx),) + ds.shape[1:])
@@ -84,14 +111,9 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             for j, tr in res.traces.items():
                 run.trace(f"layer{j}", tr, dt=dt * cfg.record_stride, dims=("trial", "time", "channel", "y", "x"),
                           t0=(cfg.spont_steps + cfg.record_stride) * dt, append=b > 0, units="rate (a.u.)", **trace_attrs)
-            p = lg[:, final_idx].argmax(-1)
-            preds.append(p)
+            account(lg, idx)
             row: dict[str, float] = {"images": float(n0 + len(idx))}
             if labels is not None:
-                y = labels[idx]
-                correct += (lg.argmax(-1) == y[:, None]).sum(0).double()
-                k5 = min(5, model.classes)
-                top5 += float((lg[:, final_idx].topk(k5, -1).indices == y[:, None]).any(-1).sum())
                 row["running_top1"] = float(correct[final_idx]) / (n0 + len(idx))
             run.log(b, **row)
     seconds = time.perf_counter() - t0

@@ -57,11 +57,12 @@ class FlossStepInfo:
 
 def floss_step(model: Any, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, k: int, *, x0: torch.Tensor,
                warmup: int = 16, t_ons: int = 1, target: float = 0.0, reduce: str = "mean",
-               q0: Optional[torch.Tensor] = None) -> FlossStepInfo:
+               q0: Optional[torch.Tensor] = None, check: Optional[Callable[[], None]] = None) -> FlossStepInfo:
     """One flossing step: the k-exponent spectrum along ``inputs`` (B, T, S) from ``x0`` (B, N),
     the flossing loss, backward through states, Jacobian products and QRs, one optimiser step.
-    A step whose gradient is not finite is skipped (``finite=False``)."""
-    res: LyapunovResult = lyapunov_spectrum(model, inputs, k, x0=x0, warmup=warmup, t_ons=t_ons, q0=q0)
+    A step whose gradient is not finite is skipped (``finite=False``). ``check`` is called at
+    every time step of the spectrum (a run's interrupt check; it may raise to stop)."""
+    res: LyapunovResult = lyapunov_spectrum(model, inputs, k, x0=x0, warmup=warmup, t_ons=t_ons, q0=q0, check=check)
     loss = flossing_loss(res.exponents, target, reduce)
     optimizer.zero_grad()
     loss.backward()

@@ -83,12 +83,15 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
     test = _task(cfg, cfg.eval_batch, cfg.trial_len, torch.Generator().manual_seed(run.seed + 11))
     test_u, test_y, test_m = test.inputs.to(dev), test.targets.to(dev), test.mask.to(dev)
 
+    def stop_check() -> None:  # a signal stops a long spectrum or episode within a time step
+        run.check_interrupt(checkpoint=False)
+
     def spectrum(updates: int, after_floss: bool = False) -> None:
         """Spectrum of the probe sequence; ``updates`` = task updates done so far."""
         with torch.no_grad():
             x0 = model.x0[:1].detach()
-            res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4))
-            sv = long_term_jacobian_singular_values(model, probe, horizons, x0=x0) if horizons else torch.zeros(0, cfg.n_units)
+            res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4), check=stop_check)
+            sv = long_term_jacobian_singular_values(model, probe, horizons, x0=x0, check=stop_check) if horizons else torch.zeros(0, cfg.n_units)
         st["le_epochs"].append(int(updates))
         st["le_after_floss"].append(bool(after_floss))
         st["le"].append([float(v) for v in res.exponents[0]])
@@ -101,7 +104,7 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         for _ in range(n_fl):
             u = _bits(1, cfg.floss_len, fgen)
             info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
-                              t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0)
+                              t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0, check=stop_check)
             st["floss_losses"].append(info.loss)
             st["floss_lambdas"].append([float(v) for v in info.exponents])
             st["nonfinite_floss"] += 0 if info.finite else 1

@@ -76,6 +76,7 @@ def lyapunov_spectrum(
     q0: Optional[torch.Tensor] = None,
     generator: Optional[torch.Generator] = None,
     clamp: Optional[float] = None,
+    check: Optional[Callable[[], None]] = None,
 ) -> LyapunovResult:
     """The first ``k`` Lyapunov exponents along trajectories, batched.
 
@@ -86,6 +87,7 @@ def lyapunov_spectrum(
     q0: (N, k) or (B, N, k) initial orthonormal basis (default: :func:`initial_basis` from
       ``generator``; the same for every trajectory).
     warmup: steps during which x and Q evolve but nothing is accumulated.
+    check: called at every step (e.g. a run's interrupt check, which may raise to stop).
     Gradients flow through the whole computation (states, Jacobian products, every QR).
     Returns :class:`LyapunovResult` with exponents (B, k) per trajectory.
     """
@@ -120,6 +122,8 @@ def lyapunov_spectrum(
     n_acc = 0
     last = 0
     for t in range(T):
+        if check is not None:
+            check()
         u = inputs[:, t] if inputs is not None else None
         Q = tangent(x, Q, u)
         x = step(x, u)
@@ -140,10 +144,12 @@ def lyapunov_spectrum(
     return LyapunovResult(log_r.sum(0) / (n_acc * dt), log_r, n_acc, dt, torch.tensor(windows, dtype=torch.float64))
 
 
-def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torch.Tensor], horizons: list[int], *, x0: torch.Tensor, tangent: Optional[TangentFn] = None) -> torch.Tensor:
+def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torch.Tensor], horizons: list[int], *, x0: torch.Tensor, tangent: Optional[TangentFn] = None,
+                                        check: Optional[Callable[[], None]] = None) -> torch.Tensor:
     """Singular values of T_{t,0} = A_t ⋯ A_1 at each horizon t (float64, no QR), for one
     trajectory: x0 (1, N), inputs (1, T, S). Returns (len(horizons), N), descending.
-    A module is copied to float64 for this (small singular values underflow in float32)."""
+    A module is copied to float64 for this (small singular values underflow in float32).
+    ``check`` is called at every step (it may raise to stop)."""
     if isinstance(model_or_step, torch.nn.Module):
         model_or_step = copy.deepcopy(model_or_step).double()
     step = getattr(model_or_step, "step", model_or_step)
@@ -155,11 +161,14 @@ def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torc
     out = []
     wanted = sorted(set(int(h) for h in horizons))
     for t in range(max(wanted)):
+        if check is not None:
+            check()
         u = inputs[:, t].to(torch.float64) if inputs is not None else None
         P = tangent(x, P, u)
         x = step(x, u)
-        if t + 1 in wanted:
-            out.append(torch.linalg.svdvals(P[0]))
+        if t + 1 in wanted:  # a product that overflowed has no SVD: NaN singular values (the caller's guard)
+            finite = bool(torch.isfinite(P).all())
+            out.append(torch.linalg.svdvals(P[0]) if finite else torch.full((N,), float("nan"), dtype=torch.float64, device=P.device))
     return torch.stack(out, 0)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -187,12 +187,16 @@ class CordsNet(nn.Module):
         return self.out_fc(x.mean(dim=(-2, -1)))
 
     def run_phase(self, rs: list[torch.Tensor], drive: tuple[Optional[torch.Tensor], Optional[torch.Tensor]], steps: int, alpha: float = ALPHA,
-                  record: Sequence[int] = (), stride: int = 1, pool: str = "none", readout_every: bool = False) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
+                  record: Sequence[int] = (), stride: int = 1, pool: str = "none", readout_every: bool = False,
+                  check: Optional[Callable[[], None]] = None) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
         """Run ``steps`` steps from ``rs``; returns (states, recorded states per area every
-        ``stride`` steps, logits after each step if ``readout_every``)."""
+        ``stride`` steps, logits after each step if ``readout_every``). ``check`` is called
+        before every step (a run's interrupt check; it may raise to stop)."""
         rec: dict[int, list[torch.Tensor]] = {j: [] for j in record}
         logits = []
         for t in range(1, steps + 1):
+            if check is not None:
+                check()
             rs = self.step(rs, drive, alpha)
             if readout_every:
                 logits.append(self.readout(rs))
@@ -201,10 +205,11 @@ class CordsNet(nn.Module):
                     rec[j].append(pool_state(rs[j], pool))
         return rs, rec, logits
 
-    def spontaneous(self, steps: int = 100, alpha: float = ALPHA, record: Sequence[int] = (), stride: int = 1, pool: str = "none") -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+    def spontaneous(self, steps: int = 100, alpha: float = ALPHA, record: Sequence[int] = (), stride: int = 1, pool: str = "none",
+                    check: Optional[Callable[[], None]] = None) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
         """The image-independent spontaneous phase (zero image, bias-driven), simulated once at
         batch 1. Returns the end states ``(1, C, H, W)`` and recordings ``(T_rec, C, H', W')``."""
-        rs, rec, _ = self.run_phase(self.zero_state(1), (None, None), steps, alpha, record, stride, pool)
+        rs, rec, _ = self.run_phase(self.zero_state(1), (None, None), steps, alpha, record, stride, pool, check=check)
         return rs, {j: torch.stack(v, 0)[:, 0] if v else self._empty(0, j, pool) for j, v in rec.items()}
 
     def _empty(self, batch: int, j: int, pool: str) -> torch.Tensor:
@@ -215,12 +220,13 @@ class CordsNet(nn.Module):
 
     def simulate(self, images: torch.Tensor, alpha: float = ALPHA, spont_steps: int = 100, stim_steps: int = 100, post_steps: int = 0,
                  record: Sequence[int] = (), record_stride: int = 1, record_pool: str = "none", readout: str = "final",
-                 spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None) -> SimResult:
+                 spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None, check: Optional[Callable[[], None]] = None) -> SimResult:
         """Upstream's eval protocol: states from 0, ``spont_steps`` with a zero image (computed
         once at batch 1 and broadcast, or given as ``spont`` from :meth:`spontaneous`), then
         ``stim_steps`` with ``images`` ``(B, C_in, S, S)`` (normalised), then ``post_steps``
         with a zero image. ``readout``: ``final`` (after the last stimulus step, upstream) or
-        ``every`` (after each stimulus and post step). Time unit: one Euler step = alpha*tau."""
+        ``every`` (after each stimulus and post step). Time unit: one Euler step = alpha*tau.
+        ``check`` is called before every Euler step (it may raise to stop)."""
         if readout not in ("final", "every"):
             raise ValueError("readout must be 'final' or 'every'")
         if stim_steps < 1:
@@ -228,14 +234,14 @@ class CordsNet(nn.Module):
         B = images.shape[0]
         with parametrize.cached():
             if spont is None:
-                spont = self.spontaneous(spont_steps, alpha, record, record_stride, record_pool)
+                spont = self.spontaneous(spont_steps, alpha, record, record_stride, record_pool, check=check)
             s_state, s_rec = spont
             rs = [s.expand(B, *s.shape[1:]) for s in s_state]
             drive = self.drives(self.stem(images))
-            rs, rec, logits = self.run_phase(rs, drive, stim_steps, alpha, record, record_stride, record_pool, readout == "every")
+            rs, rec, logits = self.run_phase(rs, drive, stim_steps, alpha, record, record_stride, record_pool, readout == "every", check=check)
             final_logits = [self.readout(rs)] if readout == "final" else logits
             if post_steps:
-                rs, rec2, logits2 = self.run_phase(rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every")
+                rs, rec2, logits2 = self.run_phase(rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every", check=check)
                 for j in rec:
                     rec[j] += rec2[j]
                 final_logits += logits2

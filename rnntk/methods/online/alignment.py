@@ -3,7 +3,8 @@ per parameter group (encoder, layer_k, decoder, all) on one batch."""
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import math
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -27,12 +28,19 @@ def param_groups(model: SeqModel) -> dict[str, list[str]]:
     return groups
 
 
-def gradient_of(model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec: str = "sequence", masks: Optional[list] = None) -> dict[str, torch.Tensor]:
-    """{name: gradient} of ``rule`` on batch (x, y, mask), leaving ``.grad`` as it was."""
+def gradient_of(model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec: str = "sequence", masks: Optional[list] = None,
+                check: Optional[Callable[[], None]] = None) -> dict[str, torch.Tensor]:
+    """{name: gradient} of ``rule`` on batch (x, y, mask), leaving ``.grad`` as it was.
+    ``check`` is called before every streamed step (it may raise to stop)."""
     saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
     model.zero_grad(set_to_none=True)
     x, y, mask = batch[:3]
-    online_gradients(model, x, y, mask, rule, exec, masks=masks)
+    try:
+        online_gradients(model, x, y, mask, rule, exec, masks=masks, check=check)
+    except BaseException:
+        for n, p in model.named_parameters():
+            p.grad = saved[n]
+        raise
     out = {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
     for n, p in model.named_parameters():
         p.grad = saved[n]
@@ -54,14 +62,23 @@ def compare(g: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: di
     return out
 
 
-def gradient_alignment(model: SeqModel, batch: Sequence[torch.Tensor], rules: Sequence[str], exec: str = "sequence") -> dict[str, Any]:
+def gradient_alignment(model: SeqModel, batch: Sequence[torch.Tensor], rules: Sequence[str], exec: str = "sequence",
+                       check: Optional[Callable[[], None]] = None) -> dict[str, Any]:
     """{rule: {group: {cos, relnorm, norm, rel_err}}} against BPTT on one batch
-    (x, y, mask); dropout off. ``.grad`` is left untouched."""
+    (x, y, mask); dropout off. ``.grad`` is left untouched. ``check`` is called before each
+    rule and every streamed step (a run's interrupt check; it may raise to stop)."""
     was = model.training
     model.eval()
     try:
         ref = gradient_of(model, batch, "bptt")
         groups = param_groups(model)
-        return {r: compare(gradient_of(model, batch, r, exec), ref, groups) for r in rules}
+        out = {}
+        for r in rules:
+            if check is not None:
+                check()
+            out[r] = compare(gradient_of(model, batch, r, exec, check=check), ref, groups)
+        return out
     finally:
         model.train(was)
+        if check is not None:
+            check()

@@ -571,14 +571,16 @@ def layer_gradients(rec: nn.Module, u: torch.Tensor, loss_fn: Callable[[torch.Te
 
 
 def online_gradients(model: SeqModel, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, rule: str, exec: str = "sequence",
-                     masks: Optional[list] = None, weights: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, dict[str, Any]]:
+                     masks: Optional[list] = None, weights: Optional[torch.Tensor] = None,
+                     check: Optional[Callable[[], None]] = None) -> tuple[torch.Tensor, dict[str, Any]]:
     """Accumulate the gradient estimate of ``rule`` into ``.grad`` of ``model``'s parameters.
 
     x: (batch, T, d_in); y: (batch, T, n_out) int64 targets (dense labels); mask: (batch, T)
     0/1 loss mask (ignored when ``weights`` (batch, T) is given). ``exec``: ``sequence`` (one
     vectorised pass) or ``streaming`` (one step at a time, constant memory). With pooling
     ``pool`` the model makes one prediction per sequence from y[:, -1] (sequence mode only).
-    masks: dropout masks from ``model.sample_masks``. Returns (loss, {"logp": log-probs}).
+    masks: dropout masks from ``model.sample_masks``. check: called before every streamed step
+    (a run's interrupt check; it may raise to stop). Returns (loss, {"logp": log-probs}).
     """
     if exec not in ("sequence", "streaming"):
         raise ValueError(f"unknown exec '{exec}' (sequence, streaming)")
@@ -597,6 +599,8 @@ def online_gradients(model: SeqModel, x: torch.Tensor, y: torch.Tensor, mask: to
     total = torch.zeros((), dtype=x.dtype, device=x.device)
     outs = []
     for t in range(x.shape[1]):
+        if check is not None:
+            check()
         lt, lp = learner.chunk(x[:, t : t + 1], y[:, t : t + 1], w[:, t : t + 1], flush=(t == x.shape[1] - 1))
         total = total + lt
         outs.append(lp)
