@@ -14,8 +14,18 @@ from torch.autograd.functional import jacobian
 from torch.overrides import TorchFunctionMode
 
 from rnntk.methods.sofo import (
-    MSE, SOFO, CrossEntropy, Sketch, direction, flatten_tangents, generic_tangent_step, n_params,
-    sample_tangents, sketch_feedforward, sketch_recurrent, solve,
+    MSE,
+    SOFO,
+    CrossEntropy,
+    Sketch,
+    direction,
+    flatten_tangents,
+    generic_tangent_step,
+    n_params,
+    sample_tangents,
+    sketch_feedforward,
+    sketch_recurrent,
+    solve,
 )
 
 pytestmark = pytest.mark.filterwarnings("error:There is a performance drop")

@@ -243,6 +243,115 @@ class CrossEntropy:
         return torch.einsum("b,kbc,bc,lbc->kl", w, d, p, d) - torch.einsum("b,kb,lb->kl", w, pd, pd)
 
 
+class FunctionLoss:
+    """Any differentiable loss of the outputs, ``fn(y, target) -> scalar`` (or
+    ``fn(y, target, weight)`` when a weight is given), summed over time steps by the sketches.
+
+    y: (B, D) outputs of one step; target: whatever ``fn`` takes. The gradient and the
+    output-space Hessian H = ∇²_y ℓ come from ``torch.func`` (``grad`` and batched
+    Hessian-vector products, reverse over reverse) in float64, so nothing larger than the outputs is differentiated:
+
+    - ``per_trial=True`` (default; ℓ a sum or mean of per-trial terms, like every torch loss with
+      ``reduction='mean'/'sum'``): D Hessian-vector products give every trial's D×D block H_b at
+      once; with ``psd=True`` (default) negative eigenvalues of each H_b are clipped to 0, so Ĝ is
+      a Gauss–Newton matrix even for a non-convex ℓ; Ĝ_kl = Σ_b dY_kbᵀ H_b dY_lb. The first call
+      checks that ℓ really does not couple trials (one extra Hessian-vector product) and raises
+      ``ValueError`` otherwise.
+    - ``per_trial=False``: any ℓ of the whole (B, D) output; K Hessian-vector products,
+      Ĝ_kl = dY_k · H dY_l (negative curvature is then left to :func:`solve`, which clips the
+      eigenvalues of Ĝ at 0).
+
+    For the built-in cases, :class:`MSE` and :class:`CrossEntropy` give the same numbers in closed
+    form (tested equal). Example: ``FunctionLoss(lambda y, t: F.huber_loss(y, t))``; a plain
+    callable passed where a loss is expected is wrapped in this class.
+    """
+
+    def __init__(self, fn: Callable[..., torch.Tensor], *, per_trial: bool = True, psd: bool = True) -> None:
+        if not callable(fn):
+            raise TypeError(f"FunctionLoss needs a callable loss, got {type(fn).__name__}")
+        self.fn, self.per_trial, self.psd = fn, bool(per_trial), bool(psd)
+        self._checked = False
+
+    def _f(self, target: Any, weight: Optional[torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        def f(y: torch.Tensor) -> torch.Tensor:
+            out = self.fn(y, target) if weight is None else self.fn(y, target, weight)
+            if not isinstance(out, torch.Tensor) or out.numel() != 1:
+                raise ValueError("a SOFO loss must return a scalar tensor (reduce over trials inside the loss)")
+            return out.reshape(())
+
+        return f
+
+    @staticmethod
+    def _plain(*xs: Any) -> list[Any]:
+        """Copies usable outside inference mode; floating tensors in float64."""
+        out = []
+        for x in xs:
+            if isinstance(x, torch.Tensor):
+                x = x.detach().clone()
+                x = x.to(torch.float64) if x.is_floating_point() else x
+            out.append(x)
+        return out
+
+    def value(self, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        with torch.inference_mode(False), torch.no_grad():
+            y, target, weight = self._plain(y, target, weight)
+            return self._f(target, weight)(y).detach()
+
+    def grad(self, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """∇_y ℓ, (B, D) in float64."""
+        with torch.inference_mode(False):
+            y, target, weight = self._plain(y, target, weight)
+            return torch.func.grad(self._f(target, weight))(y)
+
+    def hvp(self, U: torch.Tensor, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """H u for a batch of directions U: (M, B, D) → (M, B, D), float64 (exact Hessian)."""
+        with torch.inference_mode(False):
+            y, target, weight, U = self._plain(y, target, weight, U)
+            _, hv = torch.func.vjp(torch.func.grad(self._f(target, weight)), y)  # u ↦ uᵀH = Hu (reverse over reverse)
+            return vmap(lambda u: hv(u)[0])(U)
+
+    def hessian_blocks(self, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Per-trial Hessian blocks H_b (B, D, D), float64, from D Hessian-vector products
+        (assumes ℓ does not couple trials); PSD-projected when ``psd``."""
+        B, D = y.shape
+        E = torch.eye(D, dtype=torch.float64, device=y.device)[:, None, :].expand(D, B, D)
+        cols = self.hvp(E, y, target, weight)  # cols[d, b] = H_b e_d
+        H = cols.permute(1, 2, 0)
+        H = 0.5 * (H + H.transpose(1, 2))
+        if not self._checked:
+            u = torch.randn(1, B, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(y.device)
+            full = self.hvp(u, y, target, weight)[0]
+            blk = torch.einsum("bde,be->bd", H, u[0])
+            if not torch.allclose(full, blk, rtol=1e-6, atol=1e-9 * float(full.abs().max().clamp_min(1e-300))):
+                raise ValueError("this loss couples trials (its Hessian is not block-diagonal over the batch); use FunctionLoss(fn, per_trial=False)")
+            self._checked = True
+        if self.psd:
+            s, Q = torch.linalg.eigh(H)
+            H = (Q * s.clamp_min(0.0)[:, None, :]) @ Q.transpose(1, 2)
+        return H
+
+    def ggn(self, dY: torch.Tensor, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """dY: (K, B, D) → Ĝ contribution (K, K), float64."""
+        d = dY.to(torch.float64)
+        if self.per_trial:
+            HdY = torch.einsum("bde,kbe->kbd", self.hessian_blocks(y, target, weight), d)
+        else:
+            HdY = self.hvp(d, y, target, weight)
+        G = torch.einsum("kbd,lbd->kl", d, HdY)
+        return 0.5 * (G + G.T)
+
+
+def as_loss(loss: Any) -> Any:
+    """A loss object with ``value/grad/ggn`` (:class:`MSE`, :class:`CrossEntropy`,
+    :class:`FunctionLoss`, or your own) as is; a plain callable ``fn(y, target)`` wrapped in
+    :class:`FunctionLoss`."""
+    if all(hasattr(loss, a) for a in ("value", "grad", "ggn")):
+        return loss
+    if callable(loss):
+        return FunctionLoss(loss)
+    raise TypeError(f"a SOFO loss must be a callable fn(y, target) or have value/grad/ggn, got {type(loss).__name__}")
+
+
 # --------------------------------------------------------------------------- sketches
 @dataclass
 class Sketch:
@@ -264,14 +373,35 @@ def sketch_feedforward(
 ) -> Sketch:
     """Sketch for a feed-forward map ``y = f(params)`` (inputs closed over), y: (B, D).
 
-    The K tangents go through one ``vmap(jvp)`` pass; the primal is computed once.
+    The K tangents go through one ``vmap(jvp)`` pass; the primal is computed once. ``V`` may
+    cover only some of ``params`` (frozen ones have no tangent and are held fixed). ``loss``: an
+    object with ``value/grad/ggn`` or any callable ``fn(y, target)`` (see :class:`FunctionLoss`).
     """
+    loss = as_loss(loss)
+    f, primal = _restrict(f, params, V)
     with torch.inference_mode():
-        y, dY = vmap(lambda v: jvp(f, (params,), (v,)), out_dims=(None, 0))(V)
+        y, dY = vmap(lambda v: jvp(f, (primal,), (v,)), out_dims=(None, 0))(V)
         g = loss.grad(y, target, weight).to(torch.float64)
         g_hat = torch.einsum("kbd,bd->k", dY.to(torch.float64), g)
         G_hat = loss.ggn(dY, y, target, weight)
         return Sketch(loss.value(y, target, weight).detach(), g_hat, G_hat, y)
+
+
+def _restrict(f: Callable[..., Any], params: Params, V: Params) -> tuple[Callable[..., Any], Params]:
+    """``f`` as a function of the blocks that have tangents only (the others held fixed), and
+    those blocks in ``V``'s order (the primal and tangent pytrees must match)."""
+    extra = [k for k in V if k not in params]
+    if extra:
+        raise ValueError(f"tangents for unknown parameters {extra}")
+    primal = {k: params[k] for k in V}
+    if len(primal) == len(params):
+        return f, primal
+    fixed = {k: v for k, v in params.items() if k not in V}
+
+    def g(q: Params, *rest: Any) -> Any:
+        return f({**fixed, **q}, *rest)
+
+    return g, primal
 
 
 StepFn = Callable[[Params, Any, torch.Tensor, Any], tuple[Any, torch.Tensor]]
@@ -280,11 +410,14 @@ TangentStepFn = Callable[[Params, Any, Any, Params, torch.Tensor, Any], tuple[An
 
 def generic_tangent_step(step: StepFn) -> TangentStepFn:
     """The K-batched tangent recursion of ``step`` by ``vmap(jvp)``:
-    dstate' = ∂F/∂state · dstate + ∂F/∂θ · v, for every tangent at once."""
+    dstate' = ∂F/∂state · dstate + ∂F/∂θ · v, for every tangent at once (parameters without a
+    tangent in ``V`` are held fixed)."""
 
     def tstep(params: Params, state: Any, dstate: Any, V: Params, x_t: torch.Tensor, noise_t: Any) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+        fstep, primal = _restrict(step, params, V)
+
         def one(v: Params, ds: Any) -> Any:
-            return jvp(lambda p, s: step(p, s, x_t, noise_t), (params, state), (v, ds))
+            return jvp(lambda p, s: fstep(p, s, x_t, noise_t), (primal, state), (v, ds))
 
         (state1, y), (dstate1, dy) = vmap(one, out_dims=((None, None), (0, 0)))(V, dstate)
         return state1, y, dstate1, dy
@@ -316,10 +449,16 @@ def sketch_recurrent(
     tangent sees the primal's noise. dstate0: tangents of the initial state (K, ...) when it
     depends on θ (e.g. a learned x0); zeros otherwise. tangent_step: a hand-written K-batched
     tangent recursion (see :func:`generic_tangent_step` for its contract); default vmap(jvp).
+    ``V`` may cover only some of ``params`` (frozen blocks; a hand-written tangent step then sees
+    zero tangents for them). ``loss``: an object with ``value/grad/ggn`` or any callable
+    ``fn(y_t, target_t[, weight_t])`` (see :class:`FunctionLoss`).
     """
     T = inputs.shape[1]
     K = next(iter(V.values())).shape[0]
+    loss = as_loss(loss)
     tstep = tangent_step or generic_tangent_step(step)
+    if tangent_step is not None and any(k not in V for k in params):
+        V = {k: V[k] if k in V else torch.zeros((K, *p.shape), dtype=p.dtype, device=p.device) for k, p in params.items()}
     with torch.inference_mode():
         state = state0
         dstate = dstate0 if dstate0 is not None else torch.utils._pytree.tree_map(lambda s: torch.zeros((K, *s.shape), dtype=s.dtype, device=s.device), state0)
@@ -399,22 +538,36 @@ class SOFOInfo:
 
 
 class SOFO:
-    """A torch.optim-like SOFO optimiser over a dict of parameter tensors.
+    """A torch.optim-like SOFO optimiser.
 
     Each :meth:`step` draws fresh tangents, asks ``sketch_fn(V)`` for the sketch of the loss
     in those directions, solves the damped subspace problem and updates the parameters in
-    place: θ ← θ − lr·Δ. ``max_step_norm`` (> 0) caps ‖lr·Δ‖ at that fraction of ‖θ‖.
+    place: θ ← θ − lr·Δ. ``max_step_norm`` (> 0) caps ‖Σ lr·Δ‖ at that fraction of ‖θ‖.
     A non-finite sketch (the model blew up) leaves θ unchanged and returns NaN diagnostics.
+
+    ``params`` is what a torch optimizer takes, or a dict:
+      - an ``nn.Module`` (its named parameters), a dict ``name → tensor``, an iterable of
+        tensors (named ``"0"``, ``"1"``, ... in order) or of ``(name, tensor)`` pairs;
+      - or parameter groups: an iterable of dicts ``{"params": <any of the above>, "lr": η_g}``
+        (``lr`` optional, default ``lr``). One subspace spans every group; group g's block of
+        the step is scaled by its own η_g.
+    **Frozen parameters** (``nn.Parameter`` with ``requires_grad=False``) are left out, as torch
+    optimizers leave them alone: they get no tangents and are never changed. Plain tensors that
+    are not ``nn.Parameter`` are always trained (the functional API). ``self.params`` is the
+    dict of trained tensors, the keys the tangents ``V`` use.
+
+    Tangents are drawn with ``generator`` on its device (default: a generator on the
+    parameters' device, seed 0); pass one on the parameters' device to avoid copies.
 
     Example (feed-forward, any ``nn.Module``)::
 
-        opt = SOFO(dict(model.named_parameters()), n_tangents=64)
+        opt = SOFO(model, n_tangents=64)
         info = opt.step_module(model, x, target, CrossEntropy())
     """
 
     def __init__(
         self,
-        params: Mapping[str, torch.Tensor] | nn.Module,
+        params: Any,
         n_tangents: int = 128,
         damping: float = 1e-3,
         lr: float = 1.0,
@@ -424,10 +577,6 @@ class SOFO:
         max_step_norm: float = 0.0,
         generator: Optional[torch.Generator] = None,
     ) -> None:
-        if isinstance(params, nn.Module):
-            params = dict(params.named_parameters())
-        self.params: Params = dict(params)
-        P = n_params(self.params)
         if n_tangents < 1:
             raise ValueError(f"n_tangents must be >= 1, got {n_tangents}")
         if damping < 0:
@@ -436,6 +585,11 @@ class SOFO:
             raise ValueError(f"tangents must be one of {TANGENT_KINDS}")
         if damping_mode not in DAMPING_MODES:
             raise ValueError(f"damping_mode must be one of {DAMPING_MODES}")
+        self.param_groups: list[dict[str, Any]] = _param_groups(params, float(lr))
+        self.params: Params = {k: v for g in self.param_groups for k, v in g["params"].items()}
+        if not self.params:
+            raise ValueError("SOFO got no trainable parameters (all are frozen: requires_grad=False)")
+        P = n_params(self.params)
         self.n_tangents = min(int(n_tangents), P)
         self.damping, self.lr, self.tangents, self.damping_mode = float(damping), float(lr), tangents, damping_mode
         self.max_step_norm = float(max_step_norm)
@@ -448,7 +602,8 @@ class SOFO:
         return sample_tangents(self.params, self.n_tangents, kind=self.tangents, generator=self.generator)
 
     def step(self, sketch_fn: Callable[[Params], Sketch]) -> SOFOInfo:
-        """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ."""
+        """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ
+        (V: ``name → (K, *shape)`` over :attr:`params`)."""
         V = self.sample()
         sk = sketch_fn(V)
         if not (torch.isfinite(sk.loss).all() and torch.isfinite(sk.g_hat).all() and torch.isfinite(sk.G_hat).all()):
@@ -458,34 +613,104 @@ class SOFO:
             return SOFOInfo(float(sk.loss) if torch.isfinite(sk.loss).all() else nan, nan, nan, nan, nan, nan, nan, False)
         sol = solve(sk, self.damping, self.damping_mode)
         delta = direction(V, sol.alpha)
-        step_norm = math.sqrt(sum(float((self.lr * d).pow(2).sum()) for d in delta.values()))
-        scale, clipped = self.lr, False
+        lrs = {k: float(g["lr"]) for g in self.param_groups for k in g["params"]}
+        step_norm = math.sqrt(float(sum((lrs[k] * d).double().pow(2).sum() for k, d in delta.items())))
+        scale, clipped = 1.0, False
         if self.max_step_norm > 0:
-            theta = math.sqrt(sum(float(p.detach().pow(2).sum()) for p in self.params.values()))
+            theta = math.sqrt(float(sum(p.detach().double().pow(2).sum() for p in self.params.values())))
             cap = self.max_step_norm * max(theta, 1e-12)
             if step_norm > cap:
-                scale, clipped = self.lr * cap / step_norm, True
+                scale, clipped = cap / step_norm, True
                 step_norm = cap
         with torch.no_grad():
             for k, p in self.params.items():
-                p.sub_(scale * delta[k].to(p.dtype))
+                p.sub_((scale * lrs[k]) * delta[k].to(p.dtype))
         self.iterations += 1
         s = sol.eigvals
         return SOFOInfo(float(sk.loss), float(s.max()), float(s.min()), sol.lam, step_norm, float(sk.g_hat.norm()), sol.pred_decrease, clipped)
 
-    def step_module(self, model: nn.Module, x: torch.Tensor, target: torch.Tensor, loss: Any, weight: Optional[torch.Tensor] = None) -> SOFOInfo:
-        """One iteration for a feed-forward ``model(x)`` (outputs (B, D))."""
-        names = list(self.params)
+    def step_module(self, model: nn.Module, x: torch.Tensor, target: Any, loss: Any, weight: Optional[torch.Tensor] = None) -> SOFOInfo:
+        """One iteration for a feed-forward ``model(x)`` (outputs (B, D)). ``loss``: a loss
+        object or any callable ``fn(y, target)`` (:class:`FunctionLoss`). The model's parameters
+        that this optimiser does not train (frozen ones) are used as they are."""
+        key = {id(t): k for k, t in self.params.items()}
+        names = {name: key[id(p)] for name, p in model.named_parameters(remove_duplicate=False) if id(p) in key}
+        missing = sorted(set(self.params) - set(names.values()))
+        if missing:
+            raise ValueError(f"step_module: parameters {missing} of this optimiser are not parameters of the model")
 
         def f(p: Params) -> torch.Tensor:
-            return torch.func.functional_call(model, p, (x,))
+            return torch.func.functional_call(model, {name: p[k] for name, k in names.items()}, (x,))
 
-        return self.step(lambda V: sketch_feedforward(f, {k: self.params[k].detach() for k in names}, V, loss, target, weight))
+        return self.step(lambda V: sketch_feedforward(f, {k: v.detach() for k, v in self.params.items()}, V, loss, target, weight))
 
     def state_dict(self) -> dict[str, Any]:
-        """Hyper-parameters, iteration count and the tangent generator's state."""
-        return {"iterations": self.iterations, "generator": self.generator.get_state(), "lr": self.lr, "damping": self.damping}
+        """Hyper-parameters, per-group learning rates, iteration count and the tangent
+        generator's state."""
+        return {"iterations": self.iterations, "generator": self.generator.get_state(), "lr": self.lr, "damping": self.damping,
+                "group_lrs": [float(g["lr"]) for g in self.param_groups]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.iterations = int(state["iterations"])
         self.generator.set_state(state["generator"])
+        for g, lr in zip(self.param_groups, state.get("group_lrs", [])):
+            g["lr"] = float(lr)
+
+
+def _is_frozen(t: torch.Tensor) -> bool:
+    """A parameter a torch optimizer would leave alone: an ``nn.Parameter`` without grad."""
+    return isinstance(t, nn.Parameter) and not t.requires_grad
+
+
+def _named(params: Any, counter: list[int]) -> dict[str, torch.Tensor]:
+    """One group's tensors by name (unnamed ones numbered by ``counter``), frozen ones dropped."""
+    if isinstance(params, nn.Module):
+        items = list(params.named_parameters())
+    elif isinstance(params, Mapping):
+        items = list(params.items())
+    elif isinstance(params, torch.Tensor):
+        raise TypeError("SOFO params: pass an iterable of tensors, not a single tensor (as torch optimizers)")
+    else:
+        items = []
+        for x in params:
+            if isinstance(x, torch.Tensor):
+                items.append((str(counter[0]), x))
+                counter[0] += 1
+            elif isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], torch.Tensor):
+                items.append((str(x[0]), x[1]))
+            else:
+                raise TypeError(f"SOFO params: expected tensors or (name, tensor) pairs, got {type(x).__name__}")
+    return {str(k): v for k, v in items if not _is_frozen(v)}
+
+
+def _param_groups(params: Any, lr: float) -> list[dict[str, Any]]:
+    """Normalise what a torch optimizer accepts (or a dict / module) to groups
+    ``[{"params": {name: tensor}, "lr": float}]`` with frozen parameters left out."""
+    if isinstance(params, (nn.Module, Mapping, torch.Tensor)):
+        raw: list[Any] = [{"params": params}]
+    else:
+        raw = list(params)
+        if not raw:
+            raise ValueError("SOFO got an empty parameter list")
+        if not isinstance(raw[0], Mapping):
+            raw = [{"params": raw}]
+    counter, groups, seen, names = [0], [], set(), set()
+    for g in raw:
+        if not isinstance(g, Mapping) or "params" not in g:
+            raise TypeError("SOFO parameter groups must all be dicts with a 'params' entry")
+        unknown = sorted(set(g) - {"params", "lr"})
+        if unknown:
+            raise ValueError(f"unknown parameter-group option(s) {unknown}: SOFO groups take 'params' and 'lr'")
+        glr = float(g.get("lr", lr))
+        if not math.isfinite(glr) or glr < 0:
+            raise ValueError(f"group lr must be finite and >= 0, got {glr}")
+        named = _named(g["params"], counter)
+        for k, v in named.items():
+            if id(v) in seen:
+                raise ValueError(f"parameter {k!r} appears in more than one group")
+            if k in names:
+                raise ValueError(f"two parameters are named {k!r}; give unique names")
+            seen.add(id(v))
+            names.add(k)
+        groups.append({"params": named, "lr": glr})
+    return groups
