@@ -127,6 +127,9 @@ def test_gradcheck_and_memory_commands(tmp_path, cli):
         assert cos.shape == (3, 5) and cos[0, 3] == pytest.approx(1.0, abs=1e-12)  # online_full, decoder
         assert cos[2, 1] < cos[0, 1]  # spat further from BPTT than full on layer 0
     assert "online_spat" in r.stderr and "layer_0" in r.stderr
+    groups = ("encoder", "layer_0", "layer_1", "decoder", "all")  # per group by default (issue 12.7)
+    assert set(r.json["final"]) == {f"cos_{g}_{rule}" for g in groups for rule in ("online_full", "online_truncated", "online_spat")}
+    assert r.json["final"]["cos_all_online_full"] == pytest.approx(cos[0, 4], abs=1e-12)
     r = cli("online-lru-memory", "--seq-lens", "8,64", "--rules", "bptt,online_full", "--modes", "sequence,streaming",
                 "--d-model", "8", "--d-hidden", "8", "-q", "--out", tmp_path / "m")
     assert r.code == 0, r.stderr

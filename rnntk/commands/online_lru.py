@@ -229,8 +229,13 @@ def online_lru_gradcheck_cmd(
     dtype: Dtype = "float64",
 ) -> None:
     """Gradient alignment (Figure 2 style): cosine, norm ratio and relative error of each rule's
-    gradient to BPTT's per layer, on one batch at initialisation. Writes gradcheck.csv and
-    /results/grad_{cos,relnorm,rel_err} (rule × group); prints the table on stderr.
+    gradient to BPTT's per group (encoder, layer_k, decoder), on one batch at initialisation.
+    The group [bold]all[/bold] weights every group equally: each group is rescaled so that its
+    BPTT gradient has unit norm, then cos is taken over the whole (so the encoder, whose BPTT
+    gradient is ~100x the others' on the copy task at init, cannot dominate); its norm ratio and
+    relative error are the root-mean-square of the groups'. Writes gradcheck.csv and
+    /results/grad_{cos,relnorm,rel_err} (rule × group); prints the table on stderr; summary.json
+    gets cos_GROUP_RULE for every group.
     Example: [bold]rnntk online-lru-gradcheck --layers 2 --d-model 16 --d-hidden 16[/bold]."""
     import sys
 
@@ -268,7 +273,7 @@ def online_lru_gradcheck_cmd(
         for k in ("cos", "relnorm", "rel_err"):
             run.result(f"grad_{k}", np.array([[al[r_][g][k] for g in groups] for r_ in rl]), rules=rl, groups=groups,
                        description=f"{k} of each rule's gradient vs BPTT, (rule, group)")
-        run.finish(**{f"cos_all_{r_}": al[r_]["all"]["cos"] for r_ in rl})
+        run.finish(**{f"cos_{g}_{r_}": al[r_][g]["cos"] for r_ in rl for g in groups})
 
 
 @engine_command(app, "online-lru-memory")
