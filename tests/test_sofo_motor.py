@@ -151,3 +151,75 @@ def test_noise_is_shared_and_clipped():
     eta = m.sample_noise(4, 50, torch.Generator().manual_seed(0))
     assert float(eta.min()) >= 0.0 and float(eta.max()) <= 1 + m.sigma
     assert torch.equal(MotorRNN(6, 16, noise=False).sample_noise(2, 3), torch.ones(2, 3, 16))
+
+
+# ----------------------------------------------------------------- task-level metrics (issue 14)
+from rnntk.tasks import reach  # noqa: E402
+
+
+def test_inverse_dynamics_and_kinematics_invert_the_arm():
+    g = torch.Generator().manual_seed(6)
+    theta, omega, acc = (torch.randn(5, 2, generator=g, dtype=D64) for _ in range(3))
+    torch.testing.assert_close(arm.acceleration(theta, omega, arm.inverse_dynamics(theta, omega, acc)), acc, rtol=1e-11, atol=1e-11)
+    theta[:, 1] = theta[:, 1].abs().clamp(0.1, 3.0)  # the elbow bent like the start posture
+    pos = arm.hand(theta, torch.zeros_like(theta))[..., :2]
+    q = arm.inverse_kinematics(pos)
+    torch.testing.assert_close(arm.hand(q, torch.zeros_like(q))[..., :2], pos, rtol=0, atol=1e-12)
+    far = torch.tensor([[0.0, 0.9]], dtype=D64)  # beyond reach: the nearest reachable point
+    q = arm.inverse_kinematics(far)
+    torch.testing.assert_close(arm.hand(q, torch.zeros_like(q))[0, :2], torch.tensor([0.0, 0.999 * 0.6], dtype=D64), rtol=0, atol=1e-9)
+
+
+def test_reach_errors_equal_a_plain_loop():
+    tr = double_reach_trials(6, dt=0.01, generator=torch.Generator().manual_seed(3), dtype=D64)
+    hand = 0.3 * torch.randn(6, tr.steps, 4, generator=torch.Generator().manual_seed(4), dtype=D64)
+    err = reach.reach_errors(hand, tr.extra["hold_masks"], tr.extra["hold_targets"])
+    for i in range(6):
+        g1, g2 = round(float(tr.table["go1_s"][i]) / 0.01), round(float(tr.table["go2_s"][i]) / 0.01)
+        for r, (lo, hi, key) in enumerate(((g1 + 60, g2, "target1"), (g2 + 60, tr.steps - 1, "target2"))):
+            tgt = torch.tensor([float(tr.table[key + "_x"][i]), float(tr.table[key + "_y"][i])], dtype=D64)
+            d = [float((hand[i, t, :2] - tgt).norm()) for t in range(lo + 1, hi + 1)]  # weight-4 steps of hold r
+            assert all(float(tr.mask[i, t]) == 4.0 for t in range(lo + 1, hi + 1))
+            assert float(err["end"][i, r]) == pytest.approx(d[-1], rel=1e-12)
+            assert float(err["mean"][i, r]) == pytest.approx(sum(d) / len(d), rel=1e-12)
+            assert bool(err["reachable"][i, r]) == (float(tgt.norm()) <= 0.6)
+    s = reach.reach_summary(err)
+    ok = err["reachable"]
+    assert s["reach_error_hold2"] == pytest.approx(float(err["end"][ok[:, 1], 1].median()))
+    assert s["reach_success"] == pytest.approx(float((err["end"][ok] <= 0.02).double().mean()))
+
+
+def test_scripted_controller_reaches_every_reachable_target_and_sets_the_loss_floor():
+    """The computed-torque reference: exact reaches; its loss is only the unreachable
+    targets' distance to the edge of the workspace (computed independently here)."""
+    prob = ReachProblem("double-reach", hidden=4, dt=0.01)
+    tr = double_reach_trials(24, dt=0.01, generator=torch.Generator().manual_seed(5), dtype=D64)
+    hand = reach.scripted_reach(tr)
+    err = reach.reach_errors(hand, tr.extra["hold_masks"], tr.extra["hold_targets"])
+    s = reach.reach_summary(err)
+    assert float(err["end"][err["reachable"]].max()) < 1e-3 and s["reach_success"] == 1.0
+    assert float(hand[:, -1, 2:].abs().max()) < 1e-9  # at rest at the end of the last hold
+    tg = tr.extra["hold_targets"]
+    gap = (tg.norm(dim=-1) - 0.999 * 0.6).clamp_min(0.0)  # (B, 2)
+    floor = (10 / tr.steps) / tr.batch * (4.0 * tr.extra["hold_masks"].sum(-1) * gap**2).sum()
+    got = prob.mse.scale / tr.batch * (tr.mask[..., None] * (hand - tr.targets) ** 2).sum()
+    assert float(got) == pytest.approx(float(floor), rel=1e-4, abs=1e-7)
+
+
+def test_evaluate_task_reports_reach_errors_and_the_figure_marks_both_targets():
+    prob = ReachProblem("double-reach", hidden=5, dt=0.02, tau=0.02)
+    m = prob.make_model(torch.Generator().manual_seed(0))
+    b = prob.sample(6, torch.Generator().manual_seed(1))
+    loss, task = prob.evaluate_task(m, b)
+    assert loss == pytest.approx(prob.evaluate(m, b))
+    assert {"reach_error_hold1", "reach_error_hold2", "reach_error_hold1_mean", "reach_error_hold2_mean", "reach_success"} <= set(task)
+    shown = prob.progress_metrics(task)
+    assert shown["val_reach_err1_cm"] == pytest.approx(100 * task["reach_error_hold1"])
+    with torch.no_grad():
+        hand = m.rollout(m.params(), b.trials.inputs, b.noise)["hand"]
+    err = reach.reach_errors(hand, b.trials.extra["hold_masks"], b.trials.extra["hold_targets"])
+    fig = reach.hand_figure(hand, b.trials, err, n_show=3)
+    ax = fig.axes[0]
+    assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1", "2", "2", "2"]  # reach order
+    radii = [p.get_radius() for p in ax.patches if hasattr(p, "get_radius")]
+    assert radii.count(0.02) == 6  # the 2 cm circle around every target

@@ -72,6 +72,18 @@ class Problem(abc.ABC):
         with torch.no_grad():
             return float(self.loss(model, b))
 
+    def evaluate_task(self, model: nn.Module, b: Batch) -> tuple[float, dict[str, float]]:
+        """Validation loss and task-level metrics (e.g. reach error, MSE / Kalman-filter MSE)
+        from one rollout; the base class has no task metrics."""
+        return self.evaluate(model, b), {}
+
+    #: a description per task metric of :meth:`evaluate_task`, written beside it in /results
+    metric_descriptions: dict[str, str] = {}
+
+    def progress_metrics(self, task: dict[str, float]) -> dict[str, float]:
+        """The task metrics logged to /metrics (with a ``val_`` name) and shown on the progress line."""
+        return {}
+
     def record(self, run: Any, model: nn.Module, b: Batch, n_trials: int) -> dict[str, float]:
         return {}
 
@@ -124,10 +136,39 @@ class ReachProblem(Problem):
         out = model.rollout(dict(model.named_parameters()), b.trials.inputs, b.noise)
         return self._loss_from(out["hand"], b)
 
+    def evaluate_task(self, model: MotorRNN, b: Batch) -> tuple[float, dict[str, float]]:
+        """Loss and :func:`rnntk.tasks.reach.reach_summary` (medians in m over reachable targets)."""
+        with torch.no_grad():
+            hand = model.rollout(model.params(), b.trials.inputs, b.noise)["hand"]
+            err = reach.reach_errors(hand, b.trials.extra["hold_masks"], b.trials.extra["hold_targets"])
+            return float(self._loss_from(hand, b)), reach.reach_summary(err)
+
+    metric_descriptions = {
+        "reach_error": "median over reachable validation targets of the hand's distance to its target at the end of the hold (m), all reaches",
+        "reach_error_hold1": "median over reachable validation trials of the hand's distance to target 1 at the end of hold 1 (m)",
+        "reach_error_hold1_mean": "median over reachable validation trials of the distance to target 1 averaged over hold 1 (m)",
+        "reach_error_hold2": "median over reachable validation trials of the hand's distance to target 2 at the end of hold 2 (m)",
+        "reach_error_hold2_mean": "median over reachable validation trials of the distance to target 2 averaged over hold 2 (m)",
+        "reach_success": "fraction of reachable validation holds that end within 2 cm of the target",
+    }
+
+    def progress_metrics(self, task: dict[str, float]) -> dict[str, float]:
+        out = {"val_reach_err_cm": 100 * task["reach_error"], "val_reach_success": task["reach_success"]}
+        for r in (1, 2):
+            if f"reach_error_hold{r}" in task:
+                out[f"val_reach_err{r}_cm"] = 100 * task[f"reach_error_hold{r}"]
+        return out
+
     def record(self, run: Any, model: MotorRNN, b: Batch, n_trials: int) -> dict[str, float]:
         k = min(n_trials, b.trials.batch)
         with torch.no_grad():
-            out = model.rollout(model.params(), b.trials.inputs[:k], b.noise[:k])
+            full = model.rollout(model.params(), b.trials.inputs, b.noise)
+        out = {key: v[:k] for key, v in full.items()}
+        err = reach.reach_errors(full["hand"], b.trials.extra["hold_masks"], b.trials.extra["hold_targets"])
+        for key in ("end", "mean"):
+            run.result(f"reach_error_{key}_trials", err[key], units="m", dims="trial, reach",
+                       description=f"hand distance to target {'at the end of' if key == 'end' else 'averaged over'} each hold period, every validation trial")
+        run.result("reach_reachable_trials", err["reachable"], dims="trial, reach", description="target within reach (|p| <= 0.6 m)")
         dt = self.dt
         run.trace("activity", out["rates"], dt=dt, units="a.u.", description="rates r = eta * relu(z)")
         run.trace("hand", out["hand"][..., :2], dt=dt, dims=("trial", "time", "xy"), units="m", description="hand position after each step")
@@ -136,32 +177,16 @@ class ReachProblem(Problem):
         run.trace("inputs", b.trials.inputs[:k], dt=dt, dims=("trial", "time", "channel"), description="network inputs")
         run.trace("targets", b.trials.targets[:k], dt=dt, dims=("trial", "time", "channel"), units="m, m/s", description="hand targets (x, y, vx, vy)")
         run.trace("weights", b.trials.mask[:k, :, None], dt=dt, dims=("trial", "time", "channel"), description="loss weight per step")
-        run.trials({c: v[:k] for c, v in b.trials.table.items()})
+        cols = {c: v[:k] for c, v in b.trials.table.items()}
+        for r in range(err["end"].shape[1]):
+            cols[f"reach_error_end{r + 1}"] = err["end"][:k, r]
+            cols[f"reach_error_mean{r + 1}"] = err["mean"][:k, r]
+        run.trials(cols)
         unreach = [v for c, v in b.trials.table.items() if c.startswith("unreachable")]
         frac = float(torch.cat([u.float() for u in unreach]).mean()) if unreach else 0.0
         run.result("unreachable_frac", frac, description="fraction of validation targets beyond reach (|p| > 0.6 m)")
-        self._figure(run, out["hand"].cpu(), b, k)
+        run.figure(reach.hand_figure(full["hand"].cpu(), b.trials, err, n_show=min(k, 8), title=self.name), "hand_trajectories")
         return {"unreachable_frac": frac}
-
-    def _figure(self, run: Any, hand: torch.Tensor, b: Batch, k: int) -> None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        cols = plt.cm.tab10.colors
-        tab = b.trials.table
-        for i in range(min(k, 8)):
-            ax.plot(hand[i, :, 0], hand[i, :, 1], color=cols[i % 10], lw=1.2)
-            for key in (("target1_x", "target1_y"), ("target2_x", "target2_y"), ("target_x", "target_y")):
-                if key[0] in tab:
-                    ax.plot(float(tab[key[0]][i]), float(tab[key[1]][i]), "o", color=cols[i % 10], ms=6, mfc="none")
-        ax.set_aspect("equal")
-        ax.set_xlabel("x (m)")
-        ax.set_ylabel("y (m)")
-        ax.set_title(f"{self.name}: hand paths (lines) vs targets (circles)")
-        run.figure(fig, "hand_trajectories")
 
 
 class KalmanProblem(Problem):
@@ -196,6 +221,20 @@ class KalmanProblem(Problem):
     def loss(self, model: KalmanRNN, b: Batch) -> torch.Tensor:
         xhat, _ = model.rollout(dict(model.named_parameters()), b.trials.inputs)
         return self.mse.scale / xhat.shape[0] * ((xhat - b.trials.targets) ** 2).sum()
+
+    metric_descriptions = {
+        "mse_over_kf": "validation MSE of the RNN's estimate / MSE of the optimal (context-aware) Kalman filter on the same trials (1 = the bound)",
+    }
+
+    def evaluate_task(self, model: KalmanRNN, b: Batch) -> tuple[float, dict[str, float]]:
+        """The loss is the MSE of x̂ against the latent x; also MSE / optimal-KF MSE (cached on ``b``)."""
+        if "kf_mse" not in b.extra:
+            b.extra["kf_mse"] = kalman.kalman_filter_mse(b.extra["raw"], "optimal")
+        v = self.evaluate(model, b)
+        return v, {"mse_over_kf": v / b.extra["kf_mse"]}
+
+    def progress_metrics(self, task: dict[str, float]) -> dict[str, float]:
+        return {"val_mse_over_kf": task["mse_over_kf"]}
 
     def record(self, run: Any, model: KalmanRNN, b: Batch, n_trials: int) -> dict[str, float]:
         import numpy as np

@@ -81,6 +81,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     for step in run.steps(cfg.iters, desc=f"sofo-train {problem.name}", time_budget=cfg.time_budget):
         b = problem.sample(cfg.batch, run.generator).to(dev)
         row: dict[str, float] = {}
+        evals: dict[str, float] = {}  # logged first, so that the progress line shows them
         for name in names:
             arm = arms[name]
             t0 = time.perf_counter()
@@ -98,13 +99,19 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
                 row.update({prefix(name, "loss"): float(loss.detach()), prefix(name, "grad_norm"): gn, prefix(name, "lr"): cfg.adam_lr})
             row[prefix(name, "iter_s")] = time.perf_counter() - t0
             if step % cfg.eval_every == 0:
-                row[prefix(name, "val_loss")] = problem.evaluate(arm["model"], val)
-        run.log(step, **row)
+                v, task = problem.evaluate_task(arm["model"], val)
+                evals[prefix(name, "val_loss")] = v
+                evals.update({prefix(name, k): x for k, x in problem.progress_metrics(task).items()})
+        run.log(step, **evals, **row)
 
     final: dict[str, float] = {}
     for name in names:
-        final[prefix(name, "val_loss_final")] = problem.evaluate(arms[name]["model"], val)
-        run.result(prefix(name, "val_loss_final"), final[prefix(name, "val_loss_final")])
+        v, task = problem.evaluate_task(arms[name]["model"], val)
+        final[prefix(name, "val_loss_final")] = v
+        run.result(prefix(name, "val_loss_final"), v)
+        for k, x in task.items():  # task-level metrics on the fixed validation trials
+            final[prefix(name, k)] = x
+            run.result(prefix(name, k), x, description=problem.metric_descriptions.get(k, ""))
     final.update(problem.record(run, first["model"], val, cfg.save_traces))
     run.save_model(first["model"])
     if len(names) == 2:

@@ -95,6 +95,30 @@ def acceleration_tangent(theta: torch.Tensor, omega: torch.Tensor, torque: torch
     return torch.stack([(m22 * q1 - m12 * q2) / det, (-m12 * q1 + m11 * q2) / det], dim=-1)
 
 
+def inverse_dynamics(theta: torch.Tensor, omega: torch.Tensor, acc: torch.Tensor) -> torch.Tensor:
+    """Torque that produces angular acceleration ``acc``: τ = M(θ) θ̈ + c(θ, ω) + B ω, ``(..., 2)``."""
+    th2 = theta[..., 1]
+    w1, w2 = omega[..., 0], omega[..., 1]
+    m11, m12, m22, _ = _mass(th2)
+    s2 = torch.sin(th2)
+    t1 = m11 * acc[..., 0] + m12 * acc[..., 1] + A2 * s2 * (-w2 * (2 * w1 + w2)) + VISC[0][0] * w1 + VISC[0][1] * w2
+    t2 = m12 * acc[..., 0] + m22 * acc[..., 1] + A2 * s2 * (w1 * w1) + VISC[1][0] * w1 + VISC[1][1] * w2
+    return torch.stack([t1, t2], dim=-1)
+
+
+def inverse_kinematics(pos: torch.Tensor) -> torch.Tensor:
+    """Joint angles ``(..., 2)`` that put the hand at ``pos`` ``(..., 2)`` (m), with the elbow
+    bent the same way as the start posture (0 < θ2 < π). Points beyond reach (|p| > L1 + L2)
+    are first moved radially onto a circle just inside it (0.999 (L1 + L2))."""
+    r = pos.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+    pos = pos * (r.clamp_max(0.999 * (L1 + L2)) / r)
+    x, y = pos[..., 0], pos[..., 1]
+    c2 = ((x * x + y * y - L1 * L1 - L2 * L2) / (2 * L1 * L2)).clamp(-1.0, 1.0)
+    th2 = torch.acos(c2)
+    th1 = torch.atan2(y, x) - torch.atan2(L2 * torch.sin(th2), L1 + L2 * c2)
+    return torch.stack([th1, th2], dim=-1)
+
+
 def arm_step(theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor]:
     """One explicit Euler step: θ ← θ + dt·ω, ω ← ω + dt·θ̈ (both from the old state)."""
     acc = acceleration(theta, omega, torque)
