@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -86,7 +86,7 @@ def sequence_part(args: argparse.Namespace, dev: torch.device) -> None:
         model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=L, d_model=args.d_model, d_hidden=args.d_hidden,
                                 dropout=0.0, generator=torch.Generator().manual_seed(0)).to(dev)
 
-        def grad(rule: str) -> Callable[[], None]:
+        def grad(rule: str, model: torch.nn.Module = model) -> Callable[[], None]:
             def run() -> None:
                 model.zero_grad(set_to_none=True)
                 online_gradients(model, x, y, ones, rule, "sequence")

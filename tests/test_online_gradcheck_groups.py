@@ -8,7 +8,12 @@ import math
 import pytest
 import torch
 
-from rnntk.methods.online.alignment import compare, gradient_alignment, gradient_of, param_groups
+from rnntk.methods.online.alignment import (
+    compare,
+    gradient_alignment,
+    gradient_of,
+    param_groups,
+)
 from rnntk.methods.online.data import build_model, load_task
 
 

@@ -10,7 +10,12 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rnntk.methods.online import ChunkLearner, loss_weights, online_gradients, step_losses
+from rnntk.methods.online import (
+    ChunkLearner,
+    loss_weights,
+    online_gradients,
+    step_losses,
+)
 from rnntk.methods.online.alignment import gradient_of
 from rnntk.nets.lru import linear_scan_loop
 from rnntk.nets.seq_model import build_seq_model
@@ -146,3 +151,79 @@ def test_sequence_online_full_forms_no_batch_time_state_input_tensor():
         seen[rule] = (s.max_numel, s.max_shape)
     assert seen["online_full"][0] < b * T * N * H / 4, seen
     assert seen["online_full"][0] <= seen["bptt"][0], seen
+
+
+# -- SnAp-1 of the linear-RNN and GRU baselines: the same closed form with time-varying decays --
+
+def _snap_loop_reference(rec, u, hp, delta, parts):
+    """SnAp-1 by explicit (b, N, M) traces stepped in a Python loop: J_t = d_t ⊙ J_{t−1} + g_t v_tᵀ,
+    G = Σ_t δ_t ⊙ J_t (row-wise), from one layer's whole-sequence u, h_{t−1}, δ_t (and GRU gates)."""
+    with torch.no_grad():
+        if rec.kind == "rnn":
+            d = torch.diagonal(rec.A) * rec.drho(hp)
+            one = torch.ones_like(d)
+            items = [("A", one, rec.rho(hp)), ("B", one, u)]
+        else:
+            r, z, n, Q = parts.r, parts.z, parts.n, parts.Q
+            gZ = (n - hp) * z * (1 - z)
+            gN = z * (1 - n * n)
+            gR = gN * Q * r * (1 - r)
+            gQ = gN * r
+            dg = lambda name: torch.diagonal(getattr(rec, name))
+            d = (1 - z) + gZ * dg("W_hz") + gQ * dg("W_hn") + gR * dg("W_hr")
+            items = [("W_iz", gZ, u), ("b_iz", gZ, None), ("W_hz", gZ, hp), ("W_in", gN, u), ("b_in", gN, None),
+                     ("W_ir", gR, u), ("b_ir", gR, None), ("W_hr", gR, hp), ("W_hn", gQ, hp), ("b_hn", gQ, None)]
+        out = {}
+        for name, g, v in items:
+            vv = torch.ones_like(d[..., :1]) if v is None else v
+            J = torch.zeros(d.shape[0], d.shape[2], vv.shape[2], dtype=d.dtype)
+            G = torch.zeros(d.shape[2], vv.shape[2], dtype=d.dtype)
+            for t in range(d.shape[1]):
+                J = d[:, t, :, None] * J + g[:, t, :, None] * vv[:, t, None, :]
+                G += torch.einsum("bn,bnm->nm", delta[:, t], J)
+            out[name] = G[:, 0] if v is None else G
+        return out
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru"])
+def test_snap_closed_form_equals_loop_traces_across_chunks(arch, monkeypatch):
+    """Dense recurrent matrices (SnAp-1 is not BPTT there); chunks of 5, 1 and 7 steps."""
+    H = N = 5
+    m = build_seq_model(d_in=3, n_classes=3, n_out=2, layers=2, d_model=H, d_hidden=N, dropout=0.0, arch=arch, pooling="pool_st",
+                        rnn_activation="tanh", generator=torch.Generator().manual_seed(0)).double()
+    x, y, mask = _batch(T=13)
+    rec_args = {k: [] for k in range(2)}
+    real = ChunkLearner._credit
+
+    def spy(self, l, rec, u, h_prev, delta, parts):
+        rec_args[l].append((u.detach(), h_prev.detach(), delta.detach(), parts))
+        return real(self, l, rec, u, h_prev, delta, parts)
+
+    monkeypatch.setattr(ChunkLearner, "_credit", spy)
+    m.zero_grad(set_to_none=True)
+    lrn = ChunkLearner(m, "online_snap")
+    lrn.start(x.shape[0])
+    w = loss_weights(mask)
+    for a, b in ((0, 5), (5, 6), (6, 13)):
+        lrn.chunk(x[:, a:b], y[:, a:b], w[:, a:b])
+    monkeypatch.undo()
+    for k, lay in enumerate(m.layers):
+        u, hp, dl = (torch.cat([r[i] for r in rec_args[k]], 1) for i in range(3))
+        parts = None
+        if arch == "gru":
+            from rnntk.nets.online_rnns import GRUParts
+            parts = GRUParts(*(torch.cat([getattr(r[3], f).detach() for r in rec_args[k]], 1) for f in ("r", "z", "n", "Q", "R", "Z", "Npre")))
+        ref = _snap_loop_reference(lay.rec, u, hp, dl, parts)
+        for name, v in ref.items():
+            assert _rel(getattr(lay.rec, name).grad, v) <= 1e-12, (arch, k, name)
+
+
+@pytest.mark.parametrize("arch", ["rnn", "gru"])
+def test_sequence_snap_forms_no_batch_time_state_input_tensor(arch):
+    b, T, N = 3, 40, 16
+    m = build_seq_model(d_in=3, n_classes=3, n_out=2, layers=2, d_model=N, d_hidden=N, dropout=0.0, arch=arch,
+                        generator=torch.Generator().manual_seed(0))
+    x, y, mask = _batch(b=b, T=T)
+    with _Shapes() as s:
+        online_gradients(m, x.float(), y, mask.float(), "online_snap", "sequence")
+    assert s.max_numel < b * T * N * N / 4, (s.max_numel, s.max_shape)

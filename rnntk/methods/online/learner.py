@@ -16,9 +16,9 @@ recurrent parameters are credited:
 One code path serves both execution modes: a sequence is processed in *chunks*; the
 *sequence* mode is one chunk of length T (vectorised over time), the *streaming* mode is T
 chunks of length 1 (graph freed after each step, state and traces carried: memory constant in
-T). Both give the same gradients (oracle O10). online_full on the LRU never forms the
-(batch, T, N, H) B-trace in either mode: the credit of a chunk is a reverse scan of the errors
-and one matmul (``ChunkLearner._lru_block``).
+T). Both give the same gradients (oracle O10). No rule forms a (batch, T, N, H) trace in
+either mode: the credit of a chunk is a reverse scan of the errors and one matmul per
+parameter (online_full on the LRU: ``ChunkLearner._lru_block``; SnAp-1: :func:`_snap_block`).
 """
 
 from __future__ import annotations
@@ -80,8 +80,46 @@ def _carried_EB(c: dict[str, Any]) -> Optional[torch.Tensor]:
     return c.get("EB")
 
 
-def _trace(decay: torch.Tensor, drive: torch.Tensor, carry: Optional[torch.Tensor], time_varying: bool) -> torch.Tensor:
-    return linear_scan(decay, drive, carry, time_varying=time_varying)
+def _snap_block(rec: nn.Module, c: dict[str, Any], d: torch.Tensor, delta: torch.Tensor,
+                items: list[tuple[str, Optional[torch.Tensor], Optional[torch.Tensor]]]) -> int:
+    """SnAp-1 credit of one chunk in closed form, added to ``.grad`` of ``rec``. Each item
+    (name, g, v) is a trace J_t = d_t ⊙ J_{t−1} + g_t v_tᵀ (rows n, (batch, N, M); v None: the
+    bias trace (batch, N); g None: ones) credited with Σ_t δ_t ⊙ J_t. With
+    W_s = Σ_{t≥s} δ_t Π_{s<r≤t} d_r (one reverse time-varying scan over (batch, T, N), shared by
+    all items) the credit is Σ_{b,s} (W_s ⊙ g_s) v_sᵀ (one matmul) plus Σ_b (W_1 ⊙ d_1) ⊙ J_0 for
+    the carried J_0 = ``c[name]``, which is then advanced to
+    J ← (Π_r d_r) J_0 + Σ_s (Π_{r>s} d_r ⊙ g_s) v_sᵀ (one batched matmul): the
+    (batch, T, N, M) traces are never formed. d, delta, g: (batch, T, N); v: (batch, T, M).
+    Returns the bytes of the tensors it formed and carries."""
+    with torch.no_grad():
+        b, T, N = d.shape
+        d_next = torch.cat([d[:, 1:], torch.ones_like(d[:, :1])], 1)  # d_{s+1} (1 past the end)
+        W = linear_scan(d_next.flip(1), delta.flip(1), time_varying=True).flip(1)  # W_s = δ_s + d_{s+1} W_{s+1}
+        P = torch.cumprod(d_next.flip(1), 1).flip(1)  # Π_{r>s} d_r
+        D0 = W[:, 0] * d[:, 0]  # Σ_t δ_t Π_{r≤t} d_r: the weight of J_0
+        Ptot = P[:, 0] * d[:, 0]  # Π_r d_r
+        nbytes = sum(_nbytes(t) for t in (W, P))
+        for name, g, v in items:
+            Wg = W if g is None else W * g
+            Pg = P if g is None else P * g
+            J0 = c.get(name)
+            if v is None:
+                G = Wg.sum((0, 1))
+                J = Pg.sum(1)
+                if J0 is not None:
+                    G = G + (D0 * J0).sum(0)
+                    J = J + Ptot * J0
+            else:
+                v = v.detach()
+                G = Wg.reshape(b * T, N).transpose(0, 1) @ v.reshape(b * T, -1)
+                J = torch.bmm(Pg.transpose(1, 2), v)
+                if J0 is not None:
+                    G = G + torch.einsum("bn,bnm->nm", D0, J0)
+                    J = J + Ptot.unsqueeze(-1) * J0
+            _acc(rec, name, G)
+            c[name] = J
+            nbytes += _nbytes(J)
+        return nbytes
 
 
 class ChunkLearner:
@@ -160,14 +198,7 @@ class ChunkLearner:
             nbytes = self._lru_block(rec, c, u, h_prev, delta)
         elif rec.kind == "rnn":
             a = torch.diagonal(rec.A.detach()) * rec.drho(h_prev)  # (b, T, N)
-            N = a.shape[-1]
-            rp = rec.rho(h_prev)
-            JA = _trace(a.unsqueeze(-1), rp.unsqueeze(2).expand(*rp.shape[:2], N, rp.shape[-1]), c.get("JA"), True)
-            JB = _trace(a.unsqueeze(-1), u.unsqueeze(2).expand(*u.shape[:2], N, u.shape[-1]), c.get("JB"), True)
-            nbytes = sum(t.numel() * t.element_size() for t in (JA, JB))
-            _acc(rec, "A", torch.einsum("btn,btnm->nm", delta, JA))
-            _acc(rec, "B", torch.einsum("btn,btnm->nm", delta, JB))
-            c.update(JA=JA[:, -1], JB=JB[:, -1])
+            nbytes = _snap_block(rec, c, a, delta, [("A", None, rec.rho(h_prev)), ("B", None, u)])
         else:  # GRU SnAp-1
             P = parts
             r, z, n, Q = P.r.detach(), P.z.detach(), P.n.detach(), P.Q.detach()
@@ -177,16 +208,9 @@ class ChunkLearner:
             gQ = gN * r
             dg = lambda name: torch.diagonal(getattr(rec, name).detach())  # noqa: E731
             d = (1 - z) + gZ * dg("W_hz") + gQ * dg("W_hn") + gR * dg("W_hr")  # (b, T, N)
-            for name, g, v in (("W_iz", gZ, u), ("b_iz", gZ, None), ("W_hz", gZ, h_prev), ("W_in", gN, u), ("b_in", gN, None),
-                               ("W_ir", gR, u), ("b_ir", gR, None), ("W_hr", gR, h_prev), ("W_hn", gQ, h_prev), ("b_hn", gQ, None)):
-                if v is None:
-                    J = _trace(d, g, c.get(name), True)
-                    _acc(rec, name, (delta * J).sum((0, 1)))
-                else:
-                    J = _trace(d.unsqueeze(-1), g.unsqueeze(-1) * v.unsqueeze(2), c.get(name), True)
-                    _acc(rec, name, torch.einsum("btn,btnm->nm", delta, J))
-                nbytes += J.numel() * J.element_size()
-                c[name] = J[:, -1]
+            nbytes = _snap_block(rec, c, d, delta, [("W_iz", gZ, u), ("b_iz", gZ, None), ("W_hz", gZ, h_prev), ("W_in", gN, u),
+                                                    ("b_in", gN, None), ("W_ir", gR, u), ("b_ir", gR, None), ("W_hr", gR, h_prev),
+                                                    ("W_hn", gQ, h_prev), ("b_hn", gQ, None)])
         self.trace_bytes += nbytes
 
     def layer(self, l: int, rec: nn.Module, u: torch.Tensor, backward: bool = True) -> torch.Tensor:
