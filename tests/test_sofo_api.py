@@ -276,3 +276,25 @@ def test_solve_and_direction_handed_to_torch_sgd_equal_sofo_step():
         theta = {k: theta[k] - 0.5 * 0.5**it * buf[k] for k in theta}
         for k in theta:
             torch.testing.assert_close(params[k].detach(), theta[k], rtol=1e-12, atol=1e-13)
+
+
+def test_sofo_step_orthonormalising_in_the_sketch_equals_explicit_orthonormal_tangents():
+    """SOFO.step draws the Gaussian G, sketches along G and orthonormalises in the K×K sketch
+    (L⁻¹ĝ, L⁻¹ĜL⁻ᵀ, α = L⁻ᵀα'); oracle: the explicit orthonormal tangents L⁻¹G of
+    sample_tangents with the same generator, then solve + direction (K ≤ P/8: Cholesky QR path)."""
+    x, y = xy(dtype=D64)
+    model, ref = mlp(dtype=D64), mlp(dtype=D64)
+    opt = SOFO(model, n_tangents=16, damping=1e-3, lr=0.7, generator=torch.Generator().manual_seed(9))
+    info = opt.step_module(model, x, y, CrossEntropy())
+    params = {k: v.detach() for k, v in ref.named_parameters()}
+    V = sample_tangents(params, 16, generator=torch.Generator().manual_seed(9))
+    Vf = flatten_tangents(V)
+    torch.testing.assert_close(Vf @ Vf.T, torch.eye(16, dtype=D64), rtol=0, atol=1e-13)
+    sk = sketch_feedforward(lambda q: torch.func.functional_call(ref, q, (x,)), params, V, CrossEntropy(), y)
+    sol = solve(sk, damping=1e-3)
+    delta = direction(V, sol.alpha)
+    for k, p in model.named_parameters():
+        torch.testing.assert_close(p.detach(), params[k] - 0.7 * delta[k], rtol=0, atol=1e-13)
+    assert info.eig_max == pytest.approx(float(sol.eigvals.max()), rel=1e-10)
+    assert info.g_hat_norm == pytest.approx(float(sk.g_hat.norm()), rel=1e-10)
+    assert info.pred_decrease == pytest.approx(sol.pred_decrease, rel=1e-8)

@@ -72,19 +72,21 @@ def _householder_rows(flat: torch.Tensor) -> torch.Tensor:
     return (Q * torch.where(d < 0, -1.0, 1.0).to(Q.dtype)[None, :]).T
 
 
-def _orthonormal_blocks(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Jointly orthonormalise K tangents stored as blocks (K, n_i), Σ n_i = P, K ≤ P/8.
-
-    Cholesky QR in the working dtype: Gram matrix Σ_i V_i V_iᵀ (K×K, one GEMM per block),
-    its Cholesky factor L in float64 (K×K only), then V_i ← L⁻¹ V_i (one GEMM per block).
-    For a Gaussian (K, P) with K ≪ P the Gram matrix is well conditioned (condition number
-    ≈ ((1+√(K/P))/(1−√(K/P)))², ≤ 4.4 for K ≤ P/8), so one pass is orthonormal to the working
-    precision; the result equals the Q factor of a QR with positive diagonal (Haar-distributed).
-    Costs 2·K²·P flops in the working dtype, no float64 K×P work and no transfers.
-    """
-    K = blocks[0].shape[0]
+def _gram_factor(blocks: list[torch.Tensor]) -> torch.Tensor:
+    """Cholesky factor L (K×K, float64, lower) of the Gram matrix Σ_i V_i V_iᵀ of K tangents
+    stored as blocks (K, n_i); one GEMM per block in the working dtype. Raises
+    ``torch.linalg.LinAlgError`` when the Gram matrix is not positive definite."""
     gram = sum(torch.mm(b, b.T) for b in blocks)
-    L = torch.linalg.cholesky(gram.to(torch.float64))  # raises LinAlgError if not positive definite
+    return torch.linalg.cholesky(gram.to(torch.float64))
+
+
+def _orthonormal_blocks(blocks: list[torch.Tensor], L: torch.Tensor) -> list[torch.Tensor]:
+    """Cholesky QR, second half: V_i ← L⁻¹ V_i (one GEMM per block, working dtype).
+
+    For a Gaussian (K, P) with K ≤ P/8 the Gram matrix is well conditioned (condition number
+    ≈ ((1+√(K/P))/(1−√(K/P)))² ≤ 4.4), so one pass is orthonormal to the working precision;
+    the result equals the Q factor of a QR with positive diagonal (Haar-distributed)."""
+    K = blocks[0].shape[0]
     Linv = torch.linalg.solve_triangular(L, torch.eye(K, dtype=torch.float64, device=L.device), upper=False).to(blocks[0].dtype)
     return [torch.mm(Linv, b) for b in blocks]
 
@@ -113,6 +115,15 @@ def sample_tangents(
     parameters' dtype); random numbers come from ``generator`` (on its own device; the result
     is moved to the parameters' device). Returns ``name → (K, *shape)`` (contiguous blocks).
     """
+    return _sample(params, K, kind, generator, dtype, defer=False)[0]
+
+
+def _sample(
+    params: Mapping[str, torch.Tensor], K: int, kind: str, generator: Optional[torch.Generator], dtype: Optional[torch.dtype], *, defer: bool
+) -> tuple[Params, Optional[torch.Tensor]]:
+    """:func:`sample_tangents`; with ``defer`` and the Cholesky QR path, the raw Gaussian
+    tangents G and the factor L instead (the orthonormal tangents are L⁻¹G; :class:`SOFO`
+    applies L⁻¹ to the K×K sketch instead of to the K×P tangents, which saves one GEMM)."""
     if kind not in TANGENT_KINDS:
         raise ValueError(f"tangent kind must be one of {TANGENT_KINDS}, got {kind!r}")
     P = n_params(params)
@@ -125,13 +136,17 @@ def sample_tangents(
     sizes = [p.numel() for p in params.values()]
     if kind == "orthonormal":
         blocks = [_draw((K, n), generator, wd, dev) for n in sizes]
-        done = False
+        L = None
         if 8 * K <= P:
             try:
-                blocks, done = _orthonormal_blocks(blocks), True
+                L = _gram_factor(blocks)
             except torch.linalg.LinAlgError:
-                done = False
-        if not done:
+                L = None
+        if L is not None and defer:
+            return {name: b.reshape(K, *p.shape).to(out_dtype) for (name, p), b in zip(params.items(), blocks)}, L
+        if L is not None:
+            blocks = _orthonormal_blocks(blocks, L)
+        else:
             flat = _householder_rows(torch.cat(blocks, dim=1))
             blocks = list(flat.split(sizes, dim=1))
     elif kind == "normalized":
@@ -158,7 +173,7 @@ def sample_tangents(
                 b[row : row + k] = _householder_rows(_draw((k, n), generator, wd, dev))
             blocks.append(b)
             row += k
-    return {name: b.reshape(K, *p.shape).to(out_dtype).contiguous() for (name, p), b in zip(params.items(), blocks)}
+    return {name: b.reshape(K, *p.shape).to(out_dtype).contiguous() for (name, p), b in zip(params.items(), blocks)}, None
 
 
 def _block_budget(sizes: Sequence[int], K: int) -> list[int]:
@@ -518,6 +533,17 @@ def solve(sketch: Sketch, damping: float = 1e-3, mode: str = "relative") -> Solu
     return Solution(alpha, s, lam, pred)
 
 
+def whiten(sketch: Sketch, L: torch.Tensor) -> Sketch:
+    """The sketch in the tangents L⁻¹V, from the sketch in V (L: (K, K) lower triangular):
+    ĝ' = L⁻¹ĝ, Ĝ' = L⁻¹ĜL⁻ᵀ, float64. With L the Cholesky factor of V Vᵀ, L⁻¹V is orthonormal;
+    a solution α' in those coordinates is α = L⁻ᵀα' in V's (Δ = Vᵀα)."""
+    L = L.to(torch.float64)
+    g = torch.linalg.solve_triangular(L, sketch.g_hat.to(torch.float64)[:, None], upper=False)[:, 0]
+    X = torch.linalg.solve_triangular(L, sketch.G_hat.to(torch.float64), upper=False)
+    G = torch.linalg.solve_triangular(L, X.T.contiguous(), upper=False)
+    return Sketch(sketch.loss, g, 0.5 * (G + G.T), sketch.outputs)
+
+
 def direction(V: Params, alpha: torch.Tensor) -> Params:
     """Δ = Vᵀα, per block: Δ_name = Σ_k α_k V_name[k]."""
     return {k: torch.tensordot(alpha.to(v.dtype), v, dims=1) for k, v in V.items()}
@@ -601,18 +627,31 @@ class SOFO:
         """Fresh tangents for this iteration (never reused: a fixed V freezes optimisation)."""
         return sample_tangents(self.params, self.n_tangents, kind=self.tangents, generator=self.generator)
 
+    def _tangents(self) -> tuple[Params, Optional[torch.Tensor]]:
+        """This step's tangents and, for orthonormal tangents on the Cholesky QR path, the factor
+        L of their Gram matrix: the tangents are then the raw Gaussian G and the step works with
+        the orthonormal L⁻¹G through the K×K sketch (:func:`whiten`), saving the K×P GEMM.
+        A ``sample`` replaced on the instance or in a subclass is used as it is."""
+        if "sample" in self.__dict__ or type(self).sample is not SOFO.sample:
+            return self.sample(), None
+        return _sample(self.params, self.n_tangents, self.tangents, self.generator, None, defer=True)
+
     def step(self, sketch_fn: Callable[[Params], Sketch]) -> SOFOInfo:
         """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ
-        (V: ``name → (K, *shape)`` over :attr:`params`)."""
-        V = self.sample()
+        (V: ``name → (K, *shape)`` over :attr:`params`; with orthonormal tangents V may be the
+        raw Gaussian draw, orthonormalised in the K×K sketch: the step is the same)."""
+        V, L = self._tangents()
         sk = sketch_fn(V)
         if not (torch.isfinite(sk.loss).all() and torch.isfinite(sk.g_hat).all() and torch.isfinite(sk.G_hat).all()):
             # leave θ untouched and report NaN: the caller's non-finite guard stops the run
             self.iterations += 1
             nan = float("nan")
             return SOFOInfo(float(sk.loss) if torch.isfinite(sk.loss).all() else nan, nan, nan, nan, nan, nan, nan, False)
+        if L is not None:
+            sk = whiten(sk, L)
         sol = solve(sk, self.damping, self.damping_mode)
-        delta = direction(V, sol.alpha)
+        alpha = sol.alpha if L is None else torch.linalg.solve_triangular(L.T, sol.alpha[:, None], upper=True)[:, 0]
+        delta = direction(V, alpha)
         lrs = {k: float(g["lr"]) for g in self.param_groups for k in g["params"]}
         step_norm = math.sqrt(float(sum((lrs[k] * d).double().pow(2).sum() for k, d in delta.items())))
         scale, clipped = 1.0, False
