@@ -73,6 +73,7 @@ class RunOptions:
     quiet: bool = False
     log_every: int = 50
     checkpoint_every: Optional[int] = None
+    threads: Optional[str] = None
     config_file: Optional[str] = None
     options: dict[str, Any] = field(default_factory=dict)  # the method's resolved options
     run: Optional["Run"] = None
@@ -115,6 +116,7 @@ def _common_parameters() -> list[inspect.Parameter]:
         inspect.Parameter("config", K, default=None, annotation=Annotated[Optional[Path], O("--config", metavar="FILE.toml", help="Option defaults from a TOML file (flags override it).", is_eager=True, callback=_load_config, rich_help_panel=PANEL)]),
         inspect.Parameter("quiet", K, default=False, annotation=Annotated[bool, O("--quiet", "-q", help="No progress output (errors and the JSON line only).", rich_help_panel=PANEL)]),
         inspect.Parameter("log_every", K, default=50, annotation=Annotated[int, O("--log-every", min=1, help="Append metrics to run.h5 every N rows (or every 10 s).", rich_help_panel=PANEL)]),
+        inspect.Parameter("threads", K, default=None, annotation=Annotated[Optional[str], O("--threads", metavar="N|auto", help="CPU threads for torch: a number, or 'auto' (1 thread for small work, which more threads only slow down on a busy machine; every CPU of the affinity mask / SLURM_CPUS_PER_TASK where the command's work is large). Default: OMP_NUM_THREADS when set, else auto.", envvar="RNNTK_THREADS", rich_help_panel=PANEL)]),
         inspect.Parameter("checkpoint_every", K, default=None, annotation=Annotated[Optional[int], O("--checkpoint-every", min=1, help="Write ckpt-last.pt every N steps (default: 10 x --log-every, and every 5 min).", rich_help_panel=PANEL)]),
     ]
 
@@ -184,7 +186,7 @@ def _check_resume(ctx: typer.Context, values: dict[str, Any], resumable: Sequenc
     from ..engine.seeding import resolve_seed
 
     for key, new in values.items():
-        if key not in stored or key in resumable or key in ("device", "quiet", "log_every", "checkpoint_every"):
+        if key not in stored or key in resumable or key in ("device", "quiet", "log_every", "checkpoint_every", "threads"):
             continue
         src = ctx.get_parameter_source(key)
         if key == "seed":  # 'auto' resolves to the same seed under the same Slurm task
@@ -205,9 +207,11 @@ def _check_resume(ctx: typer.Context, values: dict[str, Any], resumable: Sequenc
 COMMON_NAMES = [p.name for p in _common_parameters()]
 
 
-def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = (), **command_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = (), large_work: bool = False, **command_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(opts: RunOptions, **method_options)`` as ``rnntk <name>`` with the
-    common options appended. ``resumable``: options a ``--resume`` may change (e.g. iters)."""
+    common options appended. ``resumable``: options a ``--resume`` may change (e.g. iters).
+    ``large_work``: the command's tensor work is big enough to gain from several CPU threads
+    (``--threads auto`` then uses every usable CPU; else one, see :mod:`rnntk.engine.threads`)."""
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         sig = inspect.signature(fn, eval_str=True)
@@ -225,6 +229,10 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
             opts = RunOptions(command=name)
             code = 0
             try:
+                from ..engine import threads as _threads
+
+                # before anything imports torch: OpenMP reads its wait policy when torch loads
+                _threads.apply(common["threads"], large=large_work)
                 common.pop("config", None)
                 if common["resume"] is not None:
                     _check_resume(ctx, {**kwargs, **common}, resumable)

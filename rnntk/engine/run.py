@@ -29,7 +29,6 @@ import math
 import os
 import platform
 import resource
-import shutil
 import signal
 import socket
 import sys
@@ -46,14 +45,15 @@ from torch import nn
 from .. import __version__
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import plain, to_toml
-from .device import configure_threads, device_generator, device_name, resolve_device
+from .device import device_generator, device_name, resolve_device
 from .errors import Interrupted, NonFiniteError, RnntkError, UserError
+from .folder import RUN_FILES, RunLock, clear_run_folder, new_run_id, read_marker, register, replaceable_entries, write_marker
 from .files import atomic_path, write_json_atomic, write_text_atomic
 from .progress import Progress
-from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state
+from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state, validate_rng_state
 from .store import RunFile
+from .threads import ensure_torch_threads
 
-RUN_FILES = ("run.h5", "config.toml", "summary.json", "ckpt-last.pt", "model.pt")
 CHECKPOINT = "ckpt-last.pt"
 _SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None)) if s is not None)
 
@@ -82,33 +82,40 @@ def default_run_dir(command: str, seed: int, root: Path | str = "runs", now: _dt
     return cand
 
 
-def _is_run_dir(path: Path) -> bool:
-    """True only for a folder rnntk wrote: a run.h5 with format=rnntk-run, or a config.toml
-    with rnntk's header line."""
-    h5 = path / "run.h5"
-    if h5.is_file():
-        try:
-            with h5py.File(h5, "r", locking=False) as f:
-                if f.attrs.get("format") == "rnntk-run":
-                    return True
-        except OSError:
-            pass
-    cfg = path / "config.toml"
-    if cfg.is_file():
-        try:
-            with open(cfg, encoding="utf-8", errors="replace") as fh:
-                return fh.readline().startswith("# rnntk ")
-        except OSError:
-            return False
-    return False
-
-
 def _to_float(name: str, v: Any) -> float:
     if isinstance(v, torch.Tensor):
         if v.numel() != 1:
             raise ValueError(f"metric {name!r} must be a scalar, got a tensor of shape {tuple(v.shape)}")
         return float(v.detach().cpu().item())
     return float(v)
+
+
+def _check_optimizer_state(opt: Any, sd: Any, src: str) -> None:
+    """A torch optimizer's checkpointed state must fit its parameters: the same number of
+    parameters, and every per-parameter state tensor (momenta, second moments) of the
+    parameter's shape. ``load_state_dict`` checks only the counts; a wrong shape would fail
+    at the first step, after the resume committed."""
+    if not isinstance(opt, torch.optim.Optimizer):
+        return
+    if not isinstance(sd, dict) or not isinstance(sd.get("state"), dict) or not isinstance(sd.get("param_groups"), list):
+        raise UserError(f"--resume: {src} has a damaged optimizer state (no 'state'/'param_groups')")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    try:
+        ids = [i for g in sd["param_groups"] for i in g["params"]]
+    except (TypeError, KeyError):
+        raise UserError(f"--resume: {src} has a damaged optimizer state (param_groups)") from None
+    if len(ids) != len(params):
+        raise UserError(f"--resume: {src} holds an optimizer state for {len(ids)} parameters, this run has {len(params)}")
+    for i, p in zip(ids, params):
+        st = sd["state"].get(i, {})
+        if not isinstance(st, dict):
+            raise UserError(f"--resume: {src} has a damaged optimizer state for parameter {i}")
+        for k, v in st.items():
+            if isinstance(v, torch.Tensor) and v.dim() > 0 and tuple(v.shape) != tuple(p.shape):
+                raise UserError(f"--resume: {src}: optimizer state '{k}' of parameter {i} has shape {tuple(v.shape)}, "
+                                f"the parameter has {tuple(p.shape)}")
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
+                raise UserError(f"--resume: {src}: optimizer state '{k}' of parameter {i} is not finite")
 
 
 class Run:
@@ -146,6 +153,9 @@ class Run:
         self._resume_committed = True
         self._last_ckpt_step: int | None = None
         self._last_ckpt_time = 0.0
+        self.run_id = ""
+        self._lock: RunLock | None = None
+        self._registered: set[str] = set()
 
     # ------------------------------------------------------------------ opening
     @classmethod
@@ -193,19 +203,27 @@ class Run:
         self._t0 = time.monotonic()
         self._last_flush = self._t0
         self._last_ckpt_time = self._t0
-        threads = configure_threads()
+        self.threads = ensure_torch_threads()
 
         if resume:
             if out is None:
                 raise UserError("--resume needs the run folder to continue")
             self.dir = Path(out)
-            self._open_resume()
+            try:
+                self._open_resume()
+            except BaseException:
+                self._release_lock()
+                raise
         else:
             self.dir = Path(out) if out is not None else default_run_dir(command, self.seed, runs_root)
-            self._prepare_dir(force)
-            self._open_fresh()
+            try:
+                self._prepare_dir(force)
+                self._open_fresh()
+            except BaseException:
+                self._release_lock()
+                raise
         try:
-            self.h5.set_attrs(threads=torch.get_num_threads(), threads_from_slurm=threads or 0)
+            self.h5.set_attrs(**self.threads.attrs())
             self.generator = seed_everything(self.seed)
             self.device_generator = device_generator(self.device, self.generator, derive_seed(self.seed, "device"))
             self._install_signals()
@@ -215,6 +233,8 @@ class Run:
         return self
 
     def _prepare_dir(self, force: bool) -> None:
+        """Make (or, with ``force``, empty) the run folder and take its lock. ``--force``
+        deletes only what :func:`rnntk.engine.folder.replaceable_entries` proves rnntk wrote."""
         d = self.dir
         if d.exists() and not d.is_dir():
             raise UserError(f"output path exists and is a file: {d}")
@@ -226,15 +246,32 @@ class Run:
             here = Path.cwd().resolve()
             if d.resolve() == here or d.resolve() in here.parents:
                 raise UserError(f"--force: {d} is the current folder or one of its parents; refusing to delete it")
-            if not _is_run_dir(d):
-                raise UserError(f"--force: {d} is not an rnntk run folder (no rnntk run.h5 or config.toml); refusing to delete it")
-            shutil.rmtree(d)
+            replaceable_entries(d)  # refuses (deleting nothing) unless rnntk wrote every entry
+            self._lock = RunLock(d).acquire()  # no other process may start on it now
+            clear_run_folder(d, replaceable_entries(d, locked_by_us=True))
         try:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UserError(f"cannot create output folder {d}: {e.strerror}") from None
         if not os.access(d, os.W_OK):
             raise UserError(f"output folder is not writable: {d}")
+        if self._lock is None:
+            self._lock = RunLock(d).acquire()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def _register(self, name: str) -> None:
+        """Record ``name`` (a file this run writes in its folder) in the ``.rnntk-run`` marker."""
+        if name in self._registered or name in RUN_FILES or not self.run_id:
+            return
+        self._registered.add(name)
+        try:
+            register(self.dir, self.run_id, self._registered)
+        except OSError as e:
+            raise UserError(f"cannot write {self.dir / '.rnntk-run'}: {e.strerror or e}") from None
 
     def _provenance(self) -> dict[str, Any]:
         env = os.environ
@@ -267,12 +304,17 @@ class Run:
         self.h5.write_config(self.config, text)
 
     def _open_fresh(self) -> None:
+        self.run_id = new_run_id()
+        try:
+            write_marker(self.dir, self.run_id)
+        except OSError as e:
+            raise UserError(f"cannot write in {self.dir}: {e.strerror or e}") from None
         try:
             self.h5 = RunFile(self.dir / "run.h5", "w")
         except OSError as e:
             raise UserError(f"cannot create {self.dir / 'run.h5'}: {e}") from None
         try:
-            self.h5.set_attrs(created=_iso(self.created), finished="", **self._provenance())
+            self.h5.set_attrs(created=_iso(self.created), finished="", run_id=self.run_id, **self._provenance())
             self._write_config()
             self.h5.set_status("running")
         except BaseException:
@@ -285,22 +327,54 @@ class Run:
             raise UserError(f"--resume: no such run folder: {d}")
         if not (d / "run.h5").exists():
             raise UserError(f"--resume: {d} has no run.h5; not an rnntk run folder")
-        ck_path = d / CHECKPOINT
-        if ck_path.exists():
-            self._resume_ck = load_checkpoint(ck_path)
-            self.start_step = int(self._resume_ck["step"])
-            self.state = dict(self._resume_ck.get("extra", {}).get("state", {}))
-        else:
-            print(f"note: --resume: {d} has no checkpoint yet; starting again from step 0", file=sys.stderr)
-            self.start_step = 0
-        try:
-            self.h5 = RunFile(d / "run.h5", "a")
+        self._lock = RunLock(d).acquire()  # refuses while another process writes the run
+        marker = read_marker(d)
+        self.run_id = marker["id"] if marker else ""
+        self._registered = set(marker["files"]) if marker else set()
+        try:  # read-only until the resume commits: a failed resume changes no byte
+            self.h5 = RunFile(d / "run.h5", "r", before_write=self._commit_resume)
         except OSError as e:
             raise UserError(f"--resume: cannot open {d / 'run.h5'}: {e}") from None
+        ck_path = d / CHECKPOINT
+        try:
+            if ck_path.exists():
+                self._resume_ck = load_checkpoint(ck_path)
+                self._validate_resume_checkpoint(self._resume_ck, ck_path)
+                self.start_step = int(self._resume_ck["step"])
+                self.state = dict(self._resume_ck.get("extra", {}).get("state", {}))
+            else:
+                print(f"note: --resume: {d} has no checkpoint yet; starting again from step 0", file=sys.stderr)
+                self.start_step = 0
+        except BaseException:
+            self.h5.close()
+            raise
         self.step = self.start_step
         self._last_ckpt_step = self.start_step if self._resume_ck else None
         self.resumed = True
         self._resume_committed = False  # nothing on disk changes until _commit_resume()
+
+    def _validate_resume_checkpoint(self, ck: dict[str, Any], path: Path) -> None:
+        """Everything a resume applies after its commit, checked before it (exit 2, the
+        folder unchanged): the step, the RNG states, the extra state."""
+        step = ck["step"]
+        if isinstance(step, bool) or step < 0:
+            raise UserError(f"--resume: {path} is damaged: step {step} is negative")
+        rows = self.h5.n_rows()
+        g = self.h5.f.get("checkpoints/last")
+        recorded = int(g.attrs["step"]) if g is not None and "step" in g.attrs else None
+        bound = max(rows, recorded if recorded is not None else 0)
+        if (rows or recorded is not None) and step > bound:
+            raise UserError(f"--resume: {path} is damaged: step {step} is past what run.h5 recorded "
+                            f"({rows} metric rows, checkpoint at step {recorded})")
+        if ck.get("rng") is not None:
+            try:
+                validate_rng_state(ck["rng"], torch.Generator())
+            except UserError as e:
+                raise UserError(f"--resume: {path} is damaged: {e}") from None
+        extra = ck.get("extra") or {}
+        for key in ("state", "objects"):
+            if extra.get(key) is not None and not isinstance(extra[key], dict):
+                raise UserError(f"--resume: {path} is damaged: extra '{key}' is not a dict")
 
     def _commit_resume(self, n_steps: int | None = None) -> None:
         """Truncate metrics past the checkpoint, rewrite the config, mark the run running.
@@ -311,6 +385,14 @@ class Run:
             raise UserError(f"--resume: {self.dir} is already at step {self.start_step}; ask for at least that many steps (got {n_steps})")
         self._resume_committed = True
         d = self.dir
+        try:
+            self.h5.reopen_writable()
+        except OSError as e:
+            raise UserError(f"--resume: cannot open {d / 'run.h5'} for writing: {e}") from None
+        if not self.run_id:  # a run of an older rnntk: mark it now
+            self.run_id = new_run_id()
+            write_marker(d, self.run_id, self._registered)
+            self.h5.set_attrs(run_id=self.run_id)
         kept = self.h5.truncate_metrics(self.start_step)
         g = self.h5.f["metrics"]
         for k in g:
@@ -415,6 +497,7 @@ class Run:
             load_state_into(model, ck["state_dict"], source=src)
         try:
             if optimizer is not None and ck.get("optimizer") is not None:
+                _check_optimizer_state(optimizer, ck["optimizer"], src)
                 optimizer.load_state_dict(ck["optimizer"])
             objs = ck.get("extra", {}).get("objects", {})
             for name, obj in others.items():
@@ -522,8 +605,9 @@ class Run:
 
     def save_checkpoint(self) -> dict[str, Any] | None:
         """Write ``ckpt-last.pt`` (tracked objects, RNG states, step) atomically, after
-        flushing metrics. Returns ``{bytes, sha256}``, or None when nothing is tracked."""
-        if not self._tracked:
+        flushing metrics. Returns ``{bytes, sha256}``, or None when nothing is tracked (or
+        a resume has not continued yet: the checkpoint on disk is still the last state)."""
+        if not self._tracked or (self.resumed and not self._resume_committed):
             return None
         self.flush()
         model = self._tracked.get("model")
@@ -552,7 +636,9 @@ class Run:
 
     # ------------------------------------------------------------------ outputs
     def path(self, name: str) -> Path:
-        """A path inside the run folder."""
+        """A path inside the run folder, for a file the command writes itself (recorded in
+        the ``.rnntk-run`` marker as rnntk's, so ``--force`` may replace it)."""
+        self._register(Path(name).name if Path(name).parent == Path(".") else Path(name).parts[0])
         return self.dir / name
 
     def trace(self, name: str, data: Any, *, dt: float, dims: Sequence[str] = ("trial", "time", "unit"), units: str = "a.u.", t0: float = 0.0, description: str = "", append: bool = False, **attrs: Any) -> None:
@@ -581,6 +667,7 @@ class Run:
             raise ValueError("save_model: no model given or tracked")
         hp = dict(plain(dict(hparams))) if hparams is not None else self._hparams
         path = self.dir / f"{name}.pt"
+        self._register(path.name)
         save_checkpoint(path, model=model, hparams=hp, step=self.step)
         prefix = "" if name == "model" else f"{name}/"
         for k, v in model.state_dict().items():
@@ -595,6 +682,7 @@ class Run:
     def figure(self, fig: Any, name: str, dpi: int = 120) -> Path:
         """Save a matplotlib figure as ``<name>.png`` in the run folder (atomically) and close it."""
         path = self.dir / (name if name.endswith(".png") else f"{name}.png")
+        self._register(path.name)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
         try:
@@ -627,6 +715,12 @@ class Run:
         if self._closed:
             return
         self._closed = True
+        try:
+            self._close(exc)
+        finally:
+            self._release_lock()  # last: the folder is complete (or left as it was)
+
+    def _close(self, exc: BaseException | None) -> None:
         self._restore_signals()
         if self.resumed and not self._resume_committed:
             if exc is None:

@@ -131,3 +131,36 @@ def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = Non
             torch.cuda.set_rng_state_all(cuda_states)
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
+
+
+def validate_rng_state(state: Any, generator: torch.Generator | None = None) -> None:
+    """Check that :func:`set_rng_state` would accept ``state`` (every entry present and of
+    the right kind and size) without changing any RNG: the states are applied, then the
+    current ones restored. Raises :class:`UserError` naming the first bad entry."""
+    if not isinstance(state, dict):
+        raise UserError(f"the RNG state is a {type(state).__name__}, not a dict")
+    for key in ("python", "numpy", "torch"):
+        if key not in state:
+            raise UserError(f"the RNG state has no '{key}' entry")
+    n = state["numpy"]
+    if not isinstance(n, dict) or not all(k in n for k in ("key", "pos", "has_gauss", "gauss")):
+        raise UserError("the RNG state's 'numpy' entry is not a MT19937 state")
+    if not isinstance(n["key"], torch.Tensor) or tuple(n["key"].shape) != (624,):
+        raise UserError("the RNG state's 'numpy' key is not 624 integers")
+    t = state["torch"]
+    own = torch.get_rng_state()
+    if not isinstance(t, torch.Tensor) or t.dtype != torch.uint8 or t.shape != own.shape:
+        raise UserError("the RNG state's 'torch' entry is not a CPU generator state")
+    g = state.get("generator")
+    if generator is not None and g is not None and (not isinstance(g, torch.Tensor) or g.dtype != torch.uint8 or g.shape != generator.get_state().shape):
+        raise UserError("the RNG state's 'generator' entry is not a CPU generator state")
+    saved = get_rng_state(generator)
+    try:
+        set_rng_state(state, generator)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any malformed entry
+        first = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+        raise UserError(f"the RNG state cannot be restored ({type(e).__name__}: {first})") from None
+    finally:
+        set_rng_state(saved, generator)

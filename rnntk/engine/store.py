@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -76,18 +76,49 @@ class RunFile:
     which resizes, writes and flushes.
     """
 
-    def __init__(self, path: Path | str, mode: str = "a") -> None:
+    def __init__(self, path: Path | str, mode: str = "a", *, before_write: Callable[[], None] | None = None) -> None:
+        """``mode="r"`` opens the file read-only until :meth:`reopen_writable` (a resume
+        that must leave the file byte-identical if it fails): attributes set meanwhile are
+        kept and written then, and any other write first calls ``before_write`` (which
+        commits the resume and reopens the file)."""
         self.path = Path(path)
         self.f = _open(self.path, mode)
+        self.readonly = mode == "r"
+        self._pending_attrs: dict[str, Any] = {}
+        self._before_write = before_write
         if mode in ("w", "w-", "x"):
             self.f.attrs["format"] = FORMAT
             self.f.attrs["format_version"] = FORMAT_VERSION
+        if not self.readonly:
+            self._require_groups()
+
+    def _require_groups(self) -> None:
         for g in ("config", "metrics", "traces", "trials", "results", "model", "checkpoints", "axes"):
             self.f.require_group(g)
+
+    def reopen_writable(self) -> None:
+        """Reopen a read-only file for appending; write the attributes set meanwhile."""
+        if not self.readonly:
+            return
+        self.f.close()
+        self.f = _open(self.path, "a")
+        self.readonly = False
+        self._require_groups()
+        pending, self._pending_attrs = self._pending_attrs, {}
+        self.set_attrs(**pending)
+
+    def _writable(self) -> None:
+        if self.readonly:
+            if self._before_write is not None:
+                self._before_write()
+            self.reopen_writable()
 
     # -- root ---------------------------------------------------------------------------
     def set_attrs(self, **attrs: Any) -> None:
         """Set root attributes (containers are stored as JSON strings)."""
+        if self.readonly:
+            self._pending_attrs.update(attrs)
+            return
         for k, v in attrs.items():
             self.f.attrs[k] = _attr_value(v)
 
@@ -95,11 +126,13 @@ class RunFile:
         """Set ``/`` attr ``status`` (one of :data:`STATUSES`) plus any extra attrs; flush."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        self._writable()
         self.set_attrs(status=status, **attrs)
         self.flush()
 
     def write_config(self, config: Mapping[str, Any], toml_text: str) -> None:
         """``/config``: scalar options as attrs, the whole TOML as a string dataset."""
+        self._writable()
         g = self.f["config"]
         for k in list(g.attrs):
             del g.attrs[k]
@@ -136,6 +169,7 @@ class RunFile:
         """
         if not rows:
             return
+        self._writable()
         n0 = self.n_rows()
         n1 = n0 + len(rows)
         names = sorted({k for r in rows for k in r if k != "step"})
@@ -158,6 +192,7 @@ class RunFile:
     def truncate_metrics(self, before_step: int) -> int:
         """Drop every row whose step is ``>= before_step`` (used by ``--resume``).
         Returns the number of rows kept."""
+        self._writable()
         g = self.f["metrics"]
         if "step" not in g:
             return 0
@@ -191,6 +226,7 @@ class RunFile:
         trials are added along axis 0 of an existing trace (streaming; never hold a whole
         run's traces in memory).
         """
+        self._writable()
         data = np.asarray(data, dtype=np.float32)
         if data.ndim != len(dims):
             raise ValueError(f"trace {name!r}: data has {data.ndim} axes but dims={tuple(dims)}")
@@ -235,6 +271,7 @@ class RunFile:
 
     def write_table(self, group: str, table: Mapping[str, Iterable[Any]], append: bool = False) -> None:
         """Write columns of a per-trial table into ``/<group>/<column>`` (1-D each)."""
+        self._writable()
         g = self.f.require_group(group)
         for col, values in table.items():
             arr = np.asarray(list(values) if not isinstance(values, np.ndarray) else values)
@@ -256,6 +293,7 @@ class RunFile:
 
     def write_array(self, group: str, name: str, data: Any, **attrs: Any) -> h5py.Dataset:
         """Write ``/<group>/<name>`` (results, model weights); complex arrays allowed."""
+        self._writable()
         g = self.f.require_group(group)
         if name in g:
             del g[name]
@@ -269,11 +307,13 @@ class RunFile:
         return ds
 
     def flush(self) -> None:
-        self.f.flush()
+        if not self.readonly:
+            self.f.flush()
 
     def close(self) -> None:
         if self.f.id.valid:
-            self.f.flush()
+            if not self.readonly:
+                self.f.flush()
             self.f.close()
 
 
