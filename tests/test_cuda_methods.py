@@ -150,7 +150,7 @@ def test_sofo_cpu_and_cuda_agree():
         sk = prob.sketch(m, V, b, "manual")
         opt = SOFO(dict(m.named_parameters()), n_tangents=10, generator=torch.Generator(device=d).manual_seed(0))
         opt.sample = lambda V=V: V  # the same tangents on both devices
-        opt.step(lambda V_, m=m, b=b: prob.sketch(m, V_, b, "manual"))
+        opt.step(lambda V_, m=m, b=b, prob=prob: prob.sketch(m, V_, b, "manual"))
         out[d] = (sk, {k: q.detach().cpu() for k, q in m.named_parameters()})
     (a, pa), (c, pc) = out["cpu"], out["cuda"]
     for x, y in ((c.loss, a.loss), (c.g_hat, a.g_hat), (c.G_hat, a.G_hat)):
