@@ -53,6 +53,7 @@ def test_trace_norm_is_the_online_full_B_trace():
     x = copy_task(2, 3, generator=torch.Generator().manual_seed(1)).x.double()
     tr = hidden_traces(m, x)
     assert tr["trace_norm"].shape == (2, x.shape[1], 2) and tr["hidden"].shape == (2, x.shape[1], 6)
+    assert torch.allclose(hidden_traces(m, x, block=2)["trace_norm"], tr["trace_norm"], rtol=1e-12)  # blocks carry the trace
     with torch.no_grad():
         lay = m.layers[0]
         u = lay.pre(m.encoder(x))

@@ -134,9 +134,10 @@ def lambda_values(model: SeqModel) -> Optional[torch.Tensor]:
 
 
 @torch.no_grad()
-def hidden_traces(model: SeqModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def hidden_traces(model: SeqModel, x: torch.Tensor, block: int = 0) -> dict[str, torch.Tensor]:
     """States of the top recurrent layer (|h| and phase, (trial, T, N)) and, for the LRU,
-    ‖E^B_t‖ (Frobenius, online_full's B trace) per layer (trial, T, L)."""
+    ‖E^B_t‖ (Frobenius, online_full's B trace) per layer (trial, T, L). The trace is formed
+    ``block`` steps at a time (0: as many as fit in 2^22 elements), carried between blocks."""
     was = model.training
     model.eval()
     z = model.encoder(x)
@@ -147,8 +148,14 @@ def hidden_traces(model: SeqModel, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = rec.states(u)
         if model.arch == "lru":
             lam, gam = rec.lam(), rec.gamma()
-            EB = linear_scan(lam[:, None], gam[:, None] * u.to(lam.dtype).unsqueeze(2))
-            norms.append(EB.abs().pow(2).sum((-1, -2)).sqrt())
+            b, T, H = u.shape
+            k = block or max(1, 2**22 // (b * lam.shape[0] * H))
+            EB, parts = None, []
+            for a in range(0, T, k):
+                blk = linear_scan(lam[:, None], gam[:, None] * u[:, a : a + k].to(lam.dtype).unsqueeze(2), EB)  # (b, k, N, H)
+                parts.append(blk.abs().pow(2).sum((-1, -2)).sqrt())
+                EB = blk[:, -1]
+            norms.append(torch.cat(parts, 1))
         z = lay.post(z, rec.readout(h, u))
     model.train(was)
     out = {"hidden": h.abs().float()}
