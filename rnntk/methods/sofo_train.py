@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from ..engine.device import device_generator
+from ..engine.seeding import derive_seed
 from .sofo import SOFO
 from .sofo_problems import Problem
 
@@ -38,6 +40,29 @@ class TrainConfig:
     adam_lr: float = 1e-2
     adam_eps: float = 1e-7
     save_traces: int = 8
+
+
+class DataStreams:
+    """The random streams of the training data, derived from the run seed alone: ``trials``
+    (CPU generator, seed ``derive_seed(seed, "sofo-train/trials")``) and ``noise`` (on the run's
+    device; the same generator on the CPU). Tangents come from the run's device generator, so two
+    runs with the same seed see the same trials and noise whatever their optimizer, K or tangent
+    kind. ``state_dict``/``load_state_dict`` make them part of the checkpoint (exact resume)."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.trials = torch.Generator().manual_seed(derive_seed(seed, "sofo-train/trials"))
+        self.noise = device_generator(device, self.trials, derive_seed(seed, "sofo-train/noise"))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"trials": self.trials.get_state()}
+        if self.noise is not self.trials:
+            state["noise"] = self.noise.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.trials.set_state(state["trials"])
+        if self.noise is not self.trials and "noise" in state:
+            self.noise.set_state(state["noise"])
 
 
 def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
@@ -67,10 +92,11 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     others = {}
     if len(names) == 2:
         others = {"adam_model": arms["adam"]["model"], "adam_opt": arms["adam"]["opt"]}
-    run.track(first["model"], first["opt"], hparams=first["model"].hparams(), **others)
+    streams = DataStreams(run.seed, dev)  # training trials and noise: never the tangents' generator
+    run.track(first["model"], first["opt"], hparams=first["model"].hparams(), data_streams=streams, **others)
 
     val = problem.sample(cfg.eval_batch, torch.Generator().manual_seed(run.seed + 10_007)).to(dev)
-    problem.noise_generator = run.device_generator  # training noise (like tangents) drawn on the run's device; run.generator itself on CPU
+    problem.noise_generator = streams.noise  # training noise drawn on the run's device, from the data streams
     prefix = (lambda n, k: f"{n}_{k}") if len(names) == 2 else (lambda n, k: k)
     impl = cfg.tangent_impl
     if impl == "auto" and not problem.has_manual_tangents:
@@ -79,7 +105,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
         raise ValueError(f"task {problem.name} has no hand-written tangents; use --tangent-impl generic")
 
     for step in run.steps(cfg.iters, desc=f"sofo-train {problem.name}", time_budget=cfg.time_budget):
-        b = problem.sample(cfg.batch, run.generator).to(dev)
+        b = problem.sample(cfg.batch, streams.trials).to(dev)
         row: dict[str, float] = {}
         evals: dict[str, float] = {}  # logged first, so that the progress line shows them
         for name in names:
