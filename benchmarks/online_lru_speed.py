@@ -7,12 +7,14 @@ jobs hits both alike (median of --repeats).
    sequence-mode BPTT per step.
 2. Sequence mode (issue #12): one sequence-mode online_full gradient vs rnntk's own BPTT
    gradient on the same batch, T = --seq-len, for each of --seq-layers. Target: <= 1.5x BPTT's
-   time, and peak memory no more than BPTT's. Peak memory = the largest total of tensor bytes
+   time, and peak memory no more than BPTT's. With --seq-archs rnn gru: SnAp-1 (online_snap)
+   of the baselines vs their BPTT (no target; printed for information). Peak memory = the largest total of tensor bytes
    allocated during the call (CUDA: torch.cuda.max_memory_allocated; CPU: torch's MemTracker,
    which follows every tensor storage), measured once per rule outside the timed runs.
 
     python benchmarks/online_lru_speed.py                 # both parts: 2 layers, H = N = 128
     python benchmarks/online_lru_speed.py --part sequence --seq-len 256 --seq-layers 1 2
+    python benchmarks/online_lru_speed.py --part sequence --seq-archs rnn gru --d-model 64 --d-hidden 64
     python benchmarks/online_lru_speed.py --d-model 256 --d-hidden 128 --batch 16
 """
 
@@ -43,6 +45,8 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=256, help="sequence mode: T")
     ap.add_argument("--seq-batch", type=int, default=8, help="sequence mode: batch")
     ap.add_argument("--seq-layers", type=int, nargs="+", default=[1, 2], help="sequence mode: stack depths")
+    ap.add_argument("--seq-archs", nargs="+", default=["lru"], choices=("lru", "rnn", "gru"),
+                    help="sequence mode: architectures (lru: online_full; rnn, gru: online_snap, SnAp-1)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -82,8 +86,9 @@ def sequence_part(args: argparse.Namespace, dev: torch.device) -> None:
     y = torch.randint(0, 2, (b, T, 7), generator=g).to(dev)
     ones = torch.ones(b, T, device=dev)
     print(f"sequence mode ({dev}): T {T}, batch {b}, H {args.d_model}, N {args.d_hidden}, {args.threads} thread(s), median of {args.repeats}")
-    for L in args.seq_layers:
-        model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=L, d_model=args.d_model, d_hidden=args.d_hidden,
+    for arch, L in [(a, n) for a in args.seq_archs for n in args.seq_layers]:
+        rule = "online_full" if arch == "lru" else "online_snap"
+        model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=L, d_model=args.d_model, d_hidden=args.d_hidden, arch=arch,
                                 dropout=0.0, generator=torch.Generator().manual_seed(0)).to(dev)
 
         def grad(rule: str, model: torch.nn.Module = model) -> Callable[[], None]:
@@ -92,7 +97,7 @@ def sequence_part(args: argparse.Namespace, dev: torch.device) -> None:
                 online_gradients(model, x, y, ones, rule, "sequence")
             return run
 
-        jobs = {"bptt": grad("bptt"), "online_full": grad("online_full")}
+        jobs = {"bptt": grad("bptt"), rule: grad(rule)}
         times: dict[str, list[float]] = {k: [] for k in jobs}
         for fn in jobs.values():
             fn()  # warm-up
@@ -109,9 +114,10 @@ def sequence_part(args: argparse.Namespace, dev: torch.device) -> None:
             peak[k] = peak_bytes(fn, dev)
         med = {k: statistics.median(v) for k, v in times.items()}
         for k in jobs:
-            print(f"  {L} layer(s)  {k:<14}{med[k] * 1e3:>10.1f} ms{peak[k] / 2**20:>10.1f} MiB peak")
-        print(f"  {L} layer(s)  sequence online_full / bptt: time {med['online_full'] / med['bptt']:.2f}x (target <= 1.5x), "
-              f"peak memory {peak['online_full'] / peak['bptt']:.2f}x (target <= 1x)")
+            print(f"  {arch} {L} layer(s)  {k:<14}{med[k] * 1e3:>10.1f} ms{peak[k] / 2**20:>10.1f} MiB peak")
+        tgt = (" (target <= 1.5x)", " (target <= 1x)") if arch == "lru" else ("", "")  # issue #12's targets are the LRU's
+        print(f"  {arch} {L} layer(s)  sequence {rule} / bptt: time {med[rule] / med['bptt']:.2f}x{tgt[0]}, "
+              f"peak memory {peak[rule] / peak['bptt']:.2f}x{tgt[1]}")
 
 
 def streaming_part(args: argparse.Namespace, dev: torch.device) -> None:
