@@ -41,6 +41,23 @@ class DrawLog(TorchFunctionMode):
         return out
 
 
+def node_log(monkeypatch) -> list[torch.device]:
+    """Patches ``torch.as_tensor`` (the GQ adjoint builds its quadrature nodes and weights with
+    it) to record the device of every tensor of more than one element it makes; a patch, not a
+    function mode, because modes do not reach autograd's backward threads."""
+    devices: list[torch.device] = []
+    orig = torch.as_tensor
+
+    def as_tensor(*args, **kwargs):
+        out = orig(*args, **kwargs)
+        if out.numel() > 1:
+            devices.append(out.device)
+        return out
+
+    monkeypatch.setattr(torch, "as_tensor", as_tensor)
+    return devices
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach().double().cpu(), b.detach().double().cpu()
     return float((a - b).norm() / b.norm().clamp(min=1e-300))
@@ -422,7 +439,7 @@ def _gq_grads(dev, solver, dtype=D64):
 
 @pytest.mark.parametrize("dev", DEVICES)
 @pytest.mark.parametrize("trajectory", ["recompute", "store"])
-def test_gq_adjoint_matches_direct_backprop_on_device(dev, trajectory):
+def test_gq_adjoint_matches_direct_backprop_on_device(dev, trajectory, monkeypatch):
     """Oracle (as on CPU): GQ gradients (dopri5, 1e-10, gtol = 1) within 1e-8 (relative) of
     direct backprop through torchdiffeq's dopri5 at 1e-12, float64; the quadrature nodes and
     every gradient live on ``dev``."""
@@ -431,8 +448,10 @@ def test_gq_adjoint_matches_direct_backprop_on_device(dev, trajectory):
     from rnntk.methods.gq_adjoint import odeint_adjoint_gq
 
     ref = _gq_grads(dev, lambda f, y, t: odeint(f, y, t, rtol=1e-12, atol=1e-12, method="dopri5"))
+    nodes = node_log(monkeypatch)
     gq = _gq_grads(dev, lambda f, y, t: odeint_adjoint_gq(f, y, t, rtol=1e-10, atol=1e-10, gtol=1.0, trajectory=trajectory))
     assert all(_on(g, dev) for g in gq)
+    assert nodes and all(d.type == dev for d in nodes)  # quadrature nodes and weights made on dev
     assert max(_rel(a, b) for a, b in zip(gq, ref)) <= 1e-8
 
 
