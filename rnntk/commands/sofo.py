@@ -66,6 +66,11 @@ class DampingMode(str, Enum):
     absolute = "absolute"
 
 
+class Supervise(str, Enum):
+    final = "final"
+    all = "all"
+
+
 class TangentImpl(str, Enum):
     auto = "auto"
     generic = "generic"
@@ -100,6 +105,8 @@ def sofo_train(
     duration: Annotated[float, O("--duration", help="Trial duration (s), reach tasks.", rich_help_panel=M)] = 2.0,
     steps: Annotated[Optional[int], O("--steps", min=2, help="Time steps per trial (kalman).", rich_help_panel=M)] = None,
     noise: Annotated[bool, O("--noise/--no-noise", help="Multiplicative rate noise (reach tasks).", rich_help_panel=M)] = True,
+    supervise: Annotated[Optional[Supervise], O("--supervise", help="lorenz: supervise the final state only (default; the paper, upstream OCaml) or all 32 steps (upstream PyTorch/JAX lorenz.py).", rich_help_panel=M)] = None,
+    target_noise: Annotated[Optional[float], O("--target-noise", metavar="SIGMA", help="lorenz: N(0, SIGMA^2) noise on the training targets, drawn once per data point (upstream PyTorch: 0.0125 with --supervise all). Default 0.", rich_help_panel=M)] = None,
     adam_lr: Annotated[Optional[float], O("--adam-lr", help="Adam learning rate.", rich_help_panel=A)] = None,
     adam_eps: Annotated[float, O("--adam-eps", help="Adam epsilon.", rich_help_panel=A)] = 1e-7,
     eval_every: Annotated[int, O("--eval-every", min=1, help="Validation every N iterations (fixed batch and noise).")] = 10,
@@ -129,7 +136,10 @@ def sofo_train(
     if task.value in ("double-reach", "single-reach") and res["dt"] > tau:
         raise UserError(f"bad --dt {res['dt']:g}: must be <= --tau {tau:g} (the Euler update is unstable for dt > tau)")
     try:
-        problem = make_problem(task.value, hidden=res["hidden"], dt=res["dt"], tau=tau, duration=duration, noise=noise, steps=res["steps"])
+        if task.value != "lorenz" and (supervise is not None or target_noise is not None):
+            raise ValueError(f"--supervise/--target-noise apply to --task lorenz only, not {task.value}")
+        problem = make_problem(task.value, hidden=res["hidden"], dt=res["dt"], tau=tau, duration=duration, noise=noise, steps=res["steps"],
+                               supervise=supervise.value if supervise is not None else None, target_noise=target_noise)
     except ValueError as e:
         raise UserError(str(e)) from None
     cfg = TrainConfig(

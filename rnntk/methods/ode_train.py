@@ -304,6 +304,8 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
     dev = run.device
     prob = ODEProblem(cfg, run.generator)
     model = prob.modules().to(dev)
+    if getattr(prob, "sde", None) is not None:  # the Wong–Zakai noise ξ drawn on the run's device (the same stream on CPU)
+        prob.sde.noise.generator = torch.Generator(device=dev).manual_seed(prob.sde.noise.seed)
     if cfg.adjoint == "auto":
         K, S = prob.shape(prob.batches(torch.Generator().manual_seed(0))[0])
         P = sum(p.numel() for p in prob.field.parameters())

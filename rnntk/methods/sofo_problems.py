@@ -11,6 +11,7 @@ and ``record(run, model, batch)`` writes traces/results at the end of training.
 from __future__ import annotations
 
 import abc
+import math
 
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -263,22 +264,37 @@ class KalmanProblem(Problem):
 
 
 class LorenzProblem(Problem):
-    """Lorenz attractor with sparse supervision: iterate the learned map 32 steps from a point
-    on the attractor and penalise only the final state (MSE, mean over the 3 coordinates)."""
+    """Lorenz attractor: iterate the learned map 32 steps from a point on the attractor.
+
+    ``supervise="final"`` (the paper's sparse supervision, upstream's OCaml example): only the
+    final state is penalised, loss mean_b mean_d (y_32 − x_32)². ``supervise="all"`` (upstream's
+    PyTorch/JAX ``lorenz.py``): every step, loss (1/32) Σ_t mean_b mean_d (y_t − x_t)², the same
+    normalisation as upstream. ``target_noise`` σ > 0: training targets carry N(0, σ²) noise
+    drawn once per stored point (upstream's PyTorch variant: σ = 0.0125); validation compares
+    with the noise-free chunks."""
 
     name = "lorenz"
     has_manual_tangents = True
 
-    def __init__(self, *, hidden: int = 400, n_chunks: int = 4000, chunk_len: int = 33, free_run: int = 2000) -> None:
+    def __init__(self, *, hidden: int = 400, n_chunks: int = 4000, chunk_len: int = 33, free_run: int = 2000,
+                 supervise: str = "final", target_noise: float = 0.0) -> None:
+        if supervise not in ("final", "all"):
+            raise ValueError(f"supervise must be 'final' or 'all', got {supervise!r}")
+        if not (target_noise >= 0 and math.isfinite(target_noise)):
+            raise ValueError(f"bad --target-noise {target_noise}: must be finite and >= 0")
         self.hidden, self.n_chunks, self.chunk_len, self.free_run = hidden, n_chunks, chunk_len, free_run
-        self.mse = MSE(1.0, mean_dims=True)
+        self.supervise, self.target_noise = supervise, float(target_noise)
+        self.n_supervised = 1 if supervise == "final" else chunk_len - 1
+        self.mse = MSE(1.0 / self.n_supervised, mean_dims=True)
         self.data: Optional[lorenz.LorenzData] = None
 
     def describe(self) -> dict[str, Any]:
-        return {"chunks": self.n_chunks, "chunk_len": self.chunk_len, "loss": "mean_b mean_d (y_32 - x_32)^2 (final state only)"}
+        n = self.chunk_len - 1
+        loss = f"mean_b mean_d (y_{n} - x_{n})^2 (final state only)" if self.supervise == "final" else f"(1/{n}) sum_t mean_b mean_d (y_t - x_t)^2, t = 1..{n}"
+        return {"chunks": self.n_chunks, "chunk_len": self.chunk_len, "supervise": self.supervise, "target_noise": self.target_noise, "loss": loss}
 
     def prepare(self, generator: torch.Generator) -> None:
-        self.data = lorenz.make_lorenz_data(self.n_chunks, self.chunk_len, generator=generator, dtype=torch.float32)
+        self.data = lorenz.make_lorenz_data(self.n_chunks, self.chunk_len, generator=generator, dtype=torch.float32, target_noise=self.target_noise)
 
     def make_model(self, generator: torch.Generator) -> LorenzMap:
         return LorenzMap(self.hidden, generator=generator)
@@ -286,7 +302,7 @@ class LorenzProblem(Problem):
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
         if self.data is None:
             raise RuntimeError("LorenzProblem.prepare(generator) must be called first")
-        return Batch(lorenz.lorenz_trials(self.data, batch, generator=generator, supervise="final"))
+        return Batch(lorenz.lorenz_trials(self.data, batch, generator=generator, supervise=self.supervise))  # type: ignore[arg-type]
 
     def sketch(self, model: LorenzMap, V: Params, b: Batch, impl: str = "auto") -> Sketch:
         p = model.params()
@@ -295,11 +311,18 @@ class LorenzProblem(Problem):
         y0 = tr.inputs[:, 0].contiguous()
         return sketch_recurrent(model.step, p, V, y0, tr.inputs[:, 1:], tr.targets[:, 1:], tr.mask[:, 1:], self.mse, tangent_step=tstep)
 
-    def loss(self, model: LorenzMap, b: Batch) -> torch.Tensor:
+    def loss(self, model: LorenzMap, b: Batch, targets: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The training loss (against ``targets``, default the batch's, noisy with --target-noise)."""
         tr = b.trials
         ys = model.rollout(dict(model.named_parameters()), tr.inputs[:, 0], tr.inputs.shape[1] - 1)
         w = tr.mask[..., None]
-        return (w * (ys - tr.targets) ** 2).sum() / (ys.shape[0] * ys.shape[-1])
+        tgt = tr.targets if targets is None else targets
+        return (w * (ys - tgt) ** 2).sum() / (ys.shape[0] * ys.shape[-1] * self.n_supervised)
+
+    def evaluate(self, model: LorenzMap, b: Batch) -> float:
+        """The loss against the noise-free chunks."""
+        with torch.no_grad():
+            return float(self.loss(model, b, b.trials.extra.get("clean_targets")))
 
     def record(self, run: Any, model: LorenzMap, b: Batch, n_trials: int) -> dict[str, float]:
         truth = lorenz.lorenz_free_run_truth(self.data, self.free_run, generator=torch.Generator().manual_seed(run.seed + 77)).float()
@@ -367,7 +390,7 @@ def make_problem(task: str, **kw: Any) -> Problem:
     if task == "kalman":
         return KalmanProblem(**{k: v for k, v in kw.items() if k in ("hidden", "steps")})
     if task == "lorenz":
-        return LorenzProblem(**{k: v for k, v in kw.items() if k in ("hidden",)})
+        return LorenzProblem(**{k: v for k, v in kw.items() if k in ("hidden", "supervise", "target_noise") and v is not None})
     if task == "linreg":
         return LinregProblem()
     raise ValueError(f"unknown task {task!r}")

@@ -122,6 +122,9 @@ class LorenzData:
     start:   (n_chunks,) int64  index of the chunk's first point within its run (after burn-in)
     dt:      RK4 step (Lorenz time units)
     burn_in: discarded transient (time units)
+    noisy:   (n_chunks, chunk_len, 3) or None  the chunks plus N(0, target_noise²) noise drawn once
+             (a fixed noisy data set, as upstream's PyTorch ``lorenz.py``); used as training targets
+    target_noise: the noise std of ``noisy`` (z-scored units), 0 without
     """
 
     chunks: torch.Tensor
@@ -131,6 +134,8 @@ class LorenzData:
     start: torch.Tensor
     dt: float
     burn_in: float
+    noisy: torch.Tensor | None = None
+    target_noise: float = 0.0
 
     @property
     def n_chunks(self) -> int:
@@ -158,6 +163,7 @@ def make_lorenz_data(
     n_runs: int = 8,
     generator: torch.Generator | None = None,
     dtype: torch.dtype = torch.float64,
+    target_noise: float = 0.0,
 ) -> LorenzData:
     """Simulate ``n_runs`` burned-in long runs and cut them into ``n_chunks`` consecutive chunks.
 
@@ -165,10 +171,14 @@ def make_lorenz_data(
     discarded; upstream has no burn-in); the chunks are taken run by run and the surplus of the last
     runs is dropped. Upstream's 8 workers correspond to ``n_runs = 8``. Simulation is in float64; the
     z-scoring statistics are computed over the kept points in float64, then everything is cast to
-    ``dtype``. Draws 3 * n_runs normals from ``generator`` (the initial conditions), nothing else.
+    ``dtype``. Draws 3 * n_runs normals from ``generator`` (the initial conditions), then, with
+    ``target_noise`` > 0, the noise of ``noisy`` (z-scored chunks + N(0, target_noise²), drawn once
+    per stored point, as upstream's PyTorch ``lorenz.py`` does with σ = 0.0125).
     """
     if n_chunks < 1 or chunk_len < 2 or n_runs < 1:
         raise ValueError(f"need n_chunks >= 1, chunk_len >= 2, n_runs >= 1, got {n_chunks}, {chunk_len}, {n_runs}")
+    if not target_noise >= 0:
+        raise ValueError(f"target_noise must be >= 0, got {target_noise}")
     n_runs = min(n_runs, n_chunks)
     per_run = math.ceil(n_chunks / n_runs)
     x_start = _burned_in_start(n_runs, dt, burn_in, generator)
@@ -178,9 +188,13 @@ def make_lorenz_data(
     flat = raw.reshape(-1, 3)
     mean, std = flat.mean(0), flat.std(0, correction=0)
     z = (raw - mean) / std
+    noisy = None
+    if target_noise > 0:
+        noisy = (z + target_noise * torch.randn(z.shape, generator=generator, dtype=torch.float64)).to(dtype)
     return LorenzData(
         chunks=z.to(dtype), mean=mean.to(dtype), std=std.to(dtype),
         run=idx // per_run, start=(idx % per_run) * chunk_len, dt=dt, burn_in=burn_in,
+        noisy=noisy, target_noise=float(target_noise),
     )
 
 
@@ -197,13 +211,15 @@ def lorenz_trials(
     Layout: output index t is the model's state after t map applications from the chunk's first point.
       inputs  (B, T, 3)  z-scored initial state at t = 0, zeros for t >= 1 (an RNN reads its initial
                           condition as a pulse; an autonomous map takes y_0 = inputs[:, 0])
-      targets (B, T, 3)  the z-scored chunk (targets[:, 0] == inputs[:, 0])
+      targets (B, T, 3)  the z-scored chunk (targets[:, 0] == inputs[:, 0]); the data set's fixed
+                          noisy copy ``data.noisy`` when it has one (inputs stay noise-free)
       mask    (B, T)     "final": a single 1 at t = T - 1 (= 32 for 33-point chunks; upstream's 31 is
                           an off-by-one, see module doc); "all": ones for t >= 1 (every map application,
                           as in the PyTorch/JAX variants; t = 0 is the input itself and is not scored)
       table   {"chunk": (B,) int64 index into data.chunks}
-      extra   {"clean_targets": (B, T, 3)} when target_noise > 0 (targets then carry
-               N(0, target_noise^2) noise; the PyTorch variant uses 0.0125)
+      extra   {"clean_targets": (B, T, 3)} when the targets are noisy: ``data.noisy`` (noise fixed
+               per stored point, as upstream) or ``target_noise`` > 0 here (fresh N(0, target_noise²)
+               noise on every draw)
       dt      data.dt (Lorenz time units per step)
     """
     if batch < 1:
@@ -222,9 +238,12 @@ def lorenz_trials(
         mask[:, 1:] = 1.0
     extra: dict[str, torch.Tensor] = {}
     targets = chunk
+    if data.noisy is not None:
+        extra["clean_targets"] = chunk
+        targets = data.noisy[idx]
     if target_noise > 0:
         extra["clean_targets"] = chunk
-        targets = chunk + target_noise * torch.randn(chunk.shape, generator=generator, dtype=chunk.dtype)
+        targets = targets + target_noise * torch.randn(chunk.shape, generator=generator, dtype=chunk.dtype)
     return TrialBatch(inputs, targets, mask, {"chunk": idx}, dt=data.dt, extra=extra)
 
 
