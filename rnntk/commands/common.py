@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional, Sequence
 import typer
 
 from ..engine.config import plain, read_toml
-from ..engine.errors import EXIT_INTERNAL, Interrupted, RnntkError, UserError
+from ..engine.errors import EXIT_INTERNAL, EXIT_USER, Interrupted, RnntkError, UserError
 
 if TYPE_CHECKING:  # torch is imported only when a run opens (fast --help)
     from ..engine.run import Run
@@ -46,18 +46,83 @@ def _load_config(ctx: typer.Context, param: Any, value: Optional[Path]) -> Optio
     if ctx.meta.get("rnntk_resume_config") is not None:
         raise UserError("--resume reuses the run's own config.toml; do not combine it with --config")
     data = read_toml(value)
-    known = {p.name for p in ctx.command.params if p.name not in _NOT_CONFIG}
+    params = {p.name: p for p in ctx.command.params if p.name not in _NOT_CONFIG}
     cleaned: dict[str, Any] = {}
     for k, v in data.items():
         key = k.replace("-", "_")
-        if key not in known:
+        if key not in params:
             raise UserError(f"{value}: unknown option '{k}' for rnntk {ctx.info_name} (see rnntk {ctx.info_name} --help)")
         if isinstance(v, dict):
             raise UserError(f"{value}: '{k}' is a table; rnntk config files hold flat 'option = value' lines")
+        want = _toml_kind(params[key])
+        if want is not None and not _toml_value_ok(want, v):
+            raise UserError(f"{value}: '{k} = {_short(v)}' must be {want} (a TOML {'boolean: true or false' if want == 'a boolean' else 'value of that type'})")
+        check_int_range(v, f"'{k}' in {value}")
         cleaned[key] = v
     ctx.default_map = {**(ctx.default_map or {}), **cleaned}
     ctx.meta["rnntk_config_file"] = str(value)
     return value
+
+
+INT_LIMIT = 2**63  # HDF5 and torch store 64-bit signed integers
+
+
+def _short(v: Any) -> str:
+    t = json.dumps(v, default=str) if not isinstance(v, float) else repr(v)
+    return t if len(t) <= 40 else t[:37] + "..."
+
+
+def _toml_kind(param: Any) -> Optional[str]:
+    """What a config file must give for ``param``: 'a boolean', 'an integer', 'a number',
+    'a string', 'a list'; None when anything may be passed on to the option's parser."""
+    import enum
+    import typing
+
+    ann = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if typing.get_origin(ann) in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        ann = args[0] if len(args) == 1 else None
+    if typing.get_origin(ann) in (list, tuple) or getattr(param, "multiple", False):
+        return "a list"
+    if ann is bool or getattr(param, "is_flag", False):
+        return "a boolean"
+    if ann is int:
+        return "an integer"
+    if ann is float:
+        return "a number"
+    if ann is str:  # free text such as --seed 3 / auto: numbers too
+        return "a string or a number"
+    if ann is Path or (isinstance(ann, type) and issubclass(ann, enum.Enum)):
+        return "a string"
+    return None
+
+
+def _toml_value_ok(kind: str, v: Any) -> bool:
+    if kind == "a boolean":
+        return isinstance(v, bool)
+    if kind == "an integer":
+        return isinstance(v, int) and not isinstance(v, bool)
+    if kind == "a number":
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+    if kind == "a string":
+        return isinstance(v, str)
+    if kind == "a string or a number":
+        return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+    if kind == "a list":
+        return isinstance(v, list)
+    return True
+
+
+def check_int_range(v: Any, where: str) -> None:
+    """:class:`UserError` when ``v`` (or an item of it) is an integer that a 64-bit signed
+    integer cannot hold (HDF5 attributes, torch sizes)."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int) and not -INT_LIMIT <= v < INT_LIMIT:
+        raise UserError(f"bad {where} {v}: integers must be below 2**63")
+    if isinstance(v, (list, tuple)):
+        for x in v:
+            check_int_range(x, where)
 
 
 @dataclass
@@ -124,7 +189,9 @@ def _common_parameters() -> list[inspect.Parameter]:
 
 def _emit_json(outcome: dict[str, Any]) -> None:
     sys.stdout.flush()
-    print(json.dumps(outcome, default=str), flush=True)
+    from ..engine.files import dumps_strict
+
+    print(dumps_strict(outcome), flush=True)  # NaN/inf → null: strict parsers read it
 
 
 def require_positive(**values: Optional[float]) -> None:
@@ -233,6 +300,8 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
 
                 # before anything imports torch: OpenMP reads its wait policy when torch loads
                 _threads.apply(common["threads"], large=large_work)
+                for k, v in {**kwargs, **common}.items():  # before any folder is made
+                    check_int_range(v, "--" + k.replace("_", "-"))
                 common.pop("config", None)
                 if common["resume"] is not None:
                     _check_resume(ctx, {**kwargs, **common}, resumable)
@@ -249,6 +318,11 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
                 status = "error" if isinstance(e, UserError) else ("interrupted" if isinstance(e, Interrupted) else None)
                 outcome = _failure_outcome(opts, status, e.one_line())
             except Exception as e:  # noqa: BLE001 - an internal bug: one line, exit 1
+                disk = _disk_failure(opts, e)
+                if disk is not None:  # a command's own file write hit a full disk: exit 2
+                    error_line(disk)
+                    _emit_json(_failure_outcome(opts, "failed", disk))
+                    raise typer.Exit(EXIT_USER) from None
                 code = EXIT_INTERNAL
                 if os.environ.get("RNNTK_DEBUG"):
                     traceback.print_exc()
@@ -266,6 +340,16 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
         return fn
 
     return deco
+
+
+def _disk_failure(opts: RunOptions, e: BaseException) -> Optional[str]:
+    """One line naming the disk when ``e`` is a write the run folder's disk refused."""
+    if not isinstance(e, (OSError, RuntimeError)):
+        return None
+    from ..engine.files import write_failure
+
+    where = opts.run.dir if opts.run is not None else (opts.out or Path("."))
+    return write_failure(getattr(e, "filename", None) or where, e)
 
 
 def _failure_outcome(opts: RunOptions, status: Optional[str], error: str) -> dict[str, Any]:

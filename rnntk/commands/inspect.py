@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ..cli import app
 from ..engine.errors import UserError
+from ..engine.files import dumps_strict
 from ..engine.store import summarize
 from .common import error_line
 
@@ -45,7 +46,8 @@ def _num(v: Any) -> str:
 
 def render(s: dict[str, Any], console: Console) -> None:
     """Print the summary ``s`` of :func:`rnntk.engine.store.summarize` with rich."""
-    a = s["attrs"]
+    # attributes of other writers may be arrays or variable-length: show them as text
+    a = {k: (v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str)) for k, v in s["attrs"].items()}
     status = a.get("status", "?")
     colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(status, "red")
     console.print(f"[bold]{escape(str(s['file']))}[/bold]")
@@ -134,7 +136,7 @@ def inspect_cmd(
         raise typer.Exit(2)
     try:
         if as_json:
-            print(json.dumps(s, default=str))
+            print(dumps_strict(s))  # NaN/inf → null (strict JSON); run.h5 keeps the values
             return
         render(s, Console(soft_wrap=False, highlight=False))
     except BrokenPipeError:

@@ -60,3 +60,8 @@ class Interrupted(RnntkError):
     @property
     def exit_code(self) -> int:  # type: ignore[override]
         return 130 if self.signum == signal.SIGINT else 143
+
+
+class StorageError(UserError):
+    """Writing the run folder failed (disk full, quota, read-only or failing disk). What
+    was committed before stays readable; the run stops with exit 2."""

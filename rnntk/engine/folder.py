@@ -35,9 +35,10 @@ from .files import write_text_atomic
 
 MARKER = ".rnntk-run"
 LOCK = ".rnntk-lock"
+RESERVE = ".rnntk-reserve"
 MARKER_FORMAT = "rnntk-run-marker"
 #: the names rnntk itself writes in every run folder
-RUN_FILES = ("run.h5", "config.toml", "summary.json", "ckpt-last.pt", "model.pt", MARKER, LOCK)
+RUN_FILES = ("run.h5", "config.toml", "summary.json", "ckpt-last.pt", "model.pt", MARKER, LOCK, RESERVE)
 _TMP = re.compile(r"^(?P<base>.+)\.tmp-\d+$")  # files.atomic_path's temp names (left by kill -9)
 
 

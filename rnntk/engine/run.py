@@ -46,8 +46,9 @@ from .. import __version__
 from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import plain, to_toml
 from .device import device_generator, device_name, resolve_device
-from .errors import Interrupted, NonFiniteError, RnntkError, UserError
-from .folder import RUN_FILES, RunLock, clear_run_folder, new_run_id, read_marker, register, replaceable_entries, write_marker
+from .errors import Interrupted, NonFiniteError, RnntkError, StorageError, UserError
+from .folder import RESERVE, RUN_FILES, RunLock, clear_run_folder, new_run_id, read_marker, register, replaceable_entries, write_marker
+from .files import write_failure
 from .files import atomic_path, write_json_atomic, write_text_atomic
 from .progress import Progress
 from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state, validate_rng_state
@@ -55,6 +56,7 @@ from .store import RunFile
 from .threads import ensure_torch_threads
 
 CHECKPOINT = "ckpt-last.pt"
+RESERVE_BYTES = 512 * 1024
 _SIGNALS = tuple(s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGUSR2", None)) if s is not None)
 
 
@@ -220,6 +222,10 @@ class Run:
                 self._prepare_dir(force)
                 self._open_fresh()
             except BaseException:
+                if self._lock is not None:  # a folder this run made: no reserve left behind
+                    self._free_reserve()
+                    if not (self.dir / "run.h5").exists():
+                        (self.dir / ".rnntk-run").unlink(missing_ok=True)
                 self._release_lock()
                 raise
         try:
@@ -303,16 +309,56 @@ class Run:
         write_text_atomic(self.dir / "config.toml", text)
         self.h5.write_config(self.config, text)
 
+    def _make_reserve(self) -> None:
+        """``.rnntk-reserve``: room kept on the run's disk, freed when a write fails there
+        (disk full), so that HDF5 can still commit its metadata (run.h5 stays readable) and
+        summary.json can be written. Removed when the run closes."""
+        path = self.dir / RESERVE
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            try:
+                try:
+                    os.posix_fallocate(fd, 0, RESERVE_BYTES)
+                except (AttributeError, OSError) as e:
+                    if getattr(e, "errno", None) in (28, 122):
+                        raise
+                    os.write(fd, b"\0" * RESERVE_BYTES)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            path.unlink(missing_ok=True)
+            raise StorageError(write_failure(path, e) or f"cannot write {path}: {e.strerror or e}") from None
+
+    def _free_reserve(self) -> None:
+        try:
+            (self.dir / RESERVE).unlink(missing_ok=True)
+        except OSError:
+            pass
+
+    def _storage_failed(self, path: Path, e: BaseException) -> StorageError | None:
+        """A :class:`StorageError` for a failed write to ``path`` when the disk refused it
+        (the reserve is freed, run.h5 flushed and further data writes stopped), else None."""
+        msg = write_failure(path, e)
+        if msg is None:
+            return None
+        if getattr(self, "h5", None) is not None:
+            self.h5._fail(msg)
+        self._free_reserve()
+        return StorageError(msg)
+
     def _open_fresh(self) -> None:
         self.run_id = new_run_id()
         try:
             write_marker(self.dir, self.run_id)
         except OSError as e:
-            raise UserError(f"cannot write in {self.dir}: {e.strerror or e}") from None
+            raise (self._storage_failed(self.dir / ".rnntk-run", e) or UserError(f"cannot write in {self.dir}: {e.strerror or e}")) from None
+        self._make_reserve()
         try:
             self.h5 = RunFile(self.dir / "run.h5", "w")
         except OSError as e:
-            raise UserError(f"cannot create {self.dir / 'run.h5'}: {e}") from None
+            self._free_reserve()
+            raise (self._storage_failed(self.dir / "run.h5", e) or UserError(f"cannot create {self.dir / 'run.h5'}: {e}")) from None
+        self.h5.on_failure = self._free_reserve
         try:
             self.h5.set_attrs(created=_iso(self.created), finished="", run_id=self.run_id, **self._provenance())
             self._write_config()
@@ -389,6 +435,8 @@ class Run:
             self.h5.reopen_writable()
         except OSError as e:
             raise UserError(f"--resume: cannot open {d / 'run.h5'} for writing: {e}") from None
+        self.h5.on_failure = self._free_reserve
+        self._make_reserve()
         if not self.run_id:  # a run of an older rnntk: mark it now
             self.run_id = new_run_id()
             write_marker(d, self.run_id, self._registered)
@@ -625,6 +673,9 @@ class Run:
                     extra={"objects": objects, "state": plain(self.state)},
                 )
             except (OSError, RuntimeError) as e:
+                err = self._storage_failed(self.dir / CHECKPOINT, e)
+                if err is not None:
+                    raise err from None
                 first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
                 raise UserError(f"cannot write checkpoint {self.dir / CHECKPOINT}: {first}") from None
             g = self.h5.f["checkpoints"].require_group("last")
@@ -668,7 +719,13 @@ class Run:
         hp = dict(plain(dict(hparams))) if hparams is not None else self._hparams
         path = self.dir / f"{name}.pt"
         self._register(path.name)
-        save_checkpoint(path, model=model, hparams=hp, step=self.step)
+        try:
+            save_checkpoint(path, model=model, hparams=hp, step=self.step)
+        except (OSError, RuntimeError) as e:
+            err = self._storage_failed(path, e)
+            if err is None:
+                raise
+            raise err from None
         prefix = "" if name == "model" else f"{name}/"
         for k, v in model.state_dict().items():
             arr = v.detach().cpu()
@@ -683,8 +740,14 @@ class Run:
         """Save a matplotlib figure as ``<name>.png`` in the run folder (atomically) and close it."""
         path = self.dir / (name if name.endswith(".png") else f"{name}.png")
         self._register(path.name)
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
+        except (OSError, RuntimeError) as e:
+            err = self._storage_failed(path, e)
+            if err is None:
+                raise
+            raise err from None
         try:
             import matplotlib.pyplot as plt
 
@@ -757,13 +820,18 @@ class Run:
             if self._buffer:
                 self.h5.append_metrics(self._buffer)
                 self._buffer = []
+        except Exception as e:  # noqa: BLE001 - e.g. the disk is full: still record the status
+            close_error = e.one_line() if isinstance(e, StorageError) else f"cannot finish {self.dir / 'run.h5'}: {type(e).__name__}: {e}"
+            if status == "completed":
+                status, error = "failed", close_error
+        try:
             extra = {}
             if self.device.type == "cuda":
                 extra["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
             self.h5.set_attrs(finished=_iso(finished), wall_s=wall, peak_rss_mb=peak_mb, steps_done=self.step, error=error, stopped_early=self.stopped_early, final=json.dumps(self.final), **extra)
             self.h5.set_status(status)
         except Exception as e:  # noqa: BLE001 - still close the file and report
-            close_error = f"cannot finish {self.dir / 'run.h5'}: {type(e).__name__}: {e}"
+            close_error = close_error or f"cannot finish {self.dir / 'run.h5'}: {type(e).__name__}: {e}"
         finally:
             try:
                 self.h5.close()
@@ -787,6 +855,7 @@ class Run:
         summary = dict(self.outcome, created=_iso(self.created), finished=_iso(finished), seed=self.seed,
                        device=str(self.device), rnntk_version=__version__, peak_rss_mb=round(peak_mb, 1),
                        checkpoint=CHECKPOINT if self._last_ckpt_step is not None else None)
+        self._free_reserve()  # the run is closed: its reserve is not needed any more
         try:
             write_json_atomic(self.dir / "summary.json", summary)
         except OSError as e:

@@ -27,8 +27,13 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
+import functools
+
 import h5py
 import numpy as np
+
+from .errors import StorageError
+from .files import write_failure
 
 FORMAT = "rnntk-run"
 FORMAT_VERSION = "1"
@@ -69,6 +74,32 @@ def _chunks(shape: Sequence[int], itemsize: int) -> tuple[int, ...] | None:
     return (k,) + rest
 
 
+def _guarded(after_failure: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A write that fails on the disk (full, quota, I/O) raises :class:`StorageError`
+    (exit 2) with one line naming the disk, after calling ``on_failure`` (which frees the
+    run's reserve) and flushing what was committed, so the file stays readable. Later data
+    writes are refused without touching HDF5; ``after_failure`` writes (attributes: the
+    status) are still tried."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(self: "RunFile", *args: Any, **kwargs: Any) -> Any:
+            if self.failed and not after_failure:
+                raise StorageError(self.failed)
+            try:
+                return fn(self, *args, **kwargs)
+            except (OSError, RuntimeError) as e:
+                msg = write_failure(self.path, e)
+                if msg is None:
+                    raise
+                self._fail(msg)
+                raise StorageError(self.failed) from None
+
+        return wrapper
+
+    return deco
+
+
 class RunFile:
     """Writer for one ``run.h5``. Created by :class:`rnntk.engine.Run`; usable alone.
 
@@ -86,6 +117,8 @@ class RunFile:
         self.readonly = mode == "r"
         self._pending_attrs: dict[str, Any] = {}
         self._before_write = before_write
+        self.failed = ""  # set by the first write the disk refused
+        self.on_failure: Callable[[], None] | None = None
         if mode in ("w", "w-", "x"):
             self.f.attrs["format"] = FORMAT
             self.f.attrs["format_version"] = FORMAT_VERSION
@@ -107,6 +140,20 @@ class RunFile:
         pending, self._pending_attrs = self._pending_attrs, {}
         self.set_attrs(**pending)
 
+    def _fail(self, msg: str) -> None:
+        if self.failed:
+            return
+        self.failed = msg
+        if self.on_failure is not None:
+            try:
+                self.on_failure()
+            except Exception:  # noqa: BLE001, S110 - freeing room is best effort
+                pass
+        try:  # commit what was written (the reserve just freed room for HDF5's metadata)
+            self.f.flush()
+        except Exception:  # noqa: BLE001, S110
+            pass
+
     def _writable(self) -> None:
         if self.readonly:
             if self._before_write is not None:
@@ -114,6 +161,7 @@ class RunFile:
             self.reopen_writable()
 
     # -- root ---------------------------------------------------------------------------
+    @_guarded(after_failure=True)
     def set_attrs(self, **attrs: Any) -> None:
         """Set root attributes (containers are stored as JSON strings)."""
         if self.readonly:
@@ -128,8 +176,15 @@ class RunFile:
             raise ValueError(f"unknown status {status!r}")
         self._writable()
         self.set_attrs(status=status, **attrs)
-        self.flush()
+        if self.failed:  # record the status if the disk allows; the failure is reported already
+            try:
+                self.f.flush()
+            except Exception:  # noqa: BLE001, S110
+                pass
+        else:
+            self.flush()
 
+    @_guarded()
     def write_config(self, config: Mapping[str, Any], toml_text: str) -> None:
         """``/config``: scalar options as attrs, the whole TOML as a string dataset."""
         self._writable()
@@ -161,6 +216,7 @@ class RunFile:
             ds[:] = fill  # backfill rows logged before this metric existed
         return ds
 
+    @_guarded()
     def append_metrics(self, rows: Sequence[Mapping[str, float]]) -> None:
         """Append rows (each a dict with ``step`` and metric values), then flush.
 
@@ -189,6 +245,7 @@ class RunFile:
             raise
         self.flush()
 
+    @_guarded()
     def truncate_metrics(self, before_step: int) -> int:
         """Drop every row whose step is ``>= before_step`` (used by ``--resume``).
         Returns the number of rows kept."""
@@ -206,6 +263,7 @@ class RunFile:
         return keep
 
     # -- arrays -------------------------------------------------------------------------
+    @_guarded()
     def write_trace(
         self,
         name: str,
@@ -269,6 +327,7 @@ class RunFile:
         self.flush()
         return ds
 
+    @_guarded()
     def write_table(self, group: str, table: Mapping[str, Iterable[Any]], append: bool = False) -> None:
         """Write columns of a per-trial table into ``/<group>/<column>`` (1-D each)."""
         self._writable()
@@ -291,6 +350,7 @@ class RunFile:
             g.create_dataset(col, data=arr, dtype=dtype, maxshape=(None,) + arr.shape[1:], chunks=True)
         self.flush()
 
+    @_guarded()
     def write_array(self, group: str, name: str, data: Any, **attrs: Any) -> h5py.Dataset:
         """Write ``/<group>/<name>`` (results, model weights); complex arrays allowed."""
         self._writable()
@@ -306,15 +366,18 @@ class RunFile:
             ds.attrs[k] = _attr_value(v)
         return ds
 
+    @_guarded()
     def flush(self) -> None:
         if not self.readonly:
             self.f.flush()
 
     def close(self) -> None:
         if self.f.id.valid:
-            if not self.readonly:
-                self.f.flush()
-            self.f.close()
+            try:
+                if not self.readonly and not self.failed:
+                    self.flush()
+            finally:
+                self.f.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -324,10 +387,18 @@ _HDF5_INTERNAL = ("DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "DIMENSIO
 
 
 def _decode(v: Any) -> Any:
+    """An HDF5 attribute value as plain Python: bytes → str, NumPy scalars → numbers, arrays
+    (also of variable-length or string items) → nested lists."""
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray):
+        if v.dtype.kind == "O" or v.dtype.kind in "SU":
+            return [_decode(x) for x in v.tolist()] if v.ndim else _decode(v.item())
+        return v.tolist()
+    if isinstance(v, (list, tuple)):
+        return [_decode(x) for x in v]
     if isinstance(v, np.generic):
-        return v.item()
+        return _decode(v.item())
     return v
 
 
