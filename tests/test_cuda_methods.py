@@ -478,6 +478,29 @@ def test_gq_cpu_and_cuda_agree():
     assert max(_rel(x, y) for x, y in zip(c, a)) <= 1e-8
 
 
+@pytest.mark.parametrize("dev", [pytest.param("cpu", id="cpu", marks=pytest.mark.slow), DEVICES[1]])  # torchsde's evaluation: ~10 s on CPU
+def test_ode_train_ou_draws_wong_zakai_noise_on_device(tmp_path, dev, monkeypatch):
+    """ode-train's OU task draws the Karhunen–Loève noise ξ with a generator on the run's
+    device (regression: a CPU generator, then a copy) and keeps ξ there; CPU streams unchanged."""
+    from rnntk.engine import Run
+    from rnntk.methods import wong_zakai
+    from rnntk.methods.ode_train import ODEConfig, train_ode
+
+    seen: list[tuple[str, str]] = []
+    orig = wong_zakai.KLNoise.resample
+
+    def resample(self, *a, **kw):
+        xi = orig(self, *a, **kw)
+        seen.append((self.generator.device.type, xi.device.type))
+        return xi
+
+    monkeypatch.setattr(wong_zakai.KLNoise, "resample", resample)
+    cfg = ODEConfig(task="ou", width=8, ntimes=6, epochs=1, n_paths=4)
+    with Run.open(tmp_path / "r", command="ode-train", seed=0, device=dev, progress="none") as run:
+        train_ode(cfg, run)
+    assert seen and all(s == (dev, dev) for s in seen), seen
+
+
 # ------------------------------------------------------------------------- every command, on CUDA
 def _cuda_commands(tmp_path):
     from pathlib import Path
