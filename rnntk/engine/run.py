@@ -542,7 +542,7 @@ class Run:
         if model is not None:
             if ck.get("model") and ck["model"] != type(model).__name__:
                 raise UserError(f"--resume: checkpoint holds a {ck['model']}, this run builds a {type(model).__name__}")
-            load_state_into(model, ck["state_dict"], source=src)
+            load_state_into(model, ck["state_dict"], source=f"--resume: {src}")
         try:
             if optimizer is not None and ck.get("optimizer") is not None:
                 _check_optimizer_state(optimizer, ck["optimizer"], src)
