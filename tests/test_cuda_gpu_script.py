@@ -85,6 +85,8 @@ def test_table_marks_what_a_timeout_cut_off(tmp_path):
         {"section": "arnoldi", "key": "arpack_s", "value": 40.0, "setting": "LR", "diff_vs_arnoldi": 1e-7},
         {"section": "arnoldi", "exit": 0},
         {"section": "lyapunov", "exit": 1},
+        {"section": "gq", "key": "gq_s", "value": 2.0, "setting": "g1d"},
+        {"section": "gq", "exit": 124},
     ]
     rows.write_text("".join(json.dumps(r) + "\n" for r in lines))
     table = bench.table(rows, "Test GPU")
@@ -95,4 +97,9 @@ def test_table_marks_what_a_timeout_cut_off(tmp_path):
     assert "10.00 (baseline/ours)" in get["Arnoldi f32→f64 on R8 area 7 vs ARPACK (max Re, 10 values)"]
     assert "| MET |" in get["Arnoldi f32→f64 on R8 area 7 vs ARPACK (max Re, 10 values)"]
     assert "not measured: failed (exit 1)" in get["Lyapunov spectrum k = 75, batch 16 (fwd+bwd): batched vs per-trial loop"]
-    assert "not measured: not run" in get["GQ vs adjoint, g1d width 2000, s/step"]
+    assert "not measured: timed out" in get["GQ vs adjoint, g1d width 2000, s/step"] and "| 2 s |" in get["GQ vs adjoint, g1d width 2000, s/step"]
+    assert "not measured: not run" in get["online_full streaming step vs inference step"]
+    lines[3:6] = [{"section": "arnoldi", "key": "arnoldi_s", "value": 12.0, "setting": "area 7"}, {"section": "arnoldi", "exit": 124}]
+    rows.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    arn = next(ln for ln in bench.table(rows).splitlines() if ln.startswith("| Arnoldi"))
+    assert "| 12 s |" in arn and "MISSED (ARPACK not measured: timed out)" in arn
