@@ -1,17 +1,24 @@
-"""SOFO vs Adam+BPTT on the cpu-small double reach, measured side by side in one run.
+"""SOFO vs Adam+BPTT on the quick start's configuration (the cpu-small presets of
+``rnntk sofo-train``), measured side by side in one run, in task terms.
 
-    python benchmarks/sofo_vs_adam.py            # about 5 minutes on 2 CPU cores
-    python benchmarks/sofo_vs_adam.py --quick    # fewer iterations, for a smoke test
+    python benchmarks/sofo_vs_adam.py            # both tasks, full preset length
+    python benchmarks/sofo_vs_adam.py --quick    # a few iterations, for a smoke test
+    python benchmarks/sofo_vs_adam.py --tasks double-reach --no-memory
 
-Same task generator and seed, same initial weights, same training batches and noise, same
-fixed validation batch. Prints:
-  (a) iterations to reach validation loss 0.60, Adam (best of several lr) / SOFO;
-  (b) validation loss at equal wall-clock, SOFO / Adam (best lr);
-  (c) seconds per iteration, SOFO / Adam (hand-written tangents, K = 32);
-  (d) extra peak memory of one iteration at T = 500 and T = 5000 (each in its own process,
-      ru_maxrss on CPU, max_memory_allocated on CUDA) and its growth factor, SOFO vs Adam.
-Targets (issue): (a) SOFO ≤ 25 iterations and ratio ≥ 2.5; (b) ≤ 0.8; (c) ≤ 3;
-(d) SOFO growth ≤ 1.3, Adam growth ≥ 4.
+For each task, SOFO (the preset's K, damping, lr) and Adam at three learning rates (the preset's
+and its neighbours x1/3, x3) step *interleaved* on the same training batches (same init, same
+noise), each timed around its own optimiser step, so background load hits them alike. Every
+``--eval-every`` iterations each is evaluated on the same fixed validation trials (64 double
+reaches with fixed noise; 128 Kalman trials). Adam keeps going until it has had both as many
+iterations and as much optimiser wall-clock as SOFO. Prints, for the best Adam lr:
+  double reach: median end-of-hold distance to target over reachable validation targets (both
+    reaches), reach_success (holds ending within 2 cm), at equal wall-clock and at equal
+    iterations, and the ratio Adam/SOFO of the median error (issue 14 target: >= 2 at equal
+    wall-clock);
+  kalman: validation MSE / MSE of the context-aware Kalman filter (target <= 1.1 for SOFO), and
+    Adam's, at equal wall-clock and equal iterations;
+  (c) seconds per iteration SOFO / Adam; (d) extra peak memory of one double-reach iteration at
+  T = 500 and 5000 (separate processes) and its growth, SOFO vs Adam.
 """
 
 from __future__ import annotations
@@ -26,19 +33,18 @@ import sys
 import time
 
 import torch
-
 from peakmem import peak_rss, reset_peak_rss
+
+from rnntk.commands.sofo import DEFAULTS, PRESETS
 from rnntk.methods.sofo import SOFO
-from rnntk.methods.sofo_problems import ReachProblem
+from rnntk.methods.sofo_problems import ReachProblem, make_problem
 
-TARGET = 0.60
+ADAM_FACTORS = (1 / 3, 1.0, 3.0)
 
 
-def setup(seed: int = 0, device: str = "cpu"):
-    prob = ReachProblem("double-reach", hidden=32, dt=0.01)
-    model = prob.make_model(torch.Generator().manual_seed(seed)).to(device)
-    val = prob.sample(64, torch.Generator().manual_seed(10_007)).to(torch.device(device))
-    return prob, model, val
+def preset(task: str) -> dict:
+    """The quick start's values for ``task`` (the cpu-small preset of ``rnntk sofo-train``)."""
+    return {**DEFAULTS, **PRESETS["cpu-small"][task]}
 
 
 def iteration(kind: str, opt, prob, model, b) -> None:
@@ -52,37 +58,93 @@ def iteration(kind: str, opt, prob, model, b) -> None:
         opt.step()
 
 
-def curve(kind: str, lr: float, iters: int, seed: int = 0, budget: float | None = None, device: str = "cpu"):
-    """Validation loss after every iteration, and the per-iteration optimiser time."""
-    prob, model, val = setup(seed, device)
-    model = copy.deepcopy(model)
+def contrast(task: str, iters: int | None, eval_every: int, seed: int = 0, device: str = "cpu", log=print) -> dict:
+    """Interleaved SOFO / Adam x3 run on ``task``; returns per-arm eval snapshots
+    ``[(iteration, optimiser seconds, val loss, task metrics)]`` and per-iteration times."""
+    c = preset(task)
+    n_it = iters or c["iters"]
+    dev = torch.device(device)
+    prob = make_problem(task, hidden=c["hidden"], dt=c["dt"], steps=c["steps"])
+    model = prob.make_model(torch.Generator().manual_seed(seed)).to(dev)
+    val = prob.sample(64 if task != "kalman" else 128, torch.Generator().manual_seed(seed + 10_007)).to(dev)
+    arms = {"sofo": (copy.deepcopy(model), None)}
+    arms["sofo"] = (arms["sofo"][0], SOFO(dict(arms["sofo"][0].named_parameters()), n_tangents=c["n_tangents"], damping=c["damping"], lr=c["lr"],
+                                         generator=torch.Generator(device=dev).manual_seed(seed + 2)))
+    for f in ADAM_FACTORS:
+        m = copy.deepcopy(model)
+        arms[f"adam {c['adam_lr'] * f:.3g}"] = (m, torch.optim.Adam(m.parameters(), lr=c["adam_lr"] * f, eps=1e-7))
+    snaps = {k: [] for k in arms}
+    times = {k: [] for k in arms}
+    wall = dict.fromkeys(arms, 0.0)
+
+    def snap(k: str, it: int) -> None:
+        v, t = prob.evaluate_task(arms[k][0], val)
+        snaps[k].append((it, wall[k], v if math.isfinite(v) else float("inf"), t))
+
+    for k in arms:
+        snap(k, 0)
     data = torch.Generator().manual_seed(seed + 1)
-    if kind == "sofo":
-        opt = SOFO(dict(model.named_parameters()), n_tangents=32, damping=1e-3, lr=lr, generator=torch.Generator().manual_seed(seed + 2))
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)
-    vals, times, wall = [prob.evaluate(model, val)], [], [0.0]
-    for _ in range(iters):
-        b = prob.sample(32, data).to(torch.device(device))
-        t0 = time.perf_counter()
-        iteration(kind, opt, prob, model, b)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        times.append(dt)
-        wall.append(wall[-1] + dt)
-        v = prob.evaluate(model, val)
-        vals.append(v if math.isfinite(v) else float("inf"))
-        if budget is not None and wall[-1] >= budget:
+    it = 0
+    while True:
+        active = [k for k in arms if (k == "sofo" and it < n_it) or (k != "sofo" and (it < n_it or wall[k] < wall["sofo"]))]
+        if not active:
             break
-    return vals, times, wall
+        b = prob.sample(c["batch"], data).to(dev)
+        it += 1
+        for k in active:
+            m, opt = arms[k]
+            t0 = time.perf_counter()
+            iteration("sofo" if k == "sofo" else "adam", opt, prob, m, b)
+            if device != "cpu":
+                torch.cuda.synchronize()
+            dt = time.perf_counter() - t0
+            times[k].append(dt)
+            wall[k] += dt
+            if it % eval_every == 0 or (k == "sofo" and it == n_it):
+                snap(k, it)
+        if it % (5 * eval_every) == 0:
+            log(f"  [{task}] iteration {it}: " + ", ".join(f"{k} {snaps[k][-1][2]:.3f}" for k in arms))
+    return {"snaps": snaps, "times": times, "iters": n_it, "config": c}
 
 
-def first_below(vals, target=TARGET):
-    for i, v in enumerate(vals):
-        if v <= target:
-            return i
-    return None
+def at_wall(snaps: list, w: float):
+    """The last snapshot taken with at most ``w`` seconds of optimiser time."""
+    return [s for s in snaps if s[1] <= w * 1.0001][-1]
+
+
+def at_iter(snaps: list, n: int):
+    return [s for s in snaps if s[0] <= n][-1]
+
+
+def report(task: str, res: dict, log=print) -> dict:
+    """Print the contrast and return its headline numbers."""
+    snaps, n = res["snaps"], res["iters"]
+    key = "reach_error" if task != "kalman" else "mse_over_kf"
+    score = lambda s: s[3].get(key, float("inf")) if math.isfinite(s[2]) else float("inf")
+    sofo = snaps["sofo"][-1]
+    W = sofo[1]
+    adams = [k for k in snaps if k != "sofo"]
+    eq_w = {k: at_wall(snaps[k], W) for k in adams}
+    eq_i = {k: at_iter(snaps[k], n) for k in adams}
+    best_w = min(adams, key=lambda k: score(eq_w[k]))
+    best_i = min(adams, key=lambda k: score(eq_i[k]))
+    c = res["config"]
+    log(f"{task}: n={c['hidden']}, B={c['batch']}, " + (f"dt={c['dt'] * 1000:g} ms, " if task != "kalman" else f"T={c['steps']}, ")
+        + f"K={c['n_tangents']}, lr {c['lr']:g}, damping {c['damping']:g}; {n} SOFO iterations, {W:.1f} s of SOFO optimiser time")
+    fmt = (lambda s: f"val loss {s[2]:.4f}, median end-of-hold error {100 * s[3]['reach_error']:.1f} cm (hold 1 {100 * s[3]['reach_error_hold1']:.1f}, "
+           f"hold 2 {100 * s[3].get('reach_error_hold2', float('nan')):.1f}), reach_success {s[3]['reach_success']:.2f}") if task != "kalman" else \
+          (lambda s: f"MSE {s[2]:.4f} = {s[3]['mse_over_kf']:.3f} x the Kalman filter's")
+    log(f"  SOFO                           @ it {sofo[0]:5d}, {sofo[1]:6.1f} s: {fmt(sofo)}")
+    for k in adams:
+        log(f"  {k:<12} equal wall-clock @ it {eq_w[k][0]:5d}, {eq_w[k][1]:6.1f} s: {fmt(eq_w[k])}")
+        log(f"  {k:<12} equal iterations @ it {eq_i[k][0]:5d}, {eq_i[k][1]:6.1f} s: {fmt(eq_i[k])}")
+    rw, ri = score(eq_w[best_w]) / score(sofo), score(eq_i[best_i]) / score(sofo)
+    what = "median end-of-hold error" if task != "kalman" else "MSE / KF MSE"
+    log(f"  => {what}: SOFO {score(sofo):.4g}; best Adam at equal wall-clock ({best_w}) {score(eq_w[best_w]):.4g}, ratio Adam/SOFO = {rw:.2f}; "
+        f"at equal iterations ({best_i}) {score(eq_i[best_i]):.4g}, ratio Adam/SOFO = {ri:.2f}")
+    t_s, t_a = statistics.median(res["times"]["sofo"]), statistics.median(res["times"][best_i])
+    log(f"  (c) seconds per iteration: SOFO {t_s:.3f}, Adam {t_a:.3f}; ratio SOFO/Adam = {t_s / t_a:.2f}")
+    return {"sofo": score(sofo), "adam_equal_wall": score(eq_w[best_w]), "adam_equal_iters": score(eq_i[best_i]), "ratio_wall": rw, "ratio_iters": ri}
 
 
 def memory_child(kind: str, steps: int, device: str) -> None:
@@ -108,42 +170,26 @@ def memory(kind: str, steps: int, device: str) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="a few iterations only (smoke test)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--tasks", default="double-reach,kalman")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--no-memory", action="store_true", help="skip (d), the peak-memory subprocesses")
     ap.add_argument("--memory-child", nargs=2, metavar=("KIND", "STEPS"))
     a = ap.parse_args()
     if a.memory_child:
         memory_child(a.memory_child[0], int(a.memory_child[1]), a.device)
         return
-    torch.set_num_threads(2)
-    sofo_iters, adam_iters = (30, 60) if a.quick else (40, 200)
-    adam_lrs = [3e-3, 1e-2, 3e-2]
-    print(f"device {a.device}, torch {torch.__version__}, threads {torch.get_num_threads()}")
-    print("double reach cpu-small: n=32, B=32, dt=10 ms (T=200), K=32, lr 1, damping 1e-3; validation 64 trials, fixed noise")
-    s_vals, s_times, s_wall = curve("sofo", 1.0, sofo_iters, device=a.device)
-    print(f"SOFO  val loss: init {s_vals[0]:.3f}, @10 {s_vals[min(10, len(s_vals) - 1)]:.3f}, @25 {s_vals[min(25, len(s_vals) - 1)]:.3f}, last {s_vals[-1]:.3f}; {statistics.median(s_times):.3f} s/it")
-    adam = {}
-    for lr in adam_lrs:
-        v, t, w = curve("adam", lr, adam_iters, device=a.device)
-        adam[lr] = (v, t, w)
-        print(f"Adam lr {lr:g}: val @25 {v[min(25, len(v) - 1)]:.3f}, @100 {v[min(100, len(v) - 1)]:.3f}, last {v[-1]:.3f}; first <= {TARGET}: {first_below(v)}; {statistics.median(t):.3f} s/it")
-    s_hit = first_below(s_vals)
-    hits = {lr: first_below(v) for lr, (v, _, _) in adam.items()}
-    best_lr = min(adam, key=lambda lr: (hits[lr] if hits[lr] is not None else 10**9, adam[lr][0][-1]))
-    a_hit = hits[best_lr]
-    print()
-    print(f"(a) iterations to val <= {TARGET}: SOFO {s_hit}, Adam best (lr {best_lr:g}) {a_hit if a_hit is not None else f'> {adam_iters}'}")
-    if s_hit and a_hit:
-        print(f"    ratio Adam/SOFO = {a_hit / s_hit:.2f}")
-    elif s_hit:
-        print(f"    ratio Adam/SOFO > {adam_iters / s_hit:.2f} (Adam did not reach it)")
-    for budget in (7.5, s_wall[-1]):  # the spec's 7.5 s, and SOFO's whole run
-        budget = min(budget, s_wall[-1])
-        s_at = s_vals[max(i for i, w in enumerate(s_wall) if w <= budget)]
-        best_at_budget = min((v[max(i for i, w in enumerate(wall) if w <= budget)], lr) for lr, (v, _, wall) in adam.items())
-        print(f"(b) val loss at equal wall-clock ({budget:.1f} s of optimiser time): SOFO {s_at:.3f}, Adam best {best_at_budget[0]:.3f} (lr {best_at_budget[1]:g}); ratio SOFO/Adam = {s_at / best_at_budget[0]:.2f}")
-    t_s, t_a = statistics.median(s_times), statistics.median(adam[best_lr][1])
-    print(f"(c) seconds per iteration: SOFO {t_s:.3f}, Adam {t_a:.3f}; ratio SOFO/Adam = {t_s / t_a:.2f}")
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    print(f"device {a.device}, torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
+    out = {}
+    for task in a.tasks.split(","):
+        res = contrast(task, 6 if a.quick else None, 2 if a.quick else 10, device=a.device, log=lambda s: print(s, flush=True))
+        out[task] = report(task, res, log=lambda s: print(s, flush=True))
+    print(json.dumps({"summary": out}))
+    if a.no_memory:
+        return
     mem = {(k, T): memory(k, T, a.device) for k in ("sofo", "adam") for T in (500, 5000)}
     gs, ga = mem[("sofo", 5000)] / max(mem[("sofo", 500)], 1e-9), mem[("adam", 5000)] / max(mem[("adam", 500)], 1e-9)
     print(f"(d) extra peak memory of one iteration (MB): SOFO T=500 {mem[('sofo', 500)]:.1f}, T=5000 {mem[('sofo', 5000)]:.1f} (growth {gs:.2f}x); "

@@ -154,7 +154,7 @@ def test_noise_is_shared_and_clipped():
 
 
 # ----------------------------------------------------------------- task-level metrics (issue 14)
-from rnntk.tasks import reach  # noqa: E402
+from rnntk.tasks import reach
 
 
 def test_inverse_dynamics_and_kinematics_invert_the_arm():

@@ -21,7 +21,6 @@ Loss (upstream ``squared_loss``): L = (10/T) Σ_t (1/B) Σ_b w_tb (‖p − p*�
 
 from __future__ import annotations
 
-
 import torch
 
 from ..nets import arm as _arm
@@ -200,7 +199,7 @@ def scripted_reach(trials: TrialBatch, move_time: float = 0.5) -> torch.Tensor:
     return torch.stack(hands, 1)
 
 
-def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Tensor], n_show: int = 8, title: str = "reach") -> "object":
+def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Tensor], n_show: int = 8, title: str = "reach") -> object:
     """Matplotlib figure of the first ``n_show`` hand paths (B, T, ≥2) with each trial's
     targets in its colour, numbered in reach order, each inside a 2 cm success circle (solid:
     the hold ended inside it; dashed: missed; grey cross: beyond reach). ``err`` is
