@@ -3,6 +3,7 @@
     python benchmarks/gq_ratio.py                      # the issue-7 grid (several minutes)
     python benchmarks/gq_ratio.py --only g1d spheres   # some settings
     python benchmarks/gq_ratio.py --quick              # small widths, a smoke test
+    python benchmarks/gq_ratio.py --auto-cost          # gq_nodes="auto" vs the gtol rule (issue 12)
 
 Every setting is a real `rnntk ode-train` problem (`ODEProblem`, the task generators and
 vector fields of the CLI), at spec §8's sizes:
@@ -60,8 +61,10 @@ def problem(name: str, quick: bool, seed: int = 0):
 
 
 def step(method: str, prob: ODEProblem, batch: tuple):
-    """One training step's forward + loss + backward; returns (seconds, grads, stats)."""
-    prob.cfg.adjoint = method
+    """One training step's forward + loss + backward; returns (seconds, grads, stats). ``gq`` is
+    the default (``gq_nodes="auto"``), ``gq-rule`` the gtol rule alone (``gq_nodes=None``)."""
+    prob.cfg.adjoint = "gq" if method.startswith("gq") else method
+    prob.cfg.gq_nodes = None if method == "gq-rule" else "auto"
     mods = prob.modules()
     mods.zero_grad()
     if prob.cfg.task == "ou":  # the same Wong–Zakai noise for every method
@@ -139,18 +142,46 @@ def run(name: str, quick: bool, repeats: int) -> None:
           f"   --adjoint auto picks: {auto_adjoint(K, P, S)}")
 
 
+def auto_cost(names: list, quick: bool, repeats: int) -> None:
+    """Issue 12: time per training step of GQ with gq_nodes="auto" against the gtol rule alone,
+    interleaved, median of ``repeats``; and each one's gradient error against direct backprop."""
+    ratios = []
+    for name in names:
+        prob, batch = problem(name, quick)
+        times = {m: [] for m in ("gq", "gq-rule")}
+        grads, stats = {}, {}
+        for r in range(repeats + 1):
+            for m in ("gq-rule", "gq", "direct") if r == 0 else ("gq-rule", "gq"):
+                dt, g, st = step(m, prob, batch)
+                if r == 0:
+                    grads[m], stats[m] = g, st
+                else:
+                    times[m].append(dt)
+        med = {m: statistics.median(v) for m, v in times.items()}
+        ratios.append(med["gq"] / med["gq-rule"])
+        print(f"{name}: auto {med['gq']:.3f} s/step (nodes {_nodes(stats['gq'])}, NFE bwd {stats['gq']['nfe_backward']}), "
+              f"rule {med['gq-rule']:.3f} s/step (nodes {_nodes(stats['gq-rule'])}, NFE bwd {stats['gq-rule']['nfe_backward']}); "
+              f"auto/rule = {ratios[-1]:.2f}; grad rel. error vs direct: auto {rel_err(grads['gq'], grads['direct']):.1e}, "
+              f"rule {rel_err(grads['gq-rule'], grads['direct']):.1e}", flush=True)
+    print(f"auto/rule time: max {max(ratios):.2f}, geometric mean {statistics.geometric_mean(ratios):.2f} (target ≤ 1.2)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", nargs="+", choices=list(SETTINGS))
     ap.add_argument("--memory-child", nargs=2, metavar=("SETTING", "METHOD"))
+    ap.add_argument("--auto-cost", action="store_true", help="gq_nodes='auto' vs the gtol rule only")
     a = ap.parse_args()
     if a.memory_child:
         memory_child(a.memory_child[0], a.quick, a.memory_child[1])
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, dopri5 rtol=atol=1e-3, gtol 0.1, float32, "
           f"median of {2 if a.quick else a.repeats} interleaved steps")
+    if a.auto_cost:
+        auto_cost(a.only or list(SETTINGS), a.quick, 2 if a.quick else a.repeats)
+        return
     for name in a.only or list(SETTINGS):
         run(name, a.quick, 2 if a.quick else a.repeats)
 

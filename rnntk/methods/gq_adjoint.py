@@ -33,16 +33,21 @@ interpolant's range.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from torchdiffeq import odeint, odeint_dense
+from torchdiffeq._impl.interp import _interp_evaluate
+from torchdiffeq._impl.misc import _all_adjoint_callback_names, _all_callback_names, _flat_to_shape, _mixed_norm, _rms_norm
+from torchdiffeq._impl.misc import _check_inputs as _td_check_inputs
 from torchdiffeq._impl.odeint import SOLVERS as _TD_SOLVERS
+from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
 
 __all__ = ["odeint_adjoint_gq", "GQStats", "gauss_legendre", "gq_node_counts", "CountedField"]
 
@@ -62,9 +67,13 @@ class GQStats:
     nfe_param_vjp: Gauss–Legendre nodes at which the θ-VJP was evaluated (all intervals).
     param_vjp_calls: calls of ``func`` made for those VJPs (one per interval when the nodes are
       batched with ``torch.func.vmap``, one per node when ``func`` cannot be vmapped).
-    nodes_per_interval: n_k for intervals k = 1..K.
-    cap_hits: intervals whose node count was clipped by ``gq_nmax``.
+    nodes_per_interval: n_k for intervals k = 1..K (with ``gq_nodes="auto"``: the accepted rule's).
+    cap_hits: intervals whose node count was clipped by ``gq_nmax`` (with "auto": intervals whose
+      error estimate was still above tolerance at ``gq_nmax`` nodes).
     restarts: backward solves (one per output interval).
+    refinements: rounds in which an interval's error estimate failed and n doubled ("auto"; the
+      interval is not solved again: the new nodes are read off the same solve's interpolants).
+    quad_error_ratio: the largest accepted estimate / tolerance ("auto"; ≤ 1 unless capped).
     """
 
     nfe_forward: int = 0
@@ -74,6 +83,8 @@ class GQStats:
     nodes_per_interval: list[int] = field(default_factory=list)
     cap_hits: int = 0
     restarts: int = 0
+    refinements: int = 0
+    quad_error_ratio: float = 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -116,11 +127,17 @@ def gq_node_counts(nfe_forward: int, t: Sequence[float], *, gtol: float, nmin: i
 # ----------------------------------------------------------------------------------------------
 class CountedField:
     """Callable wrapper that counts calls of a vector field ``func(t, y)`` in ``.n`` (no
-    attribute is ever set on the user's module)."""
+    attribute is ever set on the user's module). torchdiffeq's step callbacks of ``func``
+    (``callback_step``, ``callback_accept_step``, ``callback_reject_step`` and their ``_adjoint``
+    versions) are exposed on the wrapper, so solvers call them as they would on ``func``."""
 
     def __init__(self, func: Callable):
         self.func = func
         self.n = 0
+        for name in (*_all_callback_names, *_all_adjoint_callback_names):
+            cb = getattr(func, name, None)
+            if cb is not None:
+                setattr(self, name, cb)
 
     def __call__(self, t, y):
         self.n += 1
@@ -199,110 +216,305 @@ def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float
     return {**base, "first_step": min(last_dt, abs(length))}
 
 
-def _add_param_vjp(p_grad: list, f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
-                   params: tuple, cfg: dict) -> int:
-    """Add Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the n nodes of one interval to ``p_grad`` (in
-    place); return the calls of f made.
+def _param_vjp(f: Callable, taus: np.ndarray, weights: Sequence[np.ndarray], xs: tuple, adj: tuple,
+               params: tuple, cfg: dict) -> tuple[Optional[list], int]:
+    """Σ_j w_rj a_jᵀ ∂f/∂θ(τ_j, x_j) over the nodes of one interval, for each weight vector w_r
+    of ``weights`` (several quadrature rules on the same nodes); returns (one gradient tuple per
+    rule, or None where f does not depend on θ; the calls of f made).
 
     f maps (t, tuple of states) to a tuple; xs and adj are tuples of (n, *shape) tensors. The
-    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP (cotangents w_j a_j);
-    a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place updates of
-    captured tensors, random ops) is evaluated node by node instead, remembered in ``cfg``.
+    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP per rule (cotangents
+    w_rj a_j); a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place
+    updates of captured tensors, random ops) is evaluated node by node instead, remembered in
+    ``cfg``.
     """
-    gr, calls = _param_vjp(f, taus, w, xs, adj, params, cfg)
-    for acc, g in zip(p_grad, gr or ()):
-        if g is not None:
-            acc.add_(g)
-    return calls
-
-
-def _param_vjp(f: Callable, taus: np.ndarray, w: np.ndarray, xs: tuple, adj: tuple,
-               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
-    """The sum of :func:`_add_param_vjp` per parameter (None where f does not depend on θ)."""
     dev, dt_ = xs[0].device, xs[0].dtype
     n = len(taus)
     tj = torch.as_tensor(np.asarray(taus), dtype=dt_, device=dev)
-    wj = torch.as_tensor(np.asarray(w), dtype=dt_, device=dev)
+    ws = [torch.as_tensor(np.asarray(w), dtype=dt_, device=dev) for w in weights]
     xs = tuple(x.detach() for x in xs)
     if cfg.get("vmap_ok", True):
         try:
             with torch.enable_grad():
                 fx = torch.func.vmap(lambda t_, *x_: tuple(f(t_, tuple(x_))))(tj, *xs)
-                pairs = [(o, wj.view(n, *([1] * (a.dim() - 1))) * a) for o, a in zip(fx, adj) if o.requires_grad]
-                if not pairs:
+                outs = [(o, a) for o, a in zip(fx, adj) if o.requires_grad]
+                if not outs:
                     return None, 1
-                gr = torch.autograd.grad([o for o, _ in pairs], params, [c for _, c in pairs], allow_unused=True)
-            return gr, 1
+                grads = []
+                for r, wj in enumerate(ws):
+                    cots = [wj.view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
+                    grads.append(torch.autograd.grad([o for o, _ in outs], params, cots, allow_unused=True,
+                                                     retain_graph=r < len(ws) - 1))
+            return grads, 1
         except Exception:  # not vmappable: fall back to one node at a time (real errors re-raise there)
             cfg["vmap_ok"] = False
-    total: Optional[list] = None
+    totals: Optional[list] = None
     for j in range(n):
         with torch.enable_grad():
             fx = f(tj[j], tuple(x[j] for x in xs))
-            pairs = [(o, float(w[j]) * a[j]) for o, a in zip(fx, adj) if o.requires_grad]
-            if not pairs:
+            outs = [(o, a[j]) for o, a in zip(fx, adj) if o.requires_grad]
+            if not outs:
                 continue
-            gr = torch.autograd.grad([o for o, _ in pairs], params, [c for _, c in pairs], allow_unused=True)
-        total = list(gr) if total is None else [g if t is None else (t if g is None else t + g) for t, g in zip(total, gr)]
-    return (None if total is None else tuple(total)), n
+            gr = torch.autograd.grad([o for o, _ in outs], params, [c for _, c in outs], allow_unused=True)
+        if totals is None:
+            totals = [[None] * len(params) for _ in weights]
+        for tot, w in zip(totals, weights):
+            for i, g in enumerate(gr):
+                if g is not None:
+                    tot[i] = float(w[j]) * g if tot[i] is None else tot[i] + float(w[j]) * g
+    return (None if totals is None else [tuple(tot) for tot in totals]), n
+
+
+def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol, atol, method: Optional[str],
+                 options: dict):
+    """Solve a tuple state from ``t_from`` to ``t_to`` (either direction) with one of torchdiffeq's
+    adaptive Runge–Kutta solvers, keeping every accepted step's interpolant (what ``odeint``
+    evaluates at requested output times). Returns (end state, ``at(taus)``), where ``at`` gives the
+    states at times in [t_to, t_from] as a tuple of (len(taus), *shape) tensors. The steps are the
+    ones ``odeint`` takes (output times never force steps), so the values equal odeint's."""
+    dev = state.device if torch.is_tensor(state) else state[0].device
+    t = torch.tensor([t_from, t_to], dtype=torch.float64, device=dev)
+    shapes, f_, y0, t_, rtol_, atol_, method_, options_, _, rev = _td_check_inputs(
+        func, state, t, rtol, atol, method, options, None, _TD_SOLVERS)
+    solver = _TD_SOLVERS[method_](func=f_, y0=y0, rtol=rtol_, atol=atol_, **options_)
+    t_ = t_.to(solver.dtype)
+    solver._before_integrate(t_)
+    t0s, t1s, coeffs = [], [], []
+    n_steps = 0
+    while t_[1] > solver.rk_state.t1:
+        if n_steps >= solver.max_num_steps:
+            raise AssertionError(f"max_num_steps exceeded ({n_steps}>={solver.max_num_steps})")
+        prev = solver.rk_state.t1
+        solver.rk_state = solver._adaptive_step(solver.rk_state)
+        n_steps += 1
+        if solver.rk_state.t1 != prev:  # accepted
+            t0s.append(solver.rk_state.t0)
+            t1s.append(solver.rk_state.t1)
+            coeffs.append(solver.rk_state.interp_coeff)
+    st = solver.rk_state
+    end = _interp_evaluate(st.interp_coeff, st.t0, st.t1, t_[1])
+    end = (end,) if shapes is None else _flat_to_shape(end, (), shapes)
+    t1_list = [float(v) for v in t1s]
+
+    def at(taus) -> tuple:
+        vals = []
+        for tau in taus:
+            s = -float(tau) if rev else float(tau)
+            i = min(bisect.bisect_left(t1_list, s), len(t1_list) - 1)
+            s_t = torch.tensor(s, dtype=solver.dtype, device=dev)
+            vals.append(_interp_evaluate(coeffs[i], t0s[i], t1s[i], s_t))
+        vals = torch.stack(vals)
+        return (vals,) if shapes is None else _flat_to_shape(vals, (len(vals),), shapes)
+
+    return end, at
+
+
+def _scalar_tol(tol) -> float:
+    """The tightest entry of a float / tensor / per-component tuple tolerance."""
+    if isinstance(tol, (tuple, list)):
+        return min(_scalar_tol(v) for v in tol)
+    return float(torch.as_tensor(tol).min())
+
+
+def _quad_error_ratio(acc: list, e: tuple, rtol: float, atol: float) -> float:
+    """max over parameter tensors of RMS(e) / (atol + rtol·RMS(acc)), with ``acc`` the running
+    parameter gradient including this interval's sum: the norm-wise tolerance of vector-valued
+    quadrature (as scipy's ``quad_vec``), per tensor as torchdiffeq's mixed norm over its
+    parameter-adjoint states. Two passes over the parameters (one sync)."""
+    rs = [torch.linalg.vector_norm(ei) / (atol * math.sqrt(ei.numel()) + rtol * torch.linalg.vector_norm(a))
+          for a, ei in zip(acc, e) if ei is not None]
+    return float(torch.stack(rs).max()) if rs else 0.0
+
+
+def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, dense: Callable, f: Callable,
+                         params: tuple, p_grad: list, cfg: dict, tally: dict):
+    """Gauss–Legendre quadrature of the adjoint integral over one output interval, solved from
+    ``t_from`` back to ``t_to``; adds it to ``p_grad`` and returns (nodes used, solve's end state).
+
+    With a fixed count (``cfg["nodes"]`` an int or None), or a solver without an error-controlled
+    dense output (fixed grid), the n-point rule is used once: ``solve(taus)`` integrates the
+    backward system from t_from through the node times ``taus`` (ordered from t_from towards
+    t_to) to t_to and returns (end state, x at taus, a at taus).
+    With ``"auto"`` and an adaptive Runge–Kutta solver, ``dense()`` solves the interval once and
+    returns (end state, ``at``), ``at(taus)`` giving (x, a) at any times from the solver's own
+    interpolants (the same values odeint returns at output times). Per round, the n-point sum
+    is the answer and its difference from the (n−1)-point sum (distinct nodes, one vmapped VJP
+    per rule) estimates its error; while the estimate exceeds the adjoint
+    rtol/atol (norm-wise, :func:`_quad_error_ratio`; rtol at least 10 machine epsilons) n
+    doubles, up to ``gq_nmax``, without solving again.
+    """
+    auto = cfg["nodes"] == "auto" and issubclass(_TD_SOLVERS[cfg["adjoint_method"] or "dopri5"],
+                                                 RKAdaptiveStepsizeODESolver)
+    if not auto:
+        tau, w = gauss_legendre(n, t_from, t_to)
+        end, x_nodes, a_nodes = solve(tau)
+        if params:
+            # odeint runs t_from -> t_to (backwards): flip w to the orientation of ∫_{t_to}^{t_from}
+            grads, calls = _param_vjp(f, tau, [-w], x_nodes, a_nodes, params, cfg)
+            tally["calls"] += calls
+            tally["evals"] += n
+            for acc, g in zip(p_grad, grads[0] if grads else ()):
+                if g is not None:
+                    acc.add_(g)
+        return n, end
+    rtol = max(cfg["quad_rtol"], 10 * torch.finfo(cfg["dtype"]).eps)
+    end, at = dense()
+    if not params:
+        return n, end
+    while True:
+        tau, w = gauss_legendre(n, t_from, t_to)
+        tl, wl = gauss_legendre(n - 1, t_from, t_to)
+        # odeint runs t_from -> t_to (backwards): -w is the orientation of ∫_{t_to}^{t_from}
+        gh, calls_h = _param_vjp(f, tau, [-w], *at(tau), params, cfg)
+        gl, calls_l = _param_vjp(f, tl, [-wl], *at(tl), params, cfg)
+        tally["calls"] += calls_h + calls_l
+        tally["evals"] += 2 * n - 1
+        if gh is None:
+            return n, end
+        low = gl[0] if gl else (None,) * len(params)
+        # G_{n-1} − G_n in place (no new parameter-sized buffers: their page faults dominate)
+        grads = [gh[0], tuple(None if q is None else (q if lo is None else lo.sub_(q)) for q, lo in zip(gh[0], low))]
+        for acc, g in zip(p_grad, grads[0]):
+            if g is not None:
+                acc.add_(g)
+        ratio = _quad_error_ratio(p_grad, grads[1], rtol, cfg["quad_atol"])
+        if ratio <= 1.0 or n >= cfg["nmax"]:
+            tally["caps"] += ratio > 1.0
+            tally["ratio"] = max(tally["ratio"], ratio)
+            return n, end
+        for acc, g in zip(p_grad, grads[0]):  # rejected: take this round's sum back out
+            if g is not None:
+                acc.sub_(g)
+        n = min(2 * n, cfg["nmax"])
+        tally["refinements"] += 1
+
+
+def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optional[Callable] = None,
+                       to_user: Optional[Callable] = None) -> None:
+    """Set torchdiffeq's step callbacks of the user's ``func`` on ``target``, a vector field that
+    rnntk hands to ``odeint``: the forward ones (``adjoint=False``) or the ``*_adjoint`` ones for a
+    backward solve (as torchdiffeq's ``odeint_adjoint`` does), optionally with the arguments mapped
+    by ``to_user(t0, y0, dt)``; ``record`` (our step log) is chained into callback_accept_step."""
+    names = _all_adjoint_callback_names if adjoint else _all_callback_names
+
+    def wrap(c):
+        return c if to_user is None else (lambda t0, y0, dt: c(*to_user(t0, y0, dt)))
+
+    def chain(c):
+        return lambda t0, y0, dt: (record(t0, y0, dt), c(t0, y0, dt))
+
+    for name, src in zip(_all_callback_names, names):
+        cb = getattr(user, src, None)
+        if cb is not None:
+            cb = wrap(cb)
+        if name == "callback_accept_step" and record is not None:
+            cb = record if cb is None else chain(cb)
+        if cb is not None:
+            setattr(target, name, cb)
+
+
+def _adjoint_norm(norm_opt, state_norm: Optional[Callable], n: int, is_tuple: bool) -> Callable:
+    """The norm of the backward state (*xs, *as) from ``adjoint_options["norm"]`` (torchdiffeq's
+    conventions). None or ``"seminorm"``: max of the forward state norm (``options["norm"]``, else
+    RMS for a tensor and the mixed RMS norm for a tuple) of x and of a, which is torchdiffeq's
+    seminorm, since GQ carries no θ-adjoint state. A callable gets torchdiffeq's layout
+    (t-adjoint, *y, *adj_y, *θ-adjoint) with a zero t-adjoint and no θ-adjoint entries."""
+
+    def snorm(parts):
+        if state_norm is None:
+            return _mixed_norm(parts) if is_tuple else _rms_norm(parts[0])
+        return state_norm(tuple(parts)) if is_tuple else state_norm(parts[0])
+
+    if norm_opt is None or isinstance(norm_opt, str):
+        return lambda aug: max(snorm(aug[:n]), snorm(aug[n:]))
+    return lambda aug: norm_opt((torch.zeros((), dtype=aug[0].dtype, device=aug[0].device), *aug))
 
 
 # ----------------------------------------------------------------------------------------------
 # autograd function
 # ----------------------------------------------------------------------------------------------
+def _start_counts(cfg: dict, stats: GQStats, t_list: list) -> tuple[list, int]:
+    """Nodes per interval to start from: the fixed count, or the gtol rule (≥ 2 for "auto")."""
+    fixed = cfg["nodes"] if _is_int(cfg["nodes"]) else None
+    counts, caps = gq_node_counts(stats.nfe_forward, t_list, gtol=cfg["gtol"], nmin=cfg["nmin"],
+                                  nmax=cfg["nmax"], nodes=fixed)
+    if cfg["nodes"] == "auto":
+        return [min(max(c, 2), cfg["nmax"]) for c in counts], 0
+    return counts, caps
+
+
+def _finish_stats(stats: GQStats, counts: list, caps: int, tally: dict, nfe_backward: int, K: int) -> None:
+    stats.nfe_backward, stats.nfe_param_vjp, stats.param_vjp_calls = nfe_backward, tally["evals"], tally["calls"]
+    stats.nodes_per_interval, stats.cap_hits, stats.restarts = counts, caps + tally["caps"], K
+    stats.refinements, stats.quad_error_ratio = tally["refinements"], tally["ratio"]
+
+
 class _GQAdjoint(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cfg: dict, n_y: int, t: torch.Tensor, *tensors: torch.Tensor):
         y0 = tensors[:n_y]
         params = tensors[n_y:]
         counter = CountedField(cfg["func"])
+        event_fn = cfg["event_fn"]
         with torch.no_grad():
             y0_arg = tuple(y0) if cfg["is_tuple"] else y0[0]
             sol = odeint(counter, y0_arg, t, rtol=cfg["rtol"], atol=cfg["atol"],
-                         method=cfg["method"], options=cfg["options"])
+                         method=cfg["method"], options=cfg["options"], event_fn=event_fn)
+        if event_fn is not None:
+            event_t, sol = sol
+            grid = torch.cat([t[:1].detach(), event_t.detach().reshape(1).to(t)])
+        else:
+            event_t, grid = None, t.detach()
         sol = tuple(s.clone() for s in sol) if cfg["is_tuple"] else (sol,)
         cfg["stats"].nfe_forward = counter.n
         ctx.cfg = cfg
         ctx.n_y = n_y
-        ctx.save_for_backward(t, *sol, *params)
-        return sol
+        ctx.save_for_backward(grid, *sol, *params)
+        return sol if event_fn is None else (event_t, *sol)
 
     @staticmethod
     def backward(ctx, *grad_y):
         cfg, n = ctx.cfg, ctx.n_y
+        event_mode = cfg["event_fn"] is not None
+        if event_mode:  # as torchdiffeq: backprop up to the event time, not through it
+            grad_y = grad_y[1:]
         saved = ctx.saved_tensors
         t, sol, params = saved[0], saved[1:1 + n], saved[1 + n:]
         stats = cfg["stats"]
         f = _as_tuple_fn(cfg["func"], cfg["is_tuple"])
         K = len(t) - 1
         t64 = t.detach().to(torch.float64).cpu().tolist()
-        counts, caps = gq_node_counts(stats.nfe_forward, t64, gtol=cfg["gtol"],
-                                      nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=cfg["nodes"])
+        counts, caps = _start_counts(cfg, stats, t64)
         aug = _AugmentedDynamics(f, n)
-        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
-            aug.callback_accept_step = aug.steps.record
+        adaptive = (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE
+        _install_callbacks(aug, cfg["func"], adjoint=True, record=aug.steps.record if adaptive else None)
         need_t = ctx.needs_input_grad[2]
         dev = sol[0].device
 
         adj = tuple(g[K].clone() for g in grad_y)
         p_grad = [torch.zeros_like(p) for p in params]
-        n_vjp = calls = 0
+        tally = dict(calls=0, evals=0, caps=0, refinements=0, ratio=0.0)
         for k in range(K, 0, -1):
             xs = tuple(s[k] for s in sol)
-            nk = counts[k - 1]
-            tau, w = gauss_legendre(nk, t64[k], t64[k - 1])  # from t_k towards t_{k-1}
-            # odeint integrates t_k -> t_{k-1}: the weights (b-a)/2·w are negated, so flip them
-            # back to the orientation of ∫_{t_{k-1}}^{t_k}.
-            w = -w
-            grid = torch.tensor([t64[k], *tau.tolist(), t64[k - 1]], dtype=torch.float64, device=dev)
-            opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.steps.hint(), t64[k] - t64[k - 1])
-            out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                         method=cfg["adjoint_method"], options=opts)
-            if params:
-                calls += _add_param_vjp(p_grad, f, tau, w, tuple(o[1:1 + nk] for o in out[:n]),
-                                        tuple(o[1:1 + nk] for o in out[n:]), params, cfg)
-                n_vjp += nk
-            adj = tuple(o[-1] for o in out[n:])
+            if t64[k] != t64[k - 1]:  # (an event at t0 gives an empty interval)
+                opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.steps.hint(),
+                                         t64[k] - t64[k - 1])
+
+                def solve(taus, xs=xs, adj=adj, opts=opts, k=k):
+                    grid = torch.tensor([t64[k], *taus.tolist(), t64[k - 1]], dtype=torch.float64, device=dev)
+                    out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
+                                 method=cfg["adjoint_method"], options=opts)
+                    m = len(taus)
+                    return (tuple(o[-1] for o in out[n:]), tuple(o[1:1 + m] for o in out[:n]),
+                            tuple(o[1:1 + m] for o in out[n:]))
+
+                def dense(xs=xs, adj=adj, opts=opts, k=k):
+                    end, at = _dense_solve(aug, xs + adj, t64[k], t64[k - 1], cfg["adjoint_rtol"],
+                                           cfg["adjoint_atol"], cfg["adjoint_method"], opts)
+                    return end[n:], lambda taus: (lambda v: (v[:n], v[n:]))(at(taus))
+
+                counts[k - 1], adj = _quadrature_interval(counts[k - 1], t64[k], t64[k - 1], solve, dense, f,
+                                                          params, p_grad, cfg, tally)
             if k > 1:
                 adj = tuple(a + g[k - 1] for a, g in zip(adj, grad_y))
 
@@ -310,17 +522,16 @@ class _GQAdjoint(torch.autograd.Function):
         if need_t:
             t_grad = torch.zeros(len(t), dtype=torch.float64, device=t.device)
             with torch.no_grad():
-                for k in range(1, K + 1):
-                    fk = f(t[k].to(sol[0].dtype), tuple(s[k] for s in sol))
-                    t_grad[k] = sum((g[k] * o).sum().to(torch.float64) for g, o in zip(grad_y, fk))
+                if not event_mode:
+                    for k in range(1, K + 1):
+                        fk = f(t[k].to(sol[0].dtype), tuple(s[k] for s in sol))
+                        t_grad[k] = sum((g[k] * o).sum().to(torch.float64) for g, o in zip(grad_y, fk))
                 f0 = f(t[0].to(sol[0].dtype), tuple(s[0] for s in sol))
                 if K >= 1:
                     t_grad[0] = -sum((a * o).sum().to(torch.float64) for a, o in zip(adj, f0))
             t_grad = t_grad.to(t.dtype)
         y0_grad = tuple(a + g[0] for a, g in zip(adj, grad_y)) if K >= 1 else tuple(g[0] for g in grad_y)
-
-        stats.nfe_backward, stats.nfe_param_vjp, stats.param_vjp_calls = aug.nfe, n_vjp, calls
-        stats.nodes_per_interval, stats.cap_hits, stats.restarts = counts, caps, K
+        _finish_stats(stats, counts, caps, tally, aug.nfe, K)
         return (None, None, t_grad, *y0_grad, *p_grad)
 
 
@@ -338,6 +549,7 @@ class _GQAdjointStore(torch.autograd.Function):
         def F(s_, y):  # dx/ds = sign · f(sign · s, x)
             return sign * counter(sign * s_, y)
 
+        _install_callbacks(F, func, adjoint=False, to_user=lambda s0, y, ds: (sign * s0, y, ds))
         with torch.no_grad():
             sol = torch.empty(len(t64), *y0.shape, dtype=y0.dtype, device=y0.device)
             sol[0] = y0
@@ -364,8 +576,7 @@ class _GQAdjointStore(torch.autograd.Function):
         s_lo = s64[0]
         s_hi = torch.nextafter(s64[-1], torch.tensor(-math.inf, dtype=torch.float64))
         s_list = s64.tolist()
-        counts, caps = gq_node_counts(stats.nfe_forward, s_list, gtol=cfg["gtol"],
-                                      nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=cfg["nodes"])
+        counts, caps = _start_counts(cfg, stats, s_list)
 
         def x_at(s_):
             s_ = torch.as_tensor(s_, dtype=torch.float64).detach().cpu().reshape(())
@@ -391,32 +602,39 @@ class _GQAdjointStore(torch.autograd.Function):
         if "step_t" in opts:
             step_t += [float(v) for v in torch.as_tensor(opts["step_t"]).reshape(-1).tolist()
                        if float(v) != float(s_lo)]
-        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
+        adaptive = (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE
+        if adaptive:
             opts["step_t"] = torch.tensor(sorted(set(step_t)), dtype=torch.float64)
 
         steps = _StepLog()
-        if (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE:
-            adj_dyn.callback_accept_step = steps.record
+        # the user's *_adjoint callbacks get (t0, (x, a), dt) as in the recompute mode
+        _install_callbacks(adj_dyn, func, adjoint=True, record=steps.record if adaptive else None,
+                           to_user=lambda s0, a, ds: (sign * s0, (x_at(s0).to(dt_), a), ds))
 
         def f_tuple(s_, xs):
             return (F(s_, xs[0]),)
 
         a = grad_y[K].clone()
         p_grad = [torch.zeros_like(p) for p in params]
-        n_vjp = calls = 0
+        tally = dict(calls=0, evals=0, caps=0, refinements=0, ratio=0.0)
         for k in range(K, 0, -1):
-            nk = counts[k - 1]
-            tau, w = gauss_legendre(nk, s_list[k], s_list[k - 1])
-            w = -w
-            grid = torch.tensor([s_list[k], *tau.tolist(), s_list[k - 1]], dtype=torch.float64, device=dev)
-            out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                         method=cfg["adjoint_method"],
-                         options=_interval_options(opts, cfg["adjoint_method"], steps.hint(), s_list[k] - s_list[k - 1]))
-            if params:
-                x_nodes = torch.stack([x_at(tj) for tj in tau]).to(dt_)
-                calls += _add_param_vjp(p_grad, f_tuple, tau, w, (x_nodes,), (out[1:1 + nk],), params, cfg)
-                n_vjp += nk
-            a = out[-1]
+            o = _interval_options(opts, cfg["adjoint_method"], steps.hint(), s_list[k] - s_list[k - 1])
+
+            def solve(taus, a=a, o=o, k=k):
+                grid = torch.tensor([s_list[k], *taus.tolist(), s_list[k - 1]], dtype=torch.float64, device=dev)
+                out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
+                             method=cfg["adjoint_method"], options=o)
+                m = len(taus)
+                x_nodes = torch.stack([x_at(tj) for tj in taus]).to(dt_)
+                return out[-1], (x_nodes,), (out[1:1 + m],)
+
+            def solve_dense(a=a, o=o, k=k):
+                end, at = _dense_solve(adj_dyn, a, s_list[k], s_list[k - 1], cfg["adjoint_rtol"],
+                                       cfg["adjoint_atol"], cfg["adjoint_method"], o)
+                return end[0], lambda taus: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))
+
+            counts[k - 1], a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, solve_dense, f_tuple,
+                                                    params, p_grad, cfg, tally)
             if k > 1:
                 a = a + grad_y[k - 1]
 
@@ -430,8 +648,7 @@ class _GQAdjointStore(torch.autograd.Function):
                     t_grad[0] = -(a * func(t[0].to(dt_), sol[0])).sum().to(torch.float64)
             t_grad = t_grad.to(t.dtype)
         y0_grad = a + grad_y[0] if K >= 1 else grad_y[0]
-        stats.nfe_backward, stats.nfe_param_vjp, stats.param_vjp_calls = nfe[0], n_vjp, calls
-        stats.nodes_per_interval, stats.cap_hits, stats.restarts = counts, caps, K
+        _finish_stats(stats, counts, caps, tally, nfe[0], K)
         return (None, t_grad, y0_grad, *p_grad)
 
 
@@ -444,23 +661,40 @@ def _is_int(v) -> bool:
 
 def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
                       method: Optional[str] = None, options: Optional[dict] = None,
+                      event_fn: Optional[Callable] = None,
                       adjoint_rtol=None, adjoint_atol=None, adjoint_method: Optional[str] = None,
                       adjoint_options: Optional[dict] = None, adjoint_params=None,
-                      gtol: float = 0.1, gq_nodes: Optional[int] = None, gq_nmin: int = 2,
+                      gtol: float = 0.1, gq_nodes: Union[int, str, None] = "auto", gq_nmin: int = 2,
                       gq_nmax: int = 64, trajectory: str = "recompute", return_stats: bool = False):
     """Solve dy/dt = func(t, y) like ``torchdiffeq.odeint``; gradients by the GQ adjoint.
 
-    Arguments mirror ``torchdiffeq.odeint_adjoint`` (adjoint_* default to the forward ones;
-    ``adjoint_options`` defaults to ``options`` without ``norm``; the backward norm defaults to
-    torchdiffeq's mixed norm over the tuple [x, a], i.e. max of RMS(x), RMS(a): θ never enters).
-    GQ options: ``gtol`` (> 0; larger means MORE nodes), ``gq_nodes`` (fixed count per interval,
-    overrides the rule), ``gq_nmin`` / ``gq_nmax`` (clamp), ``trajectory`` ("recompute" | "store": the forward
-    dopri5 dense output, so method must be None or "dopri5" and y0 a tensor).
+    Arguments mirror ``torchdiffeq.odeint_adjoint`` 0.2.5, all of them accepted: rtol, atol,
+    method, options (including ``norm``), ``event_fn`` (returns ``(event_t, solution)``; as in
+    torchdiffeq, gradients flow to y0, θ and t[0] as if the solve ended at the event time, not
+    through the event time: use ``torchdiffeq.odeint_event(..., odeint_interface=odeint_adjoint_gq)``
+    for that), adjoint_rtol / adjoint_atol / adjoint_method (default to the forward ones),
+    adjoint_options (default ``options`` without ``norm``; ``norm`` may be ``"seminorm"`` or a
+    callable), adjoint_params. The backward state is [x, a] (never θ), so the default backward
+    norm equals torchdiffeq's seminorm: the max of the forward norm of x and of a; a callable
+    adjoint norm gets torchdiffeq's layout (t-adjoint, y, adj_y, *θ-adjoint) with a zero
+    t-adjoint and no θ entries. torchdiffeq's step callbacks on ``func`` (``callback_step``,
+    ``callback_accept_step``, ``callback_reject_step``) are called by the forward solve, their
+    ``*_adjoint`` versions by the backward solves with the state ``(x, a)`` (tuple y0:
+    ``(*xs, *as)``) and the time in the caller's direction.
+
+    GQ options: ``gq_nodes`` = ``"auto"`` (default: per interval, the n-point rule with its error
+    estimated against the (n−1)-point rule on the same backward solve; n doubles until the
+    estimate is within the adjoint rtol/atol, up to ``gq_nmax``), an int (that many nodes on
+    every interval) or None (upstream's rule alone, no error control). ``gtol`` (> 0; larger means
+    MORE nodes) sets the rule's count n_k = ceil(gtol·NFE_fwd·Δt_k/T), which "auto" starts from.
+    ``gq_nmin`` / ``gq_nmax`` clamp it. ``trajectory`` ("recompute" | "store": the forward dopri5
+    dense output, so method must be None or "dopri5" and y0 a tensor).
 
     ``y0`` is a tensor or a tuple of tensors (then ``func`` maps tuples to tuples). Returns the
-    solution (len(t), *y0.shape) (a tuple for tuple y0); with ``return_stats=True`` returns
-    ``(solution, stats)``, a :class:`GQStats` with ``nfe_forward`` at once and the backward
-    counts (NFE, nodes per interval, cap hits, restarts) once ``backward`` has run.
+    solution (len(t), *y0.shape) (a tuple for tuple y0), or ``(event_t, solution)`` with
+    ``event_fn``; with ``return_stats=True`` returns ``(that, stats)``, a :class:`GQStats` with
+    ``nfe_forward`` at once and the backward counts (NFE, nodes per interval, cap hits, restarts,
+    refinements) once ``backward`` has run.
     """
     # ---- argument contract -------------------------------------------------------------------
     if not callable(func):
@@ -481,8 +715,9 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
             raise ValueError("t must be strictly monotone (increasing or decreasing)")
     if isinstance(gtol, bool) or not isinstance(gtol, (int, float)) or not math.isfinite(gtol) or gtol <= 0:
         raise ValueError(f"gtol must be a finite number > 0, got {gtol!r}")
-    if gq_nodes is not None and (not _is_int(gq_nodes) or gq_nodes < 1):
-        raise ValueError(f"gq_nodes must be None or an integer ≥ 1, got {gq_nodes!r}")
+    if not (gq_nodes is None or (isinstance(gq_nodes, str) and gq_nodes == "auto")
+            or (_is_int(gq_nodes) and gq_nodes >= 1)):
+        raise ValueError(f"gq_nodes must be 'auto', None or an integer ≥ 1, got {gq_nodes!r}")
     if not _is_int(gq_nmin) or gq_nmin < 1:
         raise ValueError(f"gq_nmin must be an integer ≥ 1, got {gq_nmin!r}")
     if not _is_int(gq_nmax) or gq_nmax < gq_nmin:
@@ -503,6 +738,17 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
         raise ValueError("adjoint_options must be a dict or None")
     if not isinstance(return_stats, bool):
         raise ValueError("return_stats must be a bool")
+    if event_fn is not None and not callable(event_fn):
+        raise ValueError("event_fn must be None or a callable event_fn(t, y)")
+    if event_fn is not None and trajectory == "store":
+        raise ValueError("event_fn needs trajectory='recompute' (the dense forward of 'store' has no event handling)")
+    state_norm = (options or {}).get("norm")
+    adj_norm = (adjoint_options or {}).get("norm")
+    if adj_norm is not None and not callable(adj_norm) and not (isinstance(adj_norm, str) and adj_norm == "seminorm"):
+        raise ValueError(f"adjoint_options['norm'] must be 'seminorm' or a callable, got {adj_norm!r}")
+    if trajectory == "store" and callable(adj_norm):
+        raise ValueError("a callable adjoint_options['norm'] needs trajectory='recompute' (the 'store' "
+                         "backward state is the adjoint alone); use 'seminorm' or trajectory='recompute'")
 
     # ---- defaults (torchdiffeq's odeint_adjoint conventions) --------------------------------
     if adjoint_rtol is None:
@@ -524,15 +770,25 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
         adjoint_params = tuple(adjoint_params)
     adjoint_params = tuple(p for p in adjoint_params if torch.is_tensor(p) and p.requires_grad)
 
+    if trajectory == "store":
+        adjoint_options["norm"] = _rms_norm if state_norm is None else state_norm  # the state is a alone
+    else:
+        adjoint_options["norm"] = _adjoint_norm(adj_norm, state_norm, len(ys), is_tuple)
+
     stats = GQStats()
     cfg = dict(func=func, is_tuple=is_tuple, rtol=rtol, atol=atol, method=method,
-               options=None if options is None else dict(options),
+               options=None if options is None else dict(options), event_fn=event_fn,
                adjoint_rtol=_dup_tol(adjoint_rtol, len(ys)), adjoint_atol=_dup_tol(adjoint_atol, len(ys)),
                adjoint_method=adjoint_method, adjoint_options=adjoint_options,
+               quad_rtol=_scalar_tol(adjoint_rtol), quad_atol=_scalar_tol(adjoint_atol), dtype=ys[0].dtype,
                gtol=float(gtol), nodes=gq_nodes, nmin=int(gq_nmin), nmax=int(gq_nmax), stats=stats)
     if trajectory == "store":
         sol = _GQAdjointStore.apply(cfg, t, ys[0], *adjoint_params)
         return (sol, stats) if return_stats else sol
     out = _GQAdjoint.apply(cfg, len(ys), t, *ys, *adjoint_params)
+    if event_fn is not None:
+        event_t, out = out[0], out[1:]
     sol = tuple(out) if is_tuple else out[0]
+    if event_fn is not None:
+        sol = (event_t, sol)
     return (sol, stats) if return_stats else sol

@@ -51,6 +51,7 @@ class ODEConfig:
     atol: float = 1e-3
     method: str = "dopri5"
     gtol: float = 0.1
+    gq_nodes: Any = "auto"  # "auto" (error-controlled), None (the gtol rule) or an int
     gq_nmin: int = 2
     gq_trajectory: str = "recompute"
     ntimes: int = 10
@@ -125,7 +126,8 @@ def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) ->
     ``backward`` has run)."""
     kw = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
     if cfg.adjoint == "gq":
-        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
+        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nodes=cfg.gq_nodes, gq_nmin=cfg.gq_nmin,
+                                 trajectory=cfg.gq_trajectory, return_stats=True, **kw)
     counted = CountedField(func)
     if cfg.adjoint == "direct":
         y = odeint(counted, y0, t, **kw)
