@@ -291,7 +291,7 @@ def test_lyapunov_diagonal_map_on_device(dev):
     torch.testing.assert_close(res.exponents[0], torch.sort(a.abs().log(), descending=True).values, rtol=0, atol=1e-8)
 
 
-def _rnn(dev, dtype=D64, batch=16):
+def _rnn(dev, dtype=D64, batch=4):
     from rnntk.nets.vanilla_rnn import VanillaRNN
 
     return VanillaRNN(40, batch=batch, g=0.5, generator=torch.Generator().manual_seed(2)).to(dtype).to(dev)
@@ -301,7 +301,7 @@ def _rnn(dev, dtype=D64, batch=16):
 @pytest.mark.parametrize("dtype,tol", [(D64, 2e-3), (torch.float32, 3e-3)])
 def test_lyapunov_contracting_net_matches_fixed_point_eigenvalues_on_device(dev, dtype, tol):
     """Oracle (as on CPU): a contracting rate network's spectrum equals log|eig| of its
-    linearisation at the fixed point (float64 and float32, batched over 16 trajectories)."""
+    linearisation at the fixed point (float64 and float32, batched over 4 trajectories)."""
     from rnntk.methods.lyapunov import lyapunov_spectrum
 
     m = _rnn(dev, dtype)
@@ -312,7 +312,7 @@ def test_lyapunov_contracting_net_matches_fixed_point_eigenvalues_on_device(dev,
         Ax = (m.J.detach() * (1 / torch.cosh(x[0]) ** 2)[None, :]).double().cpu()
     expected = torch.sort(torch.linalg.eigvals(Ax).abs().log(), descending=True).values
     res = lyapunov_spectrum(m, None, 40, x0=m.x0.detach(), steps=3000, warmup=500, generator=torch.Generator(device=dev).manual_seed(0))
-    assert _on(res.exponents, dev) and res.exponents.shape == (16, 40)
+    assert _on(res.exponents, dev) and res.exponents.shape == (4, 40)
     assert float((res.exponents.detach().double().cpu() - expected).abs().max()) < tol
 
 
