@@ -41,6 +41,24 @@ class DrawLog(TorchFunctionMode):
         return out
 
 
+FACTORIES = frozenset({torch.zeros, torch.empty, torch.ones, torch.rand, torch.randn, torch.full, torch.zeros_like, torch.empty_like})
+
+
+class BasisLog(TorchFunctionMode):
+    """Records the device of every tensor whose last dimension is ``n`` made by a factory
+    function (zeros, empty, rand, ...) inside the ``with`` block: Krylov bases and start vectors."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n, self.devices = n, []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func in FACTORIES and isinstance(out, torch.Tensor) and out.dim() >= 1 and out.shape[-1] == self.n:
+            self.devices.append(out.device)
+        return out
+
+
 def node_log(monkeypatch) -> list[torch.device]:
     """Patches ``torch.as_tensor`` (the GQ adjoint builds its quadrature nodes and weights with
     it) to record the device of every tensor of more than one element it makes; a patch, not a
@@ -174,6 +192,31 @@ def test_sofo_cpu_and_cuda_agree():
         assert _rel(x, y) < 1e-10
     for k in pa:
         assert _rel(pc[k], pa[k]) < 1e-8, k
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_sofo_training_loop_keeps_tangents_noise_and_trials_on_device(tmp_path, dev, monkeypatch):
+    """The sofo-train loop on ``dev``: every sketch sees tangents, trials and noise on ``dev``;
+    tangents and noise come from generators on the device (drawn there, not copied)."""
+    from rnntk.engine import Run
+    from rnntk.methods.sofo_problems import ReachProblem
+    from rnntk.methods.sofo_train import TrainConfig, train
+
+    prob = ReachProblem("double-reach", hidden=8, dt=0.02, duration=0.4)
+    seen: list[set[str]] = []
+    orig = prob.sketch
+
+    def sketch(model, V, b, impl="auto"):
+        seen.append({t.device.type for t in (*V.values(), b.trials.inputs, b.trials.targets, b.trials.mask, b.noise)})
+        return orig(model, V, b, impl)
+
+    monkeypatch.setattr(prob, "sketch", sketch)
+    cfg = TrainConfig(n_tangents=8, iters=2, batch=4, eval_every=1, eval_batch=4, save_traces=2)
+    with Run.open(tmp_path / "r", command="sofo-train", seed=0, device=dev, progress="none") as run:
+        train(prob, cfg, run)
+        assert run.device_generator.device.type == dev
+        assert prob.noise_generator.device.type == dev  # training noise drawn on the device
+    assert len(seen) == 2 and all(s == {dev} for s in seen), seen
 
 
 # ------------------------------------------------------------------------------------- online LRU
@@ -386,9 +429,10 @@ def test_arnoldi_matches_dense_on_device(dev):
     op = _conv(dev)
     assert op.device.type == dev
     ev = np.linalg.eigvals(_conv("cpu").to_sparse().toarray())
-    with DrawLog() as log:
+    with DrawLog() as log, BasisLog(op.N) as basis:
         a = arnoldi(op, m=300, k=10, which="LM", generator=torch.Generator(device=dev).manual_seed(0))
     assert [d.type for d in log.devices] == [dev]
+    assert basis.devices and all(d.type == dev for d in basis.devices)  # the Krylov basis and start vector
     assert _dist(a.values, ev) <= 1e-8 and a.converged.all()
     a32 = arnoldi(op, m=300, k=10, which="LM", dtype=torch.float32, generator=torch.Generator(device=dev).manual_seed(0))
     assert _dist(a32.values, ev) <= 1e-4
