@@ -246,6 +246,7 @@ class KalmanProblem(Problem):
             "kf_mse": kalman.kalman_filter_mse(raw, "optimal"),
             "kf_random_mse": kalman.kalman_filter_mse(raw, "random_params", rng=rng),
             "obs_mse": kalman.kalman_filter_mse(raw, "observation"),
+            "context_unknown_mse": kalman.kalman_filter_mse(raw, "context_unknown"),
         }
         for k, v in base.items():
             run.result(k, v, description="baseline on the validation batch")
