@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 
 import torch
@@ -75,17 +74,3 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
-
-
-def configure_threads() -> int | None:
-    """On Slurm, use ``SLURM_CPUS_PER_TASK`` threads unless ``OMP_NUM_THREADS`` is set.
-
-    Returns the thread count it set, or None when it left torch's default alone.
-    """
-    if os.environ.get("OMP_NUM_THREADS"):
-        return None
-    cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if cpus and cpus.isdigit() and int(cpus) > 0:
-        torch.set_num_threads(int(cpus))
-        return int(cpus)
-    return None

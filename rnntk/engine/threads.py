@@ -146,7 +146,6 @@ def apply(spec: str | int | None = None, *, large: bool = False) -> ThreadPolicy
 def ensure_torch_threads() -> ThreadPolicy:
     """Called once torch is imported (``Run.open``): apply the decided policy to torch, or
     decide one now (``auto``) when no command did (the Python API)."""
-    global _applied
     if _applied is None:
         return apply(None)
     import torch
