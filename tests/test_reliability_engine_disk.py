@@ -97,3 +97,34 @@ def test_real_full_tmpfs(tmp_path, size_k):
                     assert f.attrs["status"] == "failed"
     finally:
         subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
+def test_a_commands_own_file_write_on_a_full_disk_is_exit_2(tmp_path, capsys):
+    """A file a command writes itself (a CSV through run.path) hitting a full disk: exit 2,
+    one line naming the disk, status failed (not an internal error, exit 1)."""
+    import typer
+
+    from rnntk.commands.common import engine_command
+
+    app = typer.Typer()
+
+    @engine_command(app, "diskfull-demo")
+    def demo(opts) -> None:
+        with opts.open_run() as run:
+            path = run.path("table.csv")
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    @app.command("other")
+    def other() -> None:
+        pass
+
+    cmd = typer.main.get_command(app)
+    code = cmd.main(args=["diskfull-demo", "--out", str(tmp_path / "r"), "-q"], standalone_mode=False)
+    out = capsys.readouterr()
+    assert code == 2
+    lines = [ln for ln in out.err.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "no space left on" in lines[0] and "table.csv" in lines[0]
+    js = json.loads(out.out.strip().splitlines()[-1])
+    assert js["status"] == "failed" and "no space left" in js["error"]
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        assert f.attrs["status"] == "failed"

@@ -321,7 +321,7 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
                 disk = _disk_failure(opts, e)
                 if disk is not None:  # a command's own file write hit a full disk: exit 2
                     error_line(disk)
-                    _emit_json(_failure_outcome(opts, "failed", disk))
+                    _emit_json({**_failure_outcome(opts, "failed", disk), "status": "failed", "error": disk})
                     raise typer.Exit(EXIT_USER) from None
                 code = EXIT_INTERNAL
                 if os.environ.get("RNNTK_DEBUG"):
