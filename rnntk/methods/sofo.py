@@ -638,8 +638,10 @@ class SOFO:
 
     def step(self, sketch_fn: Callable[[Params], Sketch]) -> SOFOInfo:
         """One SOFO iteration. ``sketch_fn(V)`` returns the :class:`Sketch` at the current θ
-        (V: ``name → (K, *shape)`` over :attr:`params`; with orthonormal tangents V may be the
-        raw Gaussian draw, orthonormalised in the K×K sketch: the step is the same)."""
+        (V: ``name → (K, *shape)`` over :attr:`params`). With orthonormal tangents V may be the
+        raw Gaussian draw G, orthonormalised afterwards in the K×K sketch (the step is that of
+        the orthonormal L⁻¹G), so compute ĝ and Ĝ from V as given and never assume V Vᵀ = I
+        (e.g. an analytic weight-decay term is 2κ·V Vᵀ in Ĝ, not 2κ·I)."""
         V, L = self._tangents()
         sk = sketch_fn(V)
         if not (torch.isfinite(sk.loss).all() and torch.isfinite(sk.g_hat).all() and torch.isfinite(sk.G_hat).all()):
