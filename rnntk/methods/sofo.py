@@ -308,6 +308,7 @@ class FunctionLoss:
         return out
 
     def value(self, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """ℓ(y), a float64 scalar."""
         with torch.inference_mode(False), torch.no_grad():
             y, target, weight = self._plain(y, target, weight)
             return self._f(target, weight)(y).detach()
