@@ -103,6 +103,45 @@ def test_run_device_generator_lives_on_the_run_device(tmp_path, dev):
         assert _on(x, dev)
 
 
+def _device_train(out, dev, n_steps, *, resume=False, crash_at=None):
+    """A tiny loop whose data and noise come from the run's device generator every step."""
+    from torch import nn
+
+    from rnntk.engine import Run
+
+    with Run.open(out, command="tiny", config={}, seed=5, device=dev, progress="none", resume=resume, log_every=2,
+                  checkpoint_every=4) as run:
+        net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 1)).to(dev)
+        opt = torch.optim.SGD(net.parameters(), lr=0.05)
+        run.track(net, opt, hparams={})
+        g = run.device_generator
+        for step in run.steps(n_steps):
+            x = torch.randn(16, 4, generator=g, device=g.device)
+            y = x.sum(1, keepdim=True) + 0.1 * torch.randn(16, 1, generator=g, device=g.device)
+            loss = ((net(x) - y) ** 2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            run.log(step, loss=loss)
+            if crash_at is not None and step == crash_at:
+                raise RuntimeError("simulated crash")
+
+
+@pytest.mark.parametrize("dev", DEVICES)
+def test_resume_on_device_is_bit_identical(tmp_path, dev):
+    """Crash after a checkpoint, --resume: the device generator's state comes back with the
+    checkpoint, so the resumed run's metrics equal an uninterrupted run's bit for bit."""
+    import h5py
+
+    _device_train(tmp_path / "full", dev, 12)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _device_train(tmp_path / "cut", dev, 12, crash_at=9)
+    _device_train(tmp_path / "cut", dev, 12, resume=True)
+    with h5py.File(tmp_path / "full" / "run.h5", "r") as a, h5py.File(tmp_path / "cut" / "run.h5", "r") as b:
+        assert a["metrics/loss"].shape == (12,)
+        assert (a["metrics/loss"][:] == b["metrics/loss"][:]).all()
+
+
 # -------------------------------------------------------------------------------------------- SOFO
 @pytest.mark.parametrize("kind", ["orthonormal", "normalized", "rank1", "block"])
 def test_sofo_tangents_drawn_on_the_parameters_device_meta(kind):
