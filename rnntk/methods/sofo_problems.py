@@ -14,7 +14,7 @@ import abc
 import math
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import torch
 from torch import nn
@@ -79,7 +79,7 @@ class Problem(abc.ABC):
         return self.evaluate(model, b), {}
 
     #: a description per task metric of :meth:`evaluate_task`, written beside it in /results
-    metric_descriptions: dict[str, str] = {}
+    metric_descriptions: ClassVar[dict[str, str]] = {}
 
     def progress_metrics(self, task: dict[str, float]) -> dict[str, float]:
         """The task metrics logged to /metrics (with a ``val_`` name) and shown on the progress line."""
@@ -144,7 +144,7 @@ class ReachProblem(Problem):
             err = reach.reach_errors(hand, b.trials.extra["hold_masks"], b.trials.extra["hold_targets"])
             return float(self._loss_from(hand, b)), reach.reach_summary(err)
 
-    metric_descriptions = {
+    metric_descriptions: ClassVar[dict[str, str]] = {
         "reach_error": "median over reachable validation targets of the hand's distance to its target at the end of the hold (m), all reaches",
         "reach_error_hold1": "median over reachable validation trials of the hand's distance to target 1 at the end of hold 1 (m)",
         "reach_error_hold1_mean": "median over reachable validation trials of the distance to target 1 averaged over hold 1 (m)",
@@ -223,7 +223,7 @@ class KalmanProblem(Problem):
         xhat, _ = model.rollout(dict(model.named_parameters()), b.trials.inputs)
         return self.mse.scale / xhat.shape[0] * ((xhat - b.trials.targets) ** 2).sum()
 
-    metric_descriptions = {
+    metric_descriptions: ClassVar[dict[str, str]] = {
         "mse_over_kf": "validation MSE of the RNN's estimate / MSE of the optimal (context-aware) Kalman filter on the same trials (1 = the bound)",
     }
 

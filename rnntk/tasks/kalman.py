@@ -188,7 +188,7 @@ def context_unknown_filter(y: np.ndarray, switch: np.ndarray, grid: tuple[int, i
     y, switch: (B, T) arrays. Float64.
     """
     nt, nb, nbe = grid
-    mid = lambda lo, hi, n: lo + (hi - lo) * (np.arange(n) + 0.5) / n  # noqa: E731
+    mid = lambda lo, hi, n: lo + (hi - lo) * (np.arange(n) + 0.5) / n
     tau, b, beta = (v.ravel() for v in np.meshgrid(mid(*TAU_BOUNDS, nt), mid(*B_BOUNDS, nb), mid(*BETA_BOUNDS, nbe), indexing="ij"))
     return mixture_filter(y, switch, tau, b, beta)
 
