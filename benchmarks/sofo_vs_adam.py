@@ -175,6 +175,8 @@ def main() -> None:
     ap.add_argument("--tasks", default="double-reach,kalman")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--no-memory", action="store_true", help="skip (d), the peak-memory subprocesses")
+    ap.add_argument("--iters", type=int, default=None, help="SOFO iterations (default: the preset's)")
+    ap.add_argument("--eval-every", type=int, default=10)
     ap.add_argument("--memory-child", nargs=2, metavar=("KIND", "STEPS"))
     a = ap.parse_args()
     if a.memory_child:
@@ -185,7 +187,7 @@ def main() -> None:
     print(f"device {a.device}, torch {torch.__version__}, threads {torch.get_num_threads()}", flush=True)
     out = {}
     for task in a.tasks.split(","):
-        res = contrast(task, 6 if a.quick else None, 2 if a.quick else 10, device=a.device, log=lambda s: print(s, flush=True))
+        res = contrast(task, 6 if a.quick else a.iters, 2 if a.quick else a.eval_every, device=a.device, log=lambda s: print(s, flush=True))
         out[task] = report(task, res, log=lambda s: print(s, flush=True))
     print(json.dumps({"summary": out}))
     if a.no_memory:

@@ -223,3 +223,14 @@ def test_evaluate_task_reports_reach_errors_and_the_figure_marks_both_targets():
     assert sorted(t.get_text() for t in ax.texts) == ["1", "1", "1", "2", "2", "2"]  # reach order
     radii = [p.get_radius() for p in ax.patches if hasattr(p, "get_radius")]
     assert radii.count(0.02) == 6  # the 2 cm circle around every target
+
+
+def test_single_reach_reports_its_one_hold():
+    prob = ReachProblem("single-reach", hidden=5, dt=0.02, tau=0.02)
+    m = prob.make_model(torch.Generator().manual_seed(0))
+    b = prob.sample(5, torch.Generator().manual_seed(1))
+    _, task = prob.evaluate_task(m, b)
+    assert "reach_error_hold1" in task and "reach_error_hold2" not in task
+    hold = b.trials.extra["hold_masks"][:, 0]
+    assert torch.equal(hold, b.trials.mask == 4)  # the hold is where the target weighs 4
+    assert set(prob.progress_metrics(task)) == {"val_reach_err_cm", "val_reach_success", "val_reach_err1_cm"}
