@@ -52,17 +52,8 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
     dt = cfg.alpha * TAU  # s per Euler step (0.2 * 10 ms = 2 ms upstream)
     t_read = (cfg.stim_steps + cfg.post_steps) if cfg.readout == "every" else 1
     final_idx = cfg.stim_steps - 1 if cfg.readout == "every" else 0
-    h5 = run.h5.f["results"]
     # checkpoints hold the model and the batches done: --resume continues after the last one
     run.track(model, hparams=model.hparams() if hasattr(model, "hparams") else None)
-    if "logits" in h5:  # --resume: the rows past the checkpoint are cut when the loop starts
-        ds = h5["logits"]
-    else:
-        ds = h5.create_dataset("logits", shape=(0, t_read, model.classes), maxshape=(None, t_read, model.classes), dtype="f4",
-                               chunks=(max(1, min(64, n)), t_read, model.classes), compression="gzip", compression_opts=1)
-    ds.attrs.update(dims="trial,readout_step,class", readout=cfg.readout, dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
-                    t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt, units="logit",
-                    description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step")
     labels = source.labels
     correct = torch.zeros(t_read, dtype=torch.float64)
     top5 = 0.0
@@ -80,26 +71,41 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             k5 = min(5, model.classes)
             top5 += float((lg[:, final_idx].topk(k5, -1).indices == y[:, None]).any(-1).sum())
 
-    with torch.no_grad(), parametrize.cached():
-        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check)
+    def prepare(done: int) -> Any:
+        """Called once the run writes (after a --resume committed): the logits dataset with
+        exactly the ``done`` images the checkpoint covers (rows past it are cut, also from the
+        traces), the spontaneous recordings, and the accuracies of the kept images."""
+        h5 = run.h5.f["results"]  # (not held from before: a resume reopens the file when it commits)
+        if "logits" in h5:
+            ds = h5["logits"]
+        else:
+            ds = h5.create_dataset("logits", shape=(0, t_read, model.classes), maxshape=(None, t_read, model.classes), dtype="f4",
+                                   chunks=(max(1, min(64, n)), t_read, model.classes), compression="gzip", compression_opts=1)
+            ds.attrs.update(dims="trial,readout_step,class", readout=cfg.readout, dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
+                            t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt, units="logit",
+                            description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step")
+        ds.resize((done,) + ds.shape[1:])
+        for j in cfg.record:
+            if f"layer{j}" in run.h5.f["traces"]:
+                tr_ds = run.h5.f["traces"][f"layer{j}"]
+                tr_ds.resize((done,) + tr_ds.shape[1:])
         for j, tr in spont[1].items():
             run.result(f"spontaneous/layer{j}", tr.float().cpu(), dims="time,channel,y,x", dt=dt * cfg.record_stride,
                        t0=dt * cfg.record_stride, tau=TAU, pool=cfg.record_pool, description="spontaneous phase (zero image), shared by all images")
+        if done:
+            account(torch.from_numpy(ds[:done]), range(done))
+        return ds
+
+    with torch.no_grad(), parametrize.cached():
+        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check)
         trace_attrs = dict(tau=TAU, alpha=cfg.alpha, spont_steps=cfg.spont_steps, stim_steps=cfg.stim_steps, post_steps=cfg.post_steps,
                            stride=cfg.record_stride, pool=cfg.record_pool, stim_onset=cfg.spont_steps * dt,
                            stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt)
         nb = (n + cfg.batch_size - 1) // cfg.batch_size
-        first = True
+        ds = None
         for b in run.steps(nb, desc="cordsnet-eval"):
-            if first:  # (after a --resume committed) keep exactly the images the checkpoint covers
-                first, done = False, b * cfg.batch_size
-                ds.resize((done,) + ds.shape[1:])
-                for j in cfg.record:
-                    if f"layer{j}" in run.h5.f["traces"]:
-                        tr_ds = run.h5.f["traces"][f"layer{j}"]
-                        tr_ds.resize((done,) + tr_ds.shape[1:])
-                if done:
-                    account(torch.from_numpy(ds[:done]), range(done))
+            if ds is None:
+                ds = prepare(b * cfg.batch_size)
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
             x = source.load(idx, cfg.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
             res = model.simulate(x, cfg.alpha, cfg.spont_steps, cfg.stim_steps, cfg.post_steps, cfg.record, cfg.record_stride,
@@ -116,6 +122,8 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             if labels is not None:
                 row["running_top1"] = float(correct[final_idx]) / (n0 + len(idx))
             run.log(b, **row)
+        if ds is None:  # a --resume of a run whose batches were all done
+            ds = prepare(n)
     seconds = time.perf_counter() - t0
     pred = torch.cat(preds)
     run.result("pred", pred.numpy(), description="argmax of the logits after the last stimulus step")

@@ -184,11 +184,12 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
     st.setdefault("best_step", -1)
     check_rules = [r for r in (cfg.grad_check_rules or default_check_rules(model.arch)) if r != "bptt"]
     floor = cfg.lr_min / cfg.lr if cfg.lr > 0 else 0.0
-    agg: dict[str, list[float]] = {}
+    st.setdefault("grad_agg", {})  # this epoch's gradient alignments, in the checkpoint: a resumed epoch keeps them
     for step in run.steps(total, desc=f"online-lru {rule}"):
         epoch, pos = divmod(step, spe)
         if pos == 0:
-            agg = {}
+            st["grad_agg"] = {}
+        agg: dict[str, list[float]] = st["grad_agg"]
         f = lr_factor(step, total, warm, cfg.schedule, floor)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
