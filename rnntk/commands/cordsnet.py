@@ -200,7 +200,9 @@ def cordsnet_eigs(
     method: Annotated[Method, O("--method", help="arnoldi (default, matrix-free), arpack (certified), dense (small N), power, fft-circular (preview).")] = Method.arnoldi,
     k: Annotated[int, O("--k", min=1, help="Eigenvalues reported per ordering.")] = 20,
     which: Annotated[Which, O("--which", help="LM (largest |lambda|), LR (largest real part) or both.")] = Which.both,
-    krylov: Annotated[int, O("--krylov", min=2, help="Arnoldi Krylov dimension m (600 for ~1e-6 at R8 sizes in float32).")] = 300,
+    krylov: Annotated[Optional[int], O("--krylov", min=2, help="Arnoldi basis size m (default: max(60, 3 x wanted values); 300 with --max-restarts 0).")] = None,
+    max_restarts: Annotated[int, O("--max-restarts", min=0, help="Krylov-Schur restarts at most (0: one unrestarted run, as upstream; values then may stay unconverged).")] = 1000,
+    plot_k: Annotated[Optional[int], O("--plot-k", min=1, help="Also plot up to this many leading values per ordering (a fuller picture of the spectrum's edge; more work).")] = None,
     qr_steps: Annotated[int, O("--qr-steps", min=0, help="Upstream's unshifted QR steps on H (no effect on accuracy).")] = 0,
     ncv: Annotated[Optional[int], O("--ncv", min=3, help="ARPACK basis size (default max(4k, 40)).")] = None,
     power_iters: Annotated[int, O("--power-iters", min=1, help="Power iteration steps (at most).")] = 10000,
@@ -223,7 +225,7 @@ def cordsnet_eigs(
 
     from ..engine.device import resolve_dtype
     from ..engine.files import write_text_atomic
-    from ..methods.conv_eigs import cordsnet_operators, leading_eigs, stability
+    from ..methods.conv_eigs import certified_stability, cordsnet_operators, leading_eigs
 
     _check_sim(alpha, spont_steps, stim_steps)
     require_positive(tol=tol)
@@ -260,14 +262,16 @@ def cordsnet_eigs(
         for step in run.steps(len(js), desc="cordsnet-eigs"):
             j = js[step]
             op = ops[j]
+            kk_ = max(k, plot_k or 0)  # --plot-k: one run for the larger set; the top k of it are reported
             try:
-                res = leading_eigs(op, method.value, k, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
-                                   generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j,
-                                   check=stop_check)
+                shown = leading_eigs(op, method.value, kk_, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
+                                     generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j,
+                                     check=stop_check, max_restarts=max_restarts)
             except ValueError as e:
                 raise UserError(str(e)) from None
-            allv = np.concatenate([r.values for r in res.values()])
-            verdict = stability(allv, alpha)
+            res = {w: _top(r, k) for w, r in shown.items()}
+            verdict = certified_stability(res, alpha)
+            print(f"area {j} (N = {op.N}): " + _verdict_line(verdict), file=sys.stderr)
             for w, r in res.items():
                 run.result(f"eigs/layer{j}_{w}", r.values, N=op.N, method=r.method, which=w, seconds=r.seconds, n_matvec=r.n_matvec,
                            converged=bool(r.converged.all()), **{kk: vv for kk, vv in r.info.items() if isinstance(vv, (int, float, str, bool))})
@@ -275,18 +279,39 @@ def cordsnet_eigs(
                 for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
                     rows.append(f"{j},{op.N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
             secs = sum(r.seconds for r in res.values())
-            run.log(step, layer=j, N=op.N, spectral_radius=verdict["spectral_radius"], max_real=verdict["max_real"],
-                    continuous_stable=float(verdict["continuous_stable"]), euler_stable=float(verdict["euler_stable"]), seconds=secs,
+            num = {kk: float(verdict[kk]) for kk in ("spectral_radius", "max_real", "continuous_stable", "euler_stable")
+                   if verdict[kk] not in (None, "unknown")}  # unknown values are not logged (the metric log takes finite numbers)
+            run.log(step, layer=j, N=op.N, **num, seconds=secs,
                     converged=float(all(r.converged.all() for r in res.values())))
             final[f"layer{j}"] = dict(N=op.N, **verdict, converged=bool(all(r.converged.all() for r in res.values())),
                                       n_converged={w: int(r.converged.sum()) for w, r in res.items()}, seconds=round(secs, 3))
             notes = [r.info.get("note") for r in res.values() if r.info.get("note")]
             if notes:
                 final[f"layer{j}"]["note"] = notes[0]
-            run.figure(_plot(j, res, alpha, op.N, operator.value), f"eigs_layer{j}")
+            run.figure(_plot(j, shown, alpha, op.N, operator.value), f"eigs_layer{j}")
         if csv:
             write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
         run.finish(layers=final)
+
+
+def _top(r: Any, k: int) -> Any:
+    """The first ``k`` values of an :class:`EigResult` (already ordered)."""
+    from dataclasses import replace
+
+    return r if len(r.values) <= k else replace(r, values=r.values[:k], residuals=r.residuals[:k], converged=r.converged[:k])
+
+
+def _verdict_line(v: dict) -> str:
+    """One line: radius, max Re, and the two verdicts (with the reason when unknown)."""
+    def num(x: Any) -> str:
+        return "unknown" if x is None else f"{x:.6g}"
+
+    def ver(name: str) -> str:
+        x = v[name]
+        return f"unknown ({v['reasons'].get(name, '')})" if x == "unknown" else ("yes" if x else "NO")
+
+    return (f"spectral radius {num(v['spectral_radius'])}, max Re {num(v['max_real'])}; continuous-stable {ver('continuous_stable')}; "
+            f"Euler-stable {ver('euler_stable')}")
 
 
 def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
@@ -328,17 +353,24 @@ def _plot(j: int, res: dict, alpha: float, N: int, operator: str) -> Any:
     c, rad = 1 - 1 / alpha, 1 / alpha
     ax.plot(c + rad * np.cos(th), rad * np.sin(th), color="tab:green", lw=0.8, ls=":", label=f"Euler-stable disc (α={alpha:g})")
     ax.axvline(1.0, color="tab:red", lw=0.8, ls="--", label="Re λ = 1 (continuous stability)")
-    marks = {"LM": ("o", "tab:blue"), "LR": ("x", "tab:orange")}
+    marks = {"LM": ("o", "tab:blue"), "LR": ("s", "tab:orange")}
     for w, r in res.items():
         m, col = marks[w]
-        ax.scatter(r.values.real, r.values.imag, marker=m, color=col, s=18, label=f"top-{len(r.values)} by {'|λ|' if w == 'LM' else 'Re λ'} ({r.method})")
+        by = "|λ|" if w == "LM" else "Re λ"
+        ok = np.asarray(r.converged, bool)
+        if ok.any():
+            ax.scatter(r.values.real[ok], r.values.imag[ok], marker=m, color=col, s=18, label=f"top-{len(r.values)} by {by}: converged ({int(ok.sum())})")
+        if (~ok).any():
+            ax.scatter(r.values.real[~ok], r.values.imag[~ok], marker=m, facecolors="none", edgecolors=col, s=22,
+                       label=f"top-{len(r.values)} by {by}: NOT converged ({int((~ok).sum())})")
     allv = np.concatenate([r.values for r in res.values()])
+    allv = allv[np.isfinite(allv)] if np.isfinite(allv).any() else np.zeros(1)
     lim = max(1.2, float(np.abs(allv).max()) * 1.15)
     ax.set_xlim(min(-lim, c - rad * 0.2) if np.abs(allv).max() > 3 else -lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.set_xlabel("Re λ")
     ax.set_ylabel("Im λ")
-    ax.set_title(f"area {j} ({operator}, N = {N})")
+    ax.set_title(f"area {j} ({operator}, {next(iter(res.values())).method}, N = {N})")
     ax.legend(fontsize=7, loc="lower left")
     return fig

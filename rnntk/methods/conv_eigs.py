@@ -180,6 +180,12 @@ class EigResult:
     def max_real(self) -> float:
         return float(self.values.real.max()) if self.values.size else float("nan")
 
+    @property
+    def certifies_leading(self) -> bool:
+        """True when the first value by this result's ordering is a converged eigenvalue of a
+        complete run (so no unconverged Ritz value ranks above it): then it is the leading one."""
+        return bool(self.values.size and self.converged[0] and not self.info.get("incomplete"))
+
 
 def select(values: np.ndarray, k: int, which: str) -> np.ndarray:
     """Indices of the ``k`` eigenvalues with largest modulus (``LM``) or real part (``LR``)."""
@@ -298,6 +304,209 @@ def arnoldi(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Option
                      info=dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, dtype=str(dtype).replace("torch.", ""), qr_steps=int(qr_steps)))
 
 
+# ---------------------------------------------------------------------- restarted Arnoldi
+def _block_eigs(T: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a real quasi-triangular Schur form ``T`` in diagonal order (a 2x2 block
+    gives a conjugate pair, both at its two positions)."""
+    m = T.shape[0]
+    ev = np.empty(m, np.complex128)
+    i = 0
+    while i < m:  # a walk along the small m x m diagonal (not over vectors)
+        if i + 1 < m and T[i + 1, i] != 0:
+            a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
+            tr, det = (a + d) / 2, a * d - b * c
+            im = math.sqrt(max(det - tr * tr, 0.0))
+            ev[i], ev[i + 1] = tr + 1j * im, tr - 1j * im
+            i += 2
+        else:
+            ev[i] = T[i, i]
+            i += 1
+    return ev
+
+
+def _priority(values: np.ndarray, which: Sequence[str]) -> np.ndarray:
+    """Best rank of each value over the orderings in ``which`` (0 = first by some ordering)."""
+    n = len(values)
+    r = np.full(n, n)
+    for w in which:
+        rr = np.empty(n, np.int64)
+        rr[select(values, n, w)] = np.arange(n)
+        r = np.minimum(r, rr)
+    return r
+
+
+def _wanted(values: np.ndarray, k: int, which: Sequence[str]) -> np.ndarray:
+    """Indices of the union of the top ``k`` by each ordering."""
+    return np.unique(np.concatenate([select(values, k, w) for w in which]))
+
+
+def _rel_ok(values: np.ndarray, res: np.ndarray, tol: float) -> np.ndarray:
+    """``res <= tol * |theta|`` (ARPACK's relative test; ``|theta|`` floored at eps^(2/3))."""
+    return res <= tol * np.maximum(np.abs(values), np.finfo(np.float64).eps ** (2 / 3))
+
+
+@dataclass
+class _KSRun:
+    V: torch.Tensor  # (m + 1, n) orthonormal rows: A V[:m]^T = V^T B
+    B: np.ndarray  # (m + 1, m) float64
+    m: int
+    n_matvec: int
+    restarts: int
+    breakdown: bool
+    converged: bool
+
+
+def _ks_run(mv: Callable[[torch.Tensor], torch.Tensor], n: int, dev: torch.device, dtype: torch.dtype, k: int, which: Sequence[str], m: int,
+            tol: float, v0: torch.Tensor, max_restarts: int, keep_frac: float, check: Optional[Callable[[], None]]) -> _KSRun:
+    """Krylov-Schur (Stewart 2002): Arnoldi steps (classical Gram-Schmidt as matrix products,
+    a second pass when the first one cancelled more than 1 - 1/sqrt(2) of the norm) up to ``m``
+    vectors, then a reordered real Schur form of ``B_m`` keeps the wanted Ritz values' invariant
+    subspace (``p`` vectors, conjugate pairs together) and the factorisation is extended again,
+    until the union of the top ``k`` by each ordering has Ritz residual ``<= tol |theta|``."""
+    import scipy.linalg as sla
+    from scipy.linalg.lapack import dtrsen
+
+    V = torch.zeros(m + 1, n, dtype=dtype, device=dev)
+    B = np.zeros((m + 1, m))
+    V[0] = (v0 / torch.linalg.vector_norm(v0)).to(device=dev, dtype=dtype)
+    small = 1e-12 if dtype == torch.float64 else 1e-5
+    eta = 2 ** -0.5
+    p, nmv, restarts = 0, 0, 0
+    while True:
+        for j in range(p, m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+            if check is not None:
+                check()
+            w = mv(V[j])
+            nmv += 1
+            Bj = V[: j + 1]
+            n0 = float(torch.linalg.vector_norm(w))
+            h = Bj @ w
+            w = w - h @ Bj
+            beta = float(torch.linalg.vector_norm(w))
+            if beta < eta * n0:  # second classical Gram-Schmidt pass only when needed (DGKS test, as ARPACK)
+                h2 = Bj @ w
+                w = w - h2 @ Bj
+                h = h + h2
+                beta = float(torch.linalg.vector_norm(w))
+            B[: j + 1, j] = h.double().cpu().numpy()
+            if beta <= max(n0, 1e-300) * small:  # invariant subspace: the Ritz values of B[:j+1, :j+1] are exact
+                B[j + 1, :] = 0.0
+                return _KSRun(V[: j + 2], B[: j + 2, : j + 1], j + 1, nmv, restarts, True, True)
+            B[j + 1, j] = beta
+            V[j + 1] = w / beta
+        Bm = B[:m, :m]
+        vals, Y = np.linalg.eig(Bm)
+        res = np.abs(B[m] @ Y)
+        W = _wanted(vals, k, which)
+        ok = _rel_ok(vals[W], res[W], tol)
+        if ok.all() or restarts >= max_restarts:
+            return _KSRun(V, B, m, nmv, restarts, False, bool(ok.all()))
+        T, Z = sla.schur(Bm, output="real")
+        pr = _priority(_block_eigs(T), which)
+        nconv = int(ok.sum())
+        keep = min(m - 3, max(len(W) + 2, nconv + int((m - nconv) * keep_frac)))
+        sel = np.zeros(m, np.int32)
+        sel[np.argsort(pr, kind="stable")[:keep]] = 1
+        Ts, Zs, _, _, p, *_, info = dtrsen(sel, T, Z, job="N")
+        if info != 0:  # a swap failed (ill-conditioned): keep the Schur form as it is ordered
+            Ts, Zs, p = T, Z, keep if T[keep, keep - 1] == 0 else keep + 1
+        p = int(p)
+        Zp = torch.from_numpy(np.ascontiguousarray(Zs[:, :p].T)).to(device=dev, dtype=dtype)
+        V[:p] = Zp @ V[:m]
+        V[p] = V[m].clone()
+        brow = B[m] @ Zs[:, :p]
+        B[:] = 0.0
+        B[:p, :p] = Ts[:p, :p]
+        B[p, :p] = brow
+        restarts += 1
+
+
+def _ks_ritz(run: _KSRun, k: int, which: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wanted Ritz values, their vectors in the basis (``(m, w)`` complex) and Ritz residuals."""
+    m = run.m
+    vals, Y = np.linalg.eig(run.B[:m, :m])
+    vals, Y = vals.astype(np.complex128), Y.astype(np.complex128)
+    W = _wanted(vals, k, which)
+    res = np.abs(run.B[m] @ Y[:, W]) if run.B.shape[0] > m else np.zeros(len(W))
+    return vals[W], Y[:, W], res
+
+
+def krylov_schur(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, k: int = 10,
+                 which: Sequence[str] = ("LM", "LR"), m: Optional[int] = None, tol: float = 1e-10, dtype: torch.dtype = torch.float32,
+                 polish: bool = True, v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+                 device: Optional[torch.device] = None, max_restarts: int = 1000, keep_frac: float = 0.5,
+                 check: Optional[Callable[[], None]] = None) -> dict[str, EigResult]:
+    """Top-``k`` eigenvalues by each ordering in ``which`` (``LM``/``LR``) from one restarted
+    Krylov-Schur run that stops when all of them have relative residual
+    ``||A x - theta x|| <= tol |theta|`` (or after ``max_restarts`` restarts: then flagged).
+
+    dtype ``float32`` with ``polish`` (default): the Krylov run in float32 down to ``1e-6``
+    (or ``tol`` if larger), then a float64 Krylov-Schur run started in the float32 wanted
+    invariant subspace finishes to ``tol``; ``float64``: one float64 run. ``m``: basis size
+    (default ``max(60, 3 w)`` for ``w`` wanted values, at most ``n``). For a
+    :class:`ConvOperator` the reported residuals are recomputed in float64 with the Ritz vectors
+    (``(2w)`` matvecs in one batched conv), else they are the Ritz estimates. v0: ``(n,)`` start
+    (default uniform[0,1), as upstream). Returns ``{which: EigResult}``."""
+    t0 = time.perf_counter()
+    which = [which] if isinstance(which, str) else list(which)
+    for w in which:
+        if w not in WHICH:
+            raise ValueError(f"which must be in {WHICH}, got {w!r}")
+    if isinstance(op, ConvOperator):
+        n, dev = op.N, op.device
+        ops = {dt: (op.to(dt) if op.dtype != dt else op) for dt in (torch.float32, torch.float64)}
+        mvs = {dt: o.matvec for dt, o in ops.items()}
+    else:
+        if n is None:
+            raise ValueError("give n for a plain matvec function")
+        dev = device or torch.device("cpu")
+        mvs = {torch.float32: op, torch.float64: op}
+    k = max(1, min(int(k), n))
+    nw = min(n, k * len(which))
+    m = int(m) if m is not None else max(60, 3 * nw)
+    m = max(min(m, n), min(n, nw + 3))
+    if v0 is None:
+        v0 = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else dev)
+    v0 = v0.to(dev)
+    mixed = dtype == torch.float32 and polish and tol < 1e-6
+    first_dtype = torch.float32 if dtype == torch.float32 else torch.float64
+    runs = [_ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0,
+                    max_restarts, keep_frac, check)]
+    if mixed and not runs[0].breakdown:
+        # float64 polish: start in the float32 wanted invariant subspace (a random combination
+        # of its Schur vectors), so only the last digits remain to be won in float64
+        r = runs[0]
+        vals, Y, _ = _ks_ritz(r, k, which)
+        X = torch.from_numpy(np.ascontiguousarray(Y.T)).to(dev)  # (w, m) complex
+        Vm = r.V[: r.m].double()
+        c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64).to(dev) + 0.5
+        start = (c.to(torch.complex128) @ X) @ Vm.to(torch.complex128)
+        start = start.real + start.imag
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check))
+    last = runs[-1]
+    vals, Y, est = _ks_ritz(last, k, which)
+    res = est
+    if isinstance(op, ConvOperator):  # true residuals in float64 from the Ritz vectors, one batched conv
+        Vm = last.V[: last.m].double()
+        Yt = torch.from_numpy(np.ascontiguousarray(Y.T)).to(dev)
+        Xr, Xi = Yt.real @ Vm, Yt.imag @ Vm
+        AX = ops[torch.float64].matvec(torch.cat([Xr, Xi]))
+        th = torch.from_numpy(vals).to(dev)[:, None]
+        R = torch.complex(AX[: len(vals)], AX[len(vals):]) - th * torch.complex(Xr, Xi)
+        res = (torch.linalg.vector_norm(R, dim=1) / torch.linalg.vector_norm(torch.complex(Xr, Xi), dim=1)).cpu().numpy()
+    conv = _rel_ok(vals, res, tol)
+    seconds = time.perf_counter() - t0
+    info = dict(krylov=m, restarts=sum(r.restarts for r in runs), breakdown=last.breakdown, dtype="float32+float64" if mixed else str(first_dtype).replace("torch.", ""),
+                n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
+                n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64), tol=tol)
+    out: dict[str, EigResult] = {}
+    for i, w in enumerate(which):
+        idx = select(vals, k, w)
+        out[w] = EigResult(vals[idx].astype(np.complex128), res[idx].astype(np.float64), conv[idx], "arnoldi", w, n,
+                           n_matvec=sum(r.n_matvec for r in runs), seconds=seconds if i == 0 else 0.0, info=dict(info))
+    return out
+
+
 def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[int] = None, tol: float = 1e-8, maxiter: Optional[int] = None,
                 seed: int = 0, check: Optional[Callable[[], None]] = None) -> EigResult:
     """``scipy.sparse.linalg.eigs`` on the float64 conv :class:`LinearOperator` (ARPACK,
@@ -328,7 +537,7 @@ def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[
     w, res = w[idx], res[idx]
     conv = _converged(w, res, max(tol, 1e-12) * 10)
     return EigResult(w.astype(np.complex128), res, conv, "arpack", which, N, n_matvec=op.n_matvec - before, seconds=time.perf_counter() - t0,
-                     info=dict(ncv=ncv, tol=tol, note=note))
+                     info=dict(ncv=ncv, tol=tol, note=note, incomplete=bool(note)))
 
 
 def _residuals(op: ConvOperator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -341,17 +550,17 @@ def _residuals(op: ConvOperator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def dense_eigs(op: ConvOperator, k: int = 10, which: str = "LM", max_n: int = 4096) -> EigResult:
-    """All eigenvalues of the unrolled float64 matrix (LAPACK), top ``k`` returned.
+    """All eigenvalues of the unrolled float64 matrix (LAPACK ``eigvals``: no eigenvectors),
+    top ``k`` returned. Residuals are NaN (no vectors are computed; LAPACK's eigenvalues are
+    backward stable), every value counts as converged; ``info['all_values']`` holds all ``N``.
     Raises ``ValueError`` above ``max_n`` (dense eig costs O(N^3) time, O(N^2) memory)."""
     if op.N > max_n:
         raise ValueError(f"the operator has N = {op.N} > {max_n} units; dense eig is O(N^3) — use arnoldi or arpack (or raise the size limit)")
     t0 = time.perf_counter()
     A = op.to(torch.float64).to_dense()
-    w, v = torch.linalg.eig(A)
-    w, v = w.cpu().numpy(), v.cpu().numpy()
+    w = torch.linalg.eigvals(A).cpu().numpy()
     idx = select(w, k, which)
-    res = _residuals(op, w[idx], v[:, idx])
-    return EigResult(w[idx].astype(np.complex128), res, np.ones(len(idx), bool), "dense", which, op.N, n_matvec=op.N,
+    return EigResult(w[idx].astype(np.complex128), np.full(len(idx), np.nan), np.ones(len(idx), bool), "dense", which, op.N, n_matvec=op.N,
                      seconds=time.perf_counter() - t0, info=dict(all_values=w))
 
 
@@ -446,13 +655,68 @@ def symmetric_part_max(op: ConvOperator) -> float:
 
 
 def stability(values: np.ndarray, alpha: float = 0.2) -> dict[str, Any]:
-    """Verdicts from (leading) eigenvalues of an area's recurrent operator W:
-    continuous ``tau dr/dt = -r + W r`` stable iff ``max Re < 1``; Euler map
-    ``(1-alpha) I + alpha W`` stable iff every ``|lambda - (1 - 1/alpha)| < 1/alpha``."""
+    """Verdicts from a **complete** spectrum ``values`` (e.g. all of a dense eig) of an area's
+    recurrent operator W: continuous ``tau dr/dt = -r + W r`` stable iff ``max Re < 1``; Euler
+    map ``(1-alpha) I + alpha W`` stable iff every ``|lambda - (1 - 1/alpha)| < 1/alpha``. For
+    leading values only use :func:`certified_stability`."""
     vals = np.asarray(values)
     c = 1 - 1 / alpha
     return dict(spectral_radius=float(np.abs(vals).max()), max_real=float(vals.real.max()),
                 continuous_stable=bool(vals.real.max() < 1), euler_stable=bool((np.abs(vals - c) < 1 / alpha).all()))
+
+
+def certified_stability(results: dict[str, EigResult], alpha: float = 0.2) -> dict[str, Any]:
+    """Verdicts that the computed sets certify, never a guess. ``results``: ``{which: EigResult}``.
+
+    * spectral radius: the first ``LM`` value when it converged (:attr:`EigResult.certifies_leading`);
+    * max Re lambda: the first ``LR`` value when it converged;
+    * continuous (``max Re < 1``): from max Re; else stable if the radius is ``< 1``
+      (``Re <= |lambda|``); unstable if any converged value has ``Re >= 1``;
+    * Euler (every ``|lambda - c| < 1/alpha``, ``c = 1 - 1/alpha <= 0``): unstable if a converged
+      value lies outside the disc; stable if ``rho^2 - 2 c min(mu, rho) + c^2 < 1/alpha^2`` with
+      radius ``rho`` and max Re ``mu`` (``mu = rho`` when only the radius is known): every
+      eigenvalue with ``|lambda| <= rho`` and ``Re <= mu`` then lies inside the disc.
+
+    Anything not decided is ``"unknown"`` and ``reasons[name]`` says why. Returns
+    ``spectral_radius``/``max_real`` (float or None), ``continuous_stable``/``euler_stable``
+    (True, False or ``"unknown"``) and ``reasons``."""
+    c, R = 1 - 1 / alpha, 1 / alpha
+    reasons: dict[str, str] = {}
+
+    def leading(w: str, what: str) -> Optional[float]:
+        r = results.get(w)
+        if r is None:
+            reasons[what] = f"no {w} set was computed (use --which {w} or both)"
+            return None
+        if not r.certifies_leading:
+            why = r.info.get("note") or f"the leading {w} value did not converge (residual {float(r.residuals[0]) if r.residuals.size else float('nan'):.2g})"
+            reasons[what] = f"{r.method}: {why}"
+            return None
+        return float(abs(r.values[0])) if w == "LM" else float(r.values[0].real)
+
+    rho, mu = leading("LM", "spectral_radius"), leading("LR", "max_real")
+    conv = np.concatenate([np.zeros(0, np.complex128)] + [r.values[np.asarray(r.converged, bool)] for r in results.values() if not r.info.get("incomplete")])
+    conv = conv[np.isfinite(conv)]
+    if mu is not None:
+        cont: Any = mu < 1
+    elif rho is not None and rho < 1:
+        cont = True
+    elif conv.size and conv.real.max() >= 1:
+        cont = False
+    else:
+        cont = "unknown"
+        reasons["continuous_stable"] = "max Re lambda is not certified" + (f" ({reasons['max_real']})" if "max_real" in reasons else "") + \
+            (f" and the radius {rho:.6g} >= 1 does not bound it below 1" if rho is not None else "")
+    if conv.size and (np.abs(conv - c) >= R).any():
+        eul: Any = False
+    elif rho is not None and rho * rho - 2 * c * min(rho, mu if mu is not None else rho) + c * c < R * R:
+        eul = True
+    else:
+        eul = "unknown"
+        reasons["euler_stable"] = ("the spectral radius is not certified" + (f" ({reasons['spectral_radius']})" if "spectral_radius" in reasons else "")
+                                   if rho is None else f"radius {rho:.6g} and max Re {'unknown' if mu is None else f'{mu:.6g}'} do not confine the spectrum "
+                                   f"to the Euler disc |lambda - {c:g}| < {R:g}, and no converged value lies outside it")
+    return dict(spectral_radius=rho, max_real=mu, continuous_stable=cont, euler_stable=eul, reasons=reasons)
 
 
 # ---------------------------------------------------------------------- CordsNet layers
@@ -493,19 +757,24 @@ def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional
     return ops
 
 
-def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: int = 300,
+def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: Optional[int] = None,
                  qr_steps: int = 0, tol: float = 1e-8, max_dense_n: int = 4096, ncv: Optional[int] = None, power_iters: int = 10000,
                  generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0,
-                 check: Optional[Callable[[], None]] = None) -> dict[str, EigResult]:
+                 check: Optional[Callable[[], None]] = None, max_restarts: int = 1000) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
-    method. Arnoldi and dense compute once and select both orderings from the same values;
+    method. ``arnoldi``: restarted Krylov-Schur (:func:`krylov_schur`, basis ``krylov_m``, until
+    every wanted value has relative residual ``<= tol``; ``max_restarts=0``: one unrestarted
+    ``krylov_m``-step run as upstream, default m = 300). Arnoldi and dense compute once and select both orderings from the same values;
     ARPACK runs once per ordering; power iteration gives the dominant value only (LM);
     ``fft-circular`` returns the circular-padding spectrum (a preview, residuals NaN).
     ``check`` is called inside every iterative loop (a run's interrupt check; it may raise)."""
     out: dict[str, EigResult] = {}
     k = max(1, min(k, op.N))
-    if method == "arnoldi":
-        kr = krylov(op, m=krylov_m, dtype=dtype, generator=generator, check=check)
+    if method == "arnoldi" and max_restarts > 0:
+        out = krylov_schur(op, k=k, which=which, m=krylov_m, tol=tol, dtype=dtype, polish=False, generator=generator,
+                           max_restarts=max_restarts, check=check)
+    elif method == "arnoldi":
+        kr = krylov(op, m=krylov_m or 300, dtype=dtype, generator=generator, check=check)
         for i, w in enumerate(which):  # one Krylov run, both orderings (its time counted once)
             t0 = time.perf_counter()
             vals, res, conv = ritz(kr, k, w, tol, qr_steps)
