@@ -326,66 +326,76 @@ def _quad_error_ratio(acc: list, e: tuple, rtol: float, atol: float) -> float:
     return float(torch.stack(rs).max()) if rs else 0.0
 
 
-def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, dense: Callable, f: Callable,
-                         params: tuple, p_grad: list, cfg: dict, tally: dict):
-    """Gauss–Legendre quadrature of the adjoint integral over one output interval, solved from
-    ``t_from`` back to ``t_to``; adds it to ``p_grad`` and returns (nodes used, solve's end state).
-
-    With a fixed count (``cfg["nodes"]`` an int or None), or a solver without an error-controlled
-    dense output (fixed grid), the n-point rule is used once: ``solve(taus)`` integrates the
-    backward system from t_from through the node times ``taus`` (ordered from t_from towards
-    t_to) to t_to and returns (end state, x at taus, a at taus).
-    With ``"auto"`` and an adaptive Runge–Kutta solver, ``dense()`` solves the interval once and
-    returns (end state, ``at``), ``at(taus)`` giving (x, a) at any times from the solver's own
-    interpolants (the same values odeint returns at output times). Per round, the n-point sum
-    is the answer and its difference from the (n−1)-point sum (distinct nodes, one vmapped VJP
-    per rule) estimates its error; while the estimate exceeds the adjoint
-    rtol/atol (norm-wise, :func:`_quad_error_ratio`; rtol at least 10 machine epsilons) n
-    doubles, up to ``gq_nmax``, without solving again.
-    """
-    auto = cfg["nodes"] == "auto" and issubclass(_TD_SOLVERS[cfg["adjoint_method"] or "dopri5"],
+def _auto_mode(cfg: dict) -> bool:
+    """gq_nodes="auto" with an adaptive Runge–Kutta backward solver (its interpolants give the
+    states at any node); fixed-grid solvers use the gtol rule."""
+    return cfg["nodes"] == "auto" and issubclass(_TD_SOLVERS[cfg["adjoint_method"] or "dopri5"],
                                                  RKAdaptiveStepsizeODESolver)
-    if not auto:
-        tau, w = gauss_legendre(n, t_from, t_to)
-        end, x_nodes, a_nodes = solve(tau)
-        if params:
-            # odeint runs t_from -> t_to (backwards): flip w to the orientation of ∫_{t_to}^{t_from}
-            grads, calls = _param_vjp(f, tau, [-w], x_nodes, a_nodes, params, cfg)
-            tally["calls"] += calls
-            tally["evals"] += n
-            for acc, g in zip(p_grad, grads[0] if grads else ()):
-                if g is not None:
-                    acc.add_(g)
-        return n, end
-    rtol = max(cfg["quad_rtol"], 10 * torch.finfo(cfg["dtype"]).eps)
-    end, at = dense()
-    if not params:
-        return n, end
-    while True:
-        tau, w = gauss_legendre(n, t_from, t_to)
-        tl, wl = gauss_legendre(n - 1, t_from, t_to)
-        # odeint runs t_from -> t_to (backwards): -w is the orientation of ∫_{t_to}^{t_from}
-        gh, calls_h = _param_vjp(f, tau, [-w], *at(tau), params, cfg)
-        gl, calls_l = _param_vjp(f, tl, [-wl], *at(tl), params, cfg)
-        tally["calls"] += calls_h + calls_l
-        tally["evals"] += 2 * n - 1
-        if gh is None:
-            return n, end
-        low = gl[0] if gl else (None,) * len(params)
-        # G_{n-1} − G_n in place (no new parameter-sized buffers: their page faults dominate)
-        grads = [gh[0], tuple(None if q is None else (q if lo is None else lo.sub_(q)) for q, lo in zip(gh[0], low))]
-        for acc, g in zip(p_grad, grads[0]):
+
+
+def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f: Callable,
+                         params: tuple, p_grad: list, cfg: dict, tally: dict):
+    """The n-point Gauss–Legendre quadrature of the adjoint integral over one output interval
+    (fixed count or the gtol rule), solved from ``t_from`` back to ``t_to``; adds it to
+    ``p_grad`` and returns the solve's end state. ``solve(taus)`` integrates the backward system
+    from t_from through the node times ``taus`` (ordered from t_from towards t_to) to t_to and
+    returns (end state, x at taus, a at taus)."""
+    tau, w = gauss_legendre(n, t_from, t_to)
+    end, x_nodes, a_nodes = solve(tau)
+    if params:
+        # odeint runs t_from -> t_to (backwards): flip w to the orientation of ∫_{t_to}^{t_from}
+        grads, calls = _param_vjp(f, tau, [-w], x_nodes, a_nodes, params, cfg)
+        tally["calls"] += calls
+        tally["evals"] += n
+        for acc, g in zip(p_grad, grads[0] if grads else ()):
             if g is not None:
                 acc.add_(g)
-        ratio = _quad_error_ratio(p_grad, grads[1], rtol, cfg["quad_atol"])
-        if ratio <= 1.0 or n >= cfg["nmax"]:
-            tally["caps"] += ratio > 1.0
-            tally["ratio"] = max(tally["ratio"], ratio)
-            return n, end
-        for acc, g in zip(p_grad, grads[0]):  # rejected: take this round's sum back out
-            if g is not None:
-                acc.sub_(g)
-        n = min(2 * n, cfg["nmax"])
+    return end
+
+
+def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, cfg: dict,
+                     tally: dict) -> tuple[list, list]:
+    """gq_nodes="auto": the adjoint integral over all output intervals with error control, after
+    the backward sweep. ``intervals[i] = (t_from, t_to, at)``, ``at(taus)`` giving (x, a) at any
+    times of that interval from the backward solve's own interpolants (the values odeint returns
+    at output times); ``counts[i]`` is the starting n. Per round, the n-point sums of all
+    intervals (one vmapped VJP over all their nodes) are the answer and the (n−1)-point sums
+    (distinct nodes, a second VJP) give the error estimate G_{n−1} − G_n of the whole gradient;
+    while it exceeds the adjoint rtol/atol (norm-wise, :func:`_quad_error_ratio`; rtol at least 10
+    machine epsilons) every n doubles, up to ``gq_nmax``, with no new solve. Returns (the counts,
+    the parameter gradients)."""
+    rtol = max(cfg["quad_rtol"], 10 * torch.finfo(cfg["dtype"]).eps)
+    ns = list(counts)
+    while True:
+        rules = []
+        for (t_from, t_to, at), n in zip(intervals, ns):
+            for m in (n, n - 1):
+                tau, w = gauss_legendre(m, t_from, t_to)
+                rules.append((m == n, tau, -w, at(tau)))  # -w: ∫_{t_to}^{t_from} (odeint ran backwards)
+        sums = []
+        for high in (True, False):
+            sel = [r for r in rules if r[0] == high]
+            taus = np.concatenate([r[1] for r in sel])
+            w = np.concatenate([r[2] for r in sel])
+            xs = tuple(torch.cat(parts) for parts in zip(*[r[3][0] for r in sel]))
+            adj = tuple(torch.cat(parts) for parts in zip(*[r[3][1] for r in sel]))
+            g, calls = _param_vjp(f, taus, [w], xs, adj, params, cfg)
+            tally["calls"] += calls
+            tally["evals"] += len(taus)
+            sums.append(g[0] if g else (None,) * len(params))
+        q, low = sums
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, q)]
+        if all(v is None for v in q):
+            return ns, grads
+        # G_{n-1} − G_n in place (no new parameter-sized buffers: their page faults dominate)
+        err = tuple(None if g is None else (g if lo is None else lo.sub_(g)) for g, lo in zip(q, low))
+        ratio = _quad_error_ratio(grads, err, rtol, cfg["quad_atol"])
+        if ratio <= 1.0 or all(n >= cfg["nmax"] for n in ns):
+            if ratio > 1.0:
+                tally["caps"] += len(ns)
+            tally["ratio"] = ratio
+            return ns, grads
+        ns = [min(2 * n, cfg["nmax"]) for n in ns]
         tally["refinements"] += 1
 
 
@@ -492,8 +502,10 @@ class _GQAdjoint(torch.autograd.Function):
         dev = sol[0].device
 
         adj = tuple(g[K].clone() for g in grad_y)
-        p_grad = [torch.zeros_like(p) for p in params]
         tally = dict(calls=0, evals=0, caps=0, refinements=0, ratio=0.0)
+        auto, pending, slots = _auto_mode(cfg), [], []
+        # auto: the gradients come from _auto_quadrature (no zero buffers to add into)
+        p_grad = [torch.zeros_like(p) for p in params] if not auto else None
         for k in range(K, 0, -1):
             xs = tuple(s[k] for s in sol)
             if t64[k] != t64[k - 1]:  # (an event at t0 gives an empty interval)
@@ -508,15 +520,22 @@ class _GQAdjoint(torch.autograd.Function):
                     return (tuple(o[-1] for o in out[n:]), tuple(o[1:1 + m] for o in out[:n]),
                             tuple(o[1:1 + m] for o in out[n:]))
 
-                def dense(xs=xs, adj=adj, opts=opts, k=k):
+                if auto:
                     end, at = _dense_solve(aug, xs + adj, t64[k], t64[k - 1], cfg["adjoint_rtol"],
                                            cfg["adjoint_atol"], cfg["adjoint_method"], opts)
-                    return end[n:], lambda taus: (lambda v: (v[:n], v[n:]))(at(taus))
-
-                counts[k - 1], adj = _quadrature_interval(counts[k - 1], t64[k], t64[k - 1], solve, dense, f,
-                                                          params, p_grad, cfg, tally)
+                    pending.append((t64[k], t64[k - 1], lambda taus, at=at: (lambda v: (v[:n], v[n:]))(at(taus))))
+                    slots.append(k - 1)
+                    adj = end[n:]
+                else:
+                    adj = _quadrature_interval(counts[k - 1], t64[k], t64[k - 1], solve, f, params, p_grad, cfg, tally)
             if k > 1:
                 adj = tuple(a + g[k - 1] for a, g in zip(adj, grad_y))
+        if p_grad is None and pending and params:
+            ns, p_grad = _auto_quadrature(pending, [counts[i] for i in slots], f, params, cfg, tally)
+            for i, n_i in zip(slots, ns):
+                counts[i] = n_i
+        if p_grad is None:
+            p_grad = [torch.zeros_like(p) for p in params]
 
         t_grad = None
         if need_t:
@@ -615,8 +634,9 @@ class _GQAdjointStore(torch.autograd.Function):
             return (F(s_, xs[0]),)
 
         a = grad_y[K].clone()
-        p_grad = [torch.zeros_like(p) for p in params]
         tally = dict(calls=0, evals=0, caps=0, refinements=0, ratio=0.0)
+        auto, pending = _auto_mode(cfg), []
+        p_grad = [torch.zeros_like(p) for p in params] if not auto else None
         for k in range(K, 0, -1):
             o = _interval_options(opts, cfg["adjoint_method"], steps.hint(), s_list[k] - s_list[k - 1])
 
@@ -628,15 +648,22 @@ class _GQAdjointStore(torch.autograd.Function):
                 x_nodes = torch.stack([x_at(tj) for tj in taus]).to(dt_)
                 return out[-1], (x_nodes,), (out[1:1 + m],)
 
-            def solve_dense(a=a, o=o, k=k):
+            if auto:
                 end, at = _dense_solve(adj_dyn, a, s_list[k], s_list[k - 1], cfg["adjoint_rtol"],
                                        cfg["adjoint_atol"], cfg["adjoint_method"], o)
-                return end[0], lambda taus: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))
-
-            counts[k - 1], a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, solve_dense, f_tuple,
-                                                    params, p_grad, cfg, tally)
+                pending.append((s_list[k], s_list[k - 1],
+                                lambda taus, at=at: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))))
+                a = end[0]
+            else:
+                a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, f_tuple, params, p_grad,
+                                         cfg, tally)
             if k > 1:
                 a = a + grad_y[k - 1]
+        if p_grad is None and pending and params:
+            ns, p_grad = _auto_quadrature(pending, counts[::-1], f_tuple, params, cfg, tally)
+            counts = ns[::-1]
+        if p_grad is None:
+            p_grad = [torch.zeros_like(p) for p in params]
 
         t_grad = None
         if ctx.needs_input_grad[1]:
