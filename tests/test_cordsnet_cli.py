@@ -129,6 +129,38 @@ def test_preprocessing_fixed_expectations(tmp_path):
     assert len(open_source("digits")) == 1797
 
 
+def test_preprocessing_equals_upstream_torchvision_exactly(tmp_path):
+    """Issue 12.14: images give upstream's exact input tensor. Reference arrays
+    (tests/data/cordsnet_preprocess_ref.npz) were made once with torchvision 0.29.1's
+    Resize(round(S*256/224)) + CenterCrop(S) / Resize((S, S)) + ToTensor + Normalize on PIL
+    images (S = 32 and 224), outside the repo. Files (PNG), uint8 npz arrays and the eigs image
+    path all match to float32 rounding of the normalisation (<= 1e-6); the old float
+    interpolation differed by up to ~1/255 / std."""
+    from PIL import Image
+
+    from rnntk.tasks.images import load_image_file, load_npz_source
+
+    ref = np.load(Path(__file__).parent / "data" / "cordsnet_preprocess_ref.npz")
+    inet, mnist = PRESETS["imagenet"], PRESETS["mnist"]
+    worst_old = 0.0
+    for i in range(4):
+        a = ref[f"img{i}"]
+        f = tmp_path / f"im{i}.png"
+        Image.fromarray(a).save(f)
+        got = load_image_file(f, 32, inet)[0].numpy()
+        assert np.abs(got - ref[f"crop{i}"]).max() <= 1e-6, i
+        assert np.abs(load_image_file(f, 32, mnist)[0].numpy() - ref[f"resize{i}"]).max() <= 1e-6, i
+        if f"crop224_{i}" in ref:
+            assert np.abs(load_image_file(f, 224, inet)[0].numpy() - ref[f"crop224_{i}"]).max() <= 1e-6, i
+        # the same pixels as a uint8 npz
+        np.savez(tmp_path / f"a{i}.npz", images=a[None])
+        src = load_npz_source(tmp_path / f"a{i}.npz")
+        assert np.abs(src.load([0], 32, inet)[0].numpy() - ref[f"crop{i}"]).max() <= 1e-6, i
+        old = preprocess(torch.from_numpy(np.array(Image.fromarray(a).convert("RGB"))).permute(2, 0, 1)[None].float() / 255, 32, inet)
+        worst_old = max(worst_old, float(np.abs(old[0].numpy() - ref[f"crop{i}"]).max()))
+    assert worst_old > 1e-3  # the float path is not upstream's (kept for float arrays only)
+
+
 
 
 def test_eval_bad_input(tmp_path, capsys):

@@ -316,7 +316,7 @@ def _verdict_line(v: dict) -> str:
 
 def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
     """One preprocessed image ``(1, C, S, S)`` for the image-driven Jacobian."""
-    from ..tasks.images import ImageError, load_digits_source, read_image
+    from ..tasks.images import ImageError, load_digits_source
 
     if spec is None:
         raise UserError("--operator jacobian-image needs --image FILE (or --image digits:N)")
@@ -333,9 +333,9 @@ def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
         p = Path(spec)
         if not p.is_file():
             raise UserError(f"image not found: {p}")
-        from ..tasks.images import preprocess
+        from ..tasks.images import load_image_file
 
-        return preprocess(read_image(p, model.in_channels), model.image_size, _preset(preset_name, str(p), model.in_channels))
+        return load_image_file(p, model.image_size, _preset(preset_name, str(p), model.in_channels))
     except ImageError as e:
         raise UserError(str(e)) from None
 

@@ -11,7 +11,11 @@ preprocessing reimplemented with Pillow + torch (no torchvision):
 Preprocessing (:class:`Preset`): ``crop`` presets (ImageNet) resize the shorter side to
 ``S*256/224`` and centre-crop ``S``; ``resize`` presets (CIFAR, MNIST, digits) resize straight
 to ``S x S`` (upstream upsamples small datasets to 224). Then scale to [0,1] and normalise.
-Bilinear resizing uses ``torch.nn.functional.interpolate(antialias=True)``.
+Image files and uint8 arrays go through Pillow exactly as upstream's torchvision transforms do
+(``Resize`` = PIL bilinear on the uint8 image, rounded; ``CenterCrop``; ``ToTensor``;
+``Normalize``), so an image gives upstream's input tensor bit for bit (:func:`preprocess_pil`;
+torchvision is not needed). Float arrays (the bundled digits, float ``.npz``) have no uint8
+image: they are resized in float with ``torch.nn.functional.interpolate(antialias=True)``.
 """
 
 from __future__ import annotations
@@ -95,6 +99,59 @@ def preprocess(x: torch.Tensor, size: int, preset: Preset) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
+def preprocess_pil(im: "Image.Image", size: int, preset: Preset) -> torch.Tensor:  # noqa: F821
+    """One Pillow image -> ``(1, C, size, size)`` float32, as upstream's
+    ``Resize(round(size*256/224)) + CenterCrop(size)`` (``crop`` presets; 256/224 at size 224) or
+    ``Resize((size, size))`` (``resize`` presets), then ``ToTensor`` and ``Normalize``: the image is
+    converted to ``RGB``/``L`` (Pillow's rounded ITU-R 601-2 luma), resized by Pillow's bilinear
+    filter on uint8 (the result rounded to uint8), cropped with torchvision's rounded offsets,
+    divided by 255 and normalised in float32."""
+    from PIL import Image
+
+    im = im.convert("RGB" if preset.channels == 3 else "L")
+    w, h = im.size
+    if preset.mode == "crop":
+        short = max(1, round(size * 256 / 224))
+        nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+        if (nw, nh) != (w, h):
+            im = im.resize((nw, nh), Image.BILINEAR)
+        if nh < size or nw < size:
+            raise ImageError(f"image of {h}x{w} is too small to crop {size}x{size}")
+        top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+        im = im.crop((left, top, left + size, top + size))
+    elif (w, h) != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.uint8)
+    x = torch.from_numpy(a.copy()).float().div(255.0)
+    x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+    mean = torch.tensor(preset.mean, dtype=torch.float32).view(1, -1, 1, 1)
+    std = torch.tensor(preset.std, dtype=torch.float32).view(1, -1, 1, 1)
+    return ((x - mean) / std).contiguous()
+
+
+def _pil_from_uint8(a: np.ndarray) -> "Image.Image":  # noqa: F821
+    from PIL import Image
+
+    a = np.ascontiguousarray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    return Image.fromarray(a, "L" if a.ndim == 2 else "RGB")
+
+
+def load_image_file(path: Path, size: int, preset: Preset) -> torch.Tensor:
+    """One image file, read and preprocessed as upstream: ``(1, C, size, size)`` float32."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return preprocess_pil(im, size, preset)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        if isinstance(e, ImageError):
+            raise
+        raise ImageError(f"cannot read image {path}: {' '.join(str(e).split())[:160]}") from None
+
+
 class ImageSource:
     """``n`` images, loaded in batches with :meth:`load` (files are read lazily).
 
@@ -118,9 +175,12 @@ class ImageSource:
     def load(self, idx: Sequence[int], size: int, preset: Preset) -> torch.Tensor:
         """Images ``idx`` preprocessed: ``(len(idx), C, size, size)`` float32."""
         if self._arrays is not None:
-            return preprocess(_to_nchw(self._arrays[np.asarray(idx)]), size, preset)
+            a = self._arrays[np.asarray(idx)]
+            if a.dtype == np.uint8:  # exact upstream path, one Pillow image at a time
+                return torch.cat([preprocess_pil(_pil_from_uint8(x), size, preset) for x in a], 0)
+            return preprocess(_to_nchw(a), size, preset)
         assert self._files is not None
-        return torch.cat([preprocess(read_image(self._files[i], preset.channels), size, preset) for i in idx], 0)
+        return torch.cat([load_image_file(self._files[i], size, preset) for i in idx], 0)
 
 
 def _to_nchw(a: np.ndarray) -> torch.Tensor:
