@@ -385,15 +385,14 @@ def _cubic_problem(dtype):
 
 
 @pytest.mark.parametrize("dtype,t_grad,seed", [(torch.float32, True, 0), (torch.float32, False, 1),
-                                               (torch.float32, True, 2), (torch.float64, True, 0),
-                                               (torch.float64, False, 1)])
+                                               (torch.float64, True, 2)])
 def test_torchdiffeq_test_against_dopri5(dtype, t_grad, seed):
     """Port of torchdiffeq's tests/gradient_tests.py::TestCompareAdjointGradient::
     test_against_dopri5 with odeint_adjoint replaced by odeint_adjoint_gq at its DEFAULT options
     and the tolerances unchanged: max |Δ| of dL/dy0, dL/dt, dL/dA against direct backprop through
     dopri5 (default rtol/atol) ≤ 3e-4, 1e-4, 2e-3; the unused submodule gets exactly zero.
     Upstream's problem is in the default dtype (float32); float64 is run too. Upstream's random
-    cotangents are unseeded; here seeded, three seeds in float32."""
+    cotangents are unseeded; here seeded (three seeds over the cases)."""
     torch.manual_seed(seed)
     func, y0, t_points = _cubic_problem(dtype)
     t_points.requires_grad_(t_grad)

@@ -18,8 +18,13 @@ the stored forward output (limits drift) and g_{k-1} = ∂L/∂y_{k-1} is added 
 
 Node count per interval (upstream's rule, with our floor ``gq_nmin``):
     n_k = clamp(ceil(gtol · NFE_fwd · |t_k − t_{k−1}| / |t_K − t_0|), gq_nmin, gq_nmax),
-unless ``gq_nodes`` fixes it. NFE_fwd is counted here, by a private wrapper around ``func``; the
-user's module never needs (nor gets) an ``nfe`` attribute.
+used alone with ``gq_nodes=None``; an integer ``gq_nodes`` fixes it. NFE_fwd is counted here, by
+a private wrapper around ``func``; the user's module never needs (nor gets) an ``nfe`` attribute.
+With ``gq_nodes="auto"`` (the default; adaptive Runge–Kutta backward solvers) the rule is only the
+start: each backward solve keeps its accepted steps' interpolants (``_dense_solve``, the values
+odeint would return at the nodes), and after the sweep the n-point sums of all intervals are
+checked against the (n−1)-point sums (issue 12); every n doubles until the difference is within
+the adjoint rtol/atol, with no new solve.
 
 Time gradients (when ``t.requires_grad``) use the closed forms dL/dt_k = g_kᵀ f(t_k, y_k) for
 k ≥ 1 and dL/dt_0 = −a(t_0⁺)ᵀ f(t_0, y_0).
