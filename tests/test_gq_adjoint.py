@@ -366,6 +366,22 @@ def test_auto_nodes_accounting_and_no_resolve(mlp_problem):
     assert auto.quad_error_ratio <= 1.0 and auto.cap_hits == 0
 
 
+def test_auto_nodes_chunked_vjp_same_gradient(mlp_problem, monkeypatch):
+    """Oracle: the unchunked run. With a tiny chunk budget the auto quadrature's node VJPs go
+    through many vmapped calls (bounded memory) and give the same gradient to rounding."""
+    import rnntk.methods.gq_adjoint as gq
+
+    f, y0, refs = mlp_problem
+    t, c, _ = refs["inc"]
+    out = []
+    for budget in (gq._CHUNK_NUMBERS, 40):
+        monkeypatch.setattr(gq, "_CHUNK_NUMBERS", budget)
+        y, st = odeint_adjoint_gq(f, y0, t, rtol=1e-9, atol=1e-9, return_stats=True)
+        out.append((torch.autograd.grad((y * c).sum(), list(f.parameters())), st.param_vjp_calls))
+    assert out[1][1] > out[0][1]
+    assert max(_rel(a, b) for a, b in zip(out[1][0], out[0][0])) <= 1e-12
+
+
 def test_unvmappable_field_falls_back_node_by_node(mlp_problem):
     """Oracle: direct backprop. A field that calls .item() cannot be vmapped; the node VJPs are
     then evaluated one node at a time, with the same gradient."""

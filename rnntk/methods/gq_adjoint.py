@@ -358,6 +358,23 @@ def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f:
     return end
 
 
+_CHUNK_NUMBERS = 1 << 22  # state numbers (nodes × state size) per vmapped VJP call
+
+
+def _chunks(rules: list) -> list:
+    """Consecutive groups of per-interval rules whose nodes hold at most _CHUNK_NUMBERS state
+    numbers (one group unless the batch, the intervals and the nodes are all large)."""
+    groups, cur, size = [], [], 0
+    for r in rules:
+        numel = len(r[1]) * sum(x[0].numel() for x in r[3][0])
+        if cur and size + numel > _CHUNK_NUMBERS:
+            groups.append(cur)
+            cur, size = [], 0
+        cur.append(r)
+        size += numel
+    return groups + [cur] if cur else groups
+
+
 def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, cfg: dict,
                      tally: dict) -> tuple[list, list]:
     """gq_nodes="auto": the adjoint integral over all output intervals with error control, after
@@ -379,15 +396,19 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
                 rules.append((m == n, tau, -w, at(tau)))  # -w: ∫_{t_to}^{t_from} (odeint ran backwards)
         sums = []
         for high in (True, False):
-            sel = [r for r in rules if r[0] == high]
-            taus = np.concatenate([r[1] for r in sel])
-            w = np.concatenate([r[2] for r in sel])
-            xs = tuple(torch.cat(parts) for parts in zip(*[r[3][0] for r in sel]))
-            adj = tuple(torch.cat(parts) for parts in zip(*[r[3][1] for r in sel]))
-            g, calls = _param_vjp(f, taus, [w], xs, adj, params, cfg)
-            tally["calls"] += calls
-            tally["evals"] += len(taus)
-            sums.append(g[0] if g else (None,) * len(params))
+            total: Optional[list] = None
+            for sel in _chunks([r for r in rules if r[0] == high]):
+                taus = np.concatenate([r[1] for r in sel])
+                w = np.concatenate([r[2] for r in sel])
+                xs = tuple(torch.cat(parts) for parts in zip(*[r[3][0] for r in sel]))
+                adj = tuple(torch.cat(parts) for parts in zip(*[r[3][1] for r in sel]))
+                g, calls = _param_vjp(f, taus, [w], xs, adj, params, cfg)
+                tally["calls"] += calls
+                tally["evals"] += len(taus)
+                if g:
+                    total = list(g[0]) if total is None else [
+                        b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g[0])]
+            sums.append(tuple(total) if total is not None else (None,) * len(params))
         q, low = sums
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, q)]
         if all(v is None for v in q):
