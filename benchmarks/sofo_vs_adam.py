@@ -108,8 +108,8 @@ def contrast(task: str, iters: int | None, eval_every: int, seed: int = 0, devic
 
 
 def at_wall(snaps: list, w: float):
-    """The last snapshot taken with at most ``w`` seconds of optimiser time."""
-    return [s for s in snaps if s[1] <= w * 1.0001][-1]
+    """The snapshot taken nearest to ``w`` seconds of optimiser time."""
+    return min(snaps, key=lambda s: abs(s[1] - w))
 
 
 def at_iter(snaps: list, n: int):
