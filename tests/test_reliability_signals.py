@@ -79,7 +79,8 @@ def assert_interrupted(code: int, dt: float, out: str, err: str, expect: int = 1
 
 LONG_LOOPS = {
     # lyapunov: one spectrum of 10^8 steps (inner loop over time)
-    "lyapunov-spectrum": lambda pt: ["lyapunov", pt, "--input", "none", "--steps", "100000000", "--warmup", "10", "--n-traj", "2", "--horizons", "5"],
+    "lyapunov-spectrum": lambda pt: ["lyapunov", pt, "--input", "none", "--steps", "100000000", "--warmup", "10", "--n-traj", "2", "--horizons", "5",
+                                     "--tons", "100000"],
     # cordsnet-eval: the shared spontaneous phase, then a long stimulus phase of one batch
     "cordsnet-eval-spontaneous": lambda pt: ["cordsnet-eval", "--checkpoint", MINI, "--data", "digits", "--limit", "4", "--spont-steps", "100000000"],
     "cordsnet-eval-stimulus": lambda pt: ["cordsnet-eval", "--checkpoint", MINI, "--data", "digits", "--limit", "4", "--spont-steps", "0",

@@ -14,6 +14,7 @@ import typer
 
 from ..cli import app
 from ..engine.errors import NonFiniteError, UserError
+from ..engine.limits import check_fits, oom_as_error
 from .common import RunOptions, engine_command, require_positive
 
 O = typer.Option
@@ -172,9 +173,14 @@ def cordsnet_eval(
     if gb > max_trace_gb:
         raise UserError(f"the recording would take {gb:.1f} GB (> --max-trace-gb {max_trace_gb:g}); use --record-stride, --record-pool gap|avg2, fewer --record-layers or --limit")
     cfg = EvalConfig(alpha=alpha, spont_steps=spont_steps, stim_steps=stim_steps, post_steps=post_steps, readout=readout.value,
+    if len(source) == 0:
+        raise UserError(f"--data {data}: no images to evaluate")
+    if source.labels is not None and len(source.labels) and int(source.labels.min()) < 0:
+        raise UserError(f"--data {data}: labels must be class indices >= 0 (found {int(source.labels.min())})")
+    _check_eval_fits(model, hp, shapes, batch_size, dt_, opts.device)
                      record=tuple(layers), record_stride=record_stride, record_pool=record_pool.value, batch_size=batch_size,
                      image_size=hp["image_size"])
-    with opts.open_run() as run:
+    with opts.open_run() as run, oom_as_error("building and simulating the CordsNet", "use a smaller --width/--batch-size/--image-size"):
         if model is None:
             model = CordsNet(**hp)
         model = model.to(device=run.device, dtype=dt_)
@@ -329,6 +335,29 @@ def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
             src = load_digits_source()
             if not 0 <= i < len(src):
                 raise UserError(f"bad --image '{spec}': the digits have images 0..{len(src) - 1}")
+def _check_eval_fits(model: Any, hp: dict[str, Any], shapes: list, batch_size: int, dtype: Any, device: str) -> None:
+    """Refuse (one line, exit 2) a CordsNet or a batch that cannot fit in memory: the weights
+    (counted on the meta device, nothing allocated) plus the states of one batch."""
+    import torch
+
+    from ..engine.device import resolve_device
+    from ..nets.cordsnet import CordsNet
+
+    isz = torch.empty((), dtype=dtype).element_size()
+    n_params = 0.0
+    if model is None:
+        with torch.device("meta"), oom_as_error("sizing the CordsNet"):
+            try:
+                n_params = float(sum(p.numel() for p in CordsNet(**hp).parameters()))
+            except (ValueError, TypeError, RuntimeError) as e:
+                raise UserError(f"bad CordsNet size {hp}: {' '.join(str(e).split())[:160]}") from None
+    per_image = sum(float(c) * h * w for c, h, w in shapes)
+    state = 4.0 * batch_size * per_image * isz  # states, pre-activations, drives, one step's temporaries
+    check_fits(n_params * isz + state, resolve_device(device),
+               f"a CordsNet with width {hp['width']:g}, {hp['classes']} classes and --batch-size {batch_size}",
+               hint="use a smaller --width/--classes/--image-size/--batch-size")
+
+
             return src.load([i], model.image_size, _preset(preset_name, "digits", model.in_channels))
         p = Path(spec)
         if not p.is_file():

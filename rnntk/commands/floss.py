@@ -11,6 +11,7 @@ import typer
 
 from ..cli import app
 from ..engine.errors import NonFiniteError, UserError
+from ..engine.limits import check_fits, nbytes_of, oom_as_error
 from .common import RunOptions, engine_command, require_positive
 
 O = typer.Option
@@ -94,6 +95,13 @@ def floss_cmd(
         raise UserError(f"bad --alpha {alpha}: must be in (0, 1]")
     if floss_warmup >= floss_len:
         raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup}")
+    from ..engine.device import resolve_device
+
+    need = (nbytes_of(batch, trial_len, n_units) * 4 + nbytes_of(eval_batch, trial_len, n_units) * 2  # task BPTT and test batch (float32)
+            + nbytes_of(le_len, n_units, n_units + 2) + nbytes_of(floss_len, n_units, floss_k) * 4 + nbytes_of(n_units, n_units) * 8)
+    check_fits(need, resolve_device(opts.device),
+               f"a network of --n-units {n_units} with --batch {batch} x --trial-len {trial_len} and --le-len {le_len}",
+               hint="use smaller --n-units/--batch/--trial-len/--le-len/--eval-batch")
     schedule = FlossSchedule(0, 0, 0, 0) if no_floss else FlossSchedule(floss_before, floss_every, floss_epochs, floss_times)
     cfg = FlossConfig(
         n_bits=n_bits, delay=delay, n_units=n_units, g=g, init=init.value, alpha=alpha, trial_len=trial_len, batch=batch,
@@ -143,15 +151,25 @@ def lyapunov_cmd(
     cls = registry.get(ck["model"])
     if cls is None:
         raise UserError(f"{model_path} holds a {ck['model'] or 'unnamed'} model, not a recurrent rate network rnntk can analyse ({', '.join(registry)})")
+    hp = ck["hparams"]
+    bad = [k for k, v in hp.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (not math.isfinite(v) or v <= 0)
+           and k in ("n", "n_hidden", "n_in", "n_out", "batch", "dt", "tau", "alpha")]
+    if bad:
+        raise UserError(f"{model_path}: bad hyper-parameter {bad[0]} = {hp[bad[0]]} (must be a finite number > 0)")
     try:
-        model = cls(**ck["hparams"])
-    except TypeError as e:
-        raise UserError(f"{model_path}: hyper-parameters do not fit {ck['model']} ({e})") from None
+        with oom_as_error(f"building the {ck['model']} of {model_path}"):
+            model = cls(**hp)
+    except (TypeError, ValueError, KeyError, RuntimeError) as e:
+        raise UserError(f"{model_path}: hyper-parameters do not fit {ck['model']} ({' '.join(str(e).split())[:160]})") from None
+    for name, v in ck["state_dict"].items():
+        if isinstance(v, torch.Tensor) and (v.is_complex() or not v.dtype.is_floating_point) and v.dtype != torch.bool:
+            raise UserError(f"{model_path}: weight {name} has dtype {v.dtype}; a rate network has real floating-point weights")
     load_state_into(model, ck["state_dict"], source=str(model_path))
+    parts = [h.strip() for h in horizons.split(",")]
     try:
-        hs = [int(h) for h in horizons.split(",") if h.strip()]
+        hs = [int(h) for h in parts] if horizons.strip() else []
     except ValueError:
-        raise UserError(f"bad --horizons '{horizons}': use comma-separated integers") from None
+        raise UserError(f"bad --horizons '{horizons}': use comma-separated integers (no empty entries)") from None
     if any(not 1 <= h <= steps for h in hs):
         raise UserError(f"bad --horizons '{horizons}': each must be between 1 and --steps {steps}")
     dt_ = resolve_dtype(dtype)
@@ -161,6 +179,15 @@ def lyapunov_cmd(
         raise UserError(f"bad --k {kk}: the network has N = {N} units")
     if warmup >= steps:
         raise UserError(f"bad --steps {steps}: must exceed --warmup {warmup}")
+    from ..engine.device import resolve_device
+
+    isz = torch.empty((), dtype=dt_).element_size()
+    n_win = (steps - warmup) / t_ons + 2
+    need = (nbytes_of(n_traj, steps, model.n_in, itemsize=isz) * (input_kind != InputKind.none)  # the inputs
+            + nbytes_of(n_win, n_traj, kk, itemsize=isz) * 2  # log|R_ii| of every QR window, and their logs
+            + nbytes_of(n_traj, N, kk, itemsize=isz) * 4 + nbytes_of(N, N, len(hs) + 2, itemsize=8))  # bases, T_{t,0}, singular values
+    check_fits(need, resolve_device(opts.device), f"a spectrum of --k {kk} over --steps {steps} for --n-traj {n_traj}",
+               hint="use fewer --steps, a larger --tons, a smaller --k or --n-traj")
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         model = model.to(device=run.device, dtype=dt_)
         gen = run.generator

@@ -9,6 +9,7 @@ Three sibling engine commands rather than a Typer sub-group: every engine comman
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -189,6 +190,8 @@ def online_lru_cmd(
         raise UserError(f"--task {task.value} reads local files: give --data-dir (nothing is downloaded)")
     factor = rec_lr_factor if rec_lr_factor is not None else (0.5 if arch == Arch.lru else 1.0)
     require_positive(lr=lr, rec_lr_factor=factor)
+    if not math.isfinite(weight_decay):
+        raise UserError(f"bad --weight-decay {weight_decay}: must be a finite number >= 0")
     if accumulate > batch_size:
         raise UserError(f"bad --accumulate {accumulate}: more micro-batches than --batch-size {batch_size}")
     dt = resolve_dtype(dtype)
@@ -312,11 +315,21 @@ def online_lru_memory_cmd(
     if any(m not in ("sequence", "streaming") for m in md) or not md:
         raise UserError(f"bad --modes '{modes}': sequence and/or streaming")
     combos = []
-    for n in [s.strip() for s in rules.split(",") if s.strip()]:
+    names = [s.strip() for s in rules.split(",")]
+    if not rules.strip() or any(not n for n in names):
+        raise UserError(f"bad --rules '{rules}': give comma-separated rules, e.g. bptt,online_full")
+    for n in names:
         r = _rule(n, arch)
         combos += [(r, "sequence")] if r == "bptt" else [(r, m) for m in md]
     mo = _model_opts(arch, layers, d_model, d_hidden, Act.full_glu, "pre", 0.0, "auto", 0, 0.0, 1.0, 6.28, "linear", "copy")
     dt = resolve_dtype(dtype)
+    from ..engine.device import resolve_device
+    from ..engine.limits import check_fits
+
+    isz = torch.empty((), dtype=dt).element_size()
+    per_step = batch_size * (9 * isz + 56 + layers * (8 * d_model + 4 * d_hidden) * isz)  # inputs, targets, mask, activations kept
+    check_fits(float(max(Ts)) * per_step, resolve_device(opts.device), f"--seq-lens up to {max(Ts)} with --batch-size {batch_size}",
+               hint="use shorter --seq-lens")
     with opts.open_run() as run:
         res = {k: np.zeros((len(combos), len(Ts))) for k in ("saved", "traces", "total")}
         print(f"{'rule':<18}{'exec':<10}" + "".join(f"{'T=' + str(t):>14}" for t in Ts) + "   (total bytes)", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..engine.limits import overflow_as_nonfinite
 from ..nets.vanilla_rnn import VanillaRNN
 from ..tasks.delayed_xor import accuracy, bce_loss, delayed_parity_trials
 from .floss import FlossSchedule, clip_per_tensor, floss_step, flossed_parameters
@@ -103,8 +104,9 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         fgen = dgen(run.seed * 1_000_003 + epoch)
         for _ in range(n_fl):
             u = _bits(1, cfg.floss_len, fgen)
-            info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
-                              t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0, check=stop_check)
+            with overflow_as_nonfinite(run.step, "floss_update"):  # e.g. --floss-lr 1e38: exit 3, last good checkpoint kept
+                info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
+                                  t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0, check=stop_check)
             st["floss_losses"].append(info.loss)
             st["floss_lambdas"].append([float(v) for v in info.exponents])
             st["nonfinite_floss"] += 0 if info.finite else 1
@@ -135,7 +137,8 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         loss.backward()
         gx0 = float(model.x0.grad.norm()) if model.x0.grad is not None else 0.0
         gnorm = clip_per_tensor([p for p in model.parameters() if p.requires_grad], cfg.clip)
-        task_opt.step()
+        with overflow_as_nonfinite(epoch, "task_update"):  # e.g. --lr 1e38
+            task_opt.step()
         st["task_s"] += time.perf_counter() - t0
         st["accs"].append(acc)
         row.update(loss=float(loss.detach()), accuracy=acc, grad_norm=gnorm, grad_norm_x0=gx0)

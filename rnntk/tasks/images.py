@@ -21,6 +21,7 @@ image: they are resized in float with ``torch.nn.functional.interpolate(antialia
 from __future__ import annotations
 
 import glob as _glob
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -247,10 +248,19 @@ def load_npz_source(path: Path) -> ImageSource:
         raise ImageError(f"{path}: 'images' has shape {images.shape}; expected [N,H,W] or [N,H,W,3]")
     if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
         raise ImageError(f"{path}: 'images' has dtype {images.dtype}; expected uint8 (0-255) or float (0-1)")
+    if images.shape[0] == 0 or 0 in images.shape[1:3]:
+        raise ImageError(f"{path}: 'images' has shape {images.shape}: no image to evaluate")
+    if np.issubdtype(images.dtype, np.floating):
+        lo, hi = (float(images.min()), float(images.max())) if np.isfinite(images).all() else (math.nan, math.nan)
+        if not (0.0 <= lo and hi <= 1.0):
+            raise ImageError(f"{path}: float 'images' must be finite values in [0, 1] (found {lo:g}..{hi:g}); "
+                             "store 0-255 pixels as uint8")
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):
             raise ImageError(f"{path}: 'labels' must be {images.shape[0]} integers, got shape {labels.shape} dtype {labels.dtype}")
+        if labels.size and int(labels.min()) < 0:
+            raise ImageError(f"{path}: 'labels' must be class indices >= 0 (found {int(labels.min())})")
     return ImageSource("npz", [str(i) for i in range(images.shape[0])], labels, None, arrays=images)
 
 

@@ -1,0 +1,113 @@
+"""Bad inputs of the method commands (issue 13, item 6): sizes that cannot fit, values that
+were accepted silently, bad checkpoints, overflowing values. Each is one line on stderr, a
+JSON line, exit 2 (bad input) or 3 (non-finite: the last good checkpoint is kept); never 0 or 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import assert_user_error, run_cli
+
+MINI = Path(__file__).resolve().parents[1] / "checkpoints" / "cordsnet-mini-digits.pth"
+FLOSS = ["--n-units", "8", "--floss-k", "2", "--delay", "4", "--trial-len", "20", "--le-len", "20", "--eval-batch", "4", "--batch", "2",
+         "--floss-len", "30", "-q"]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Checkpoints and npz files with one defect each."""
+    from rnntk.engine import save_checkpoint
+    from rnntk.nets.leaky_rnn import LeakyRNN
+    from rnntk.nets.vanilla_rnn import VanillaRNN
+
+    d = tmp_path_factory.mktemp("bad")
+    out: dict[str, Path] = {}
+    m = LeakyRNN(1, 6, 1)
+    good = m.hparams()
+    for name, hp in {"neg_size": {**good, "n_hidden": -3}, "nan_dt": {**good, "dt": float("nan")}, "tau0": {**good, "tau": 0.0},
+                     "activation": {**good, "activation": "swish"}}.items():
+        save_checkpoint(d / f"{name}.pt", model=m, hparams=hp)
+        out[name] = d / f"{name}.pt"
+    sd = {k: v.clone() for k, v in m.state_dict().items()}
+    sd["W"] = sd["W"].to(torch.complex64)
+    save_checkpoint(d / "complex.pt", state_dict=sd, model_class="LeakyRNN", hparams=good)
+    out["complex"] = d / "complex.pt"
+    v = VanillaRNN(8, 1, 1, batch=1)
+    with torch.no_grad():
+        v.J.fill_(float("nan"))
+    save_checkpoint(d / "nan.pt", model=v, hparams=v.hparams())
+    out["nan_weights"] = d / "nan.pt"
+    np.savez(d / "float255.npz", images=np.random.default_rng(0).random((3, 16, 16)) * 255, labels=np.array([0, 1, 2]))
+    np.savez(d / "empty.npz", images=np.zeros((0, 16, 16), np.uint8))
+    np.savez(d / "neg_label.npz", images=np.zeros((3, 16, 16), np.uint8), labels=np.array([0, -1, 2]))
+    np.savez(d / "big_label.npz", images=np.zeros((3, 16, 16), np.uint8), labels=np.array([0, 1, 99]))
+    for k in ("float255", "empty", "neg_label", "big_label"):
+        out[k] = d / f"{k}.npz"
+    return out
+
+
+# (args, needle in the error line, exit code); "{name}" is replaced by the file of that name
+CASES = {
+    # sizes that cannot fit: refused before allocating
+    "floss-n-units": (["floss", "--n-units", "10000000", "--epochs", "1"], "would need", 2),
+    "floss-batch": (["floss", *FLOSS, "--batch", "1000000000", "--epochs", "1"], "would need", 2),
+    "lyapunov-steps": (["lyapunov", "{nan_weights}", "--steps", "100000000000", "--warmup", "5"], "would need", 2),
+    "cordsnet-classes": (["cordsnet-eval", "--init", "random", "--data", "digits", "--classes", "1000000000000"], "would need", 2),
+    "cordsnet-width": (["cordsnet-eval", "--init", "random", "--data", "digits", "--width", "1000", "--record-layers", "none"], "would need", 2),
+    "online-lru-memory-seq-lens": (["online-lru-memory", "--seq-lens", "1000000000"], "would need", 2),
+    # values that were accepted silently
+    "floss-len-below-warmup": (["floss", *FLOSS, "--floss-len", "5", "--epochs", "1"], "--floss-len 5", 2),
+    "lyapunov-empty-horizon": (["lyapunov", "{nan_weights}", "--horizons", "1,,2", "--steps", "50", "--warmup", "5"], "--horizons", 2),
+    "online-lru-memory-no-rules": (["online-lru-memory", "--rules", ""], "--rules", 2),
+    "online-lru-weight-decay-inf": (["online-lru", "--weight-decay", "inf", "--steps", "1", "--layers", "1", "--d-model", "8", "--d-hidden", "8",
+                                     "--train-samples", "4"], "--weight-decay", 2),
+    "cordsnet-float-images-0-255": (["cordsnet-eval", "--checkpoint", MINI, "--data", "npz:{float255}"], "[0, 1]", 2),
+    "cordsnet-no-images": (["cordsnet-eval", "--checkpoint", MINI, "--data", "npz:{empty}"], "no image", 2),
+    "cordsnet-negative-label": (["cordsnet-eval", "--checkpoint", MINI, "--data", "npz:{neg_label}"], "labels", 2),
+    "cordsnet-label-out-of-range": (["cordsnet-eval", "--checkpoint", MINI, "--data", "npz:{big_label}"], "labels", 2),
+    # checkpoints with bad hyper-parameters
+    "ckpt-negative-size": (["lyapunov", "{neg_size}"], "n_hidden", 2),
+    "ckpt-nan-dt": (["lyapunov", "{nan_dt}"], "dt", 2),
+    "ckpt-tau-0": (["lyapunov", "{tau0}"], "tau", 2),
+    "ckpt-unknown-activation": (["lyapunov", "{activation}"], "activation", 2),
+    "ckpt-complex-weights": (["lyapunov", "{complex}"], "complex", 2),
+    "ckpt-nan-weights": (["lyapunov", "{nan_weights}", "--steps", "50", "--warmup", "5"], "non-finite", 3),
+    # overflowing values: the non-finite guard (exit 3), not an internal error
+    "floss-lr-1e38": (["floss", *FLOSS, "--lr", "1e38", "--epochs", "3", "--no-floss"], "non-finite", 3),
+    "floss-floss-lr-1e38": (["floss", *FLOSS, "--floss-lr", "1e38", "--epochs", "3", "--floss-before", "3"], "non-finite", 3),
+    "floss-g-1e39": (["floss", *FLOSS, "--g", "1e39", "--epochs", "3", "--floss-before", "3"], "non-finite", 3),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_input_is_one_line(case, files, tmp_path):
+    args, needle, code = CASES[case]
+    args = [str(a).format(**{k: str(v) for k, v in files.items()}) for a in args]
+    r = run_cli(*args, "--out", tmp_path / "run")
+    assert_user_error(r, needle, code=code)
+    if code == 3:
+        assert r.json["status"] == "nonfinite"
+
+
+def _nan_cordsnet(tmp_path: Path) -> Path:
+    ck = torch.load(MINI, weights_only=True)
+    sd = dict(ck["state_dict"])
+    for k in sd:  # the recurrent (area_area) and feed-forward (area_conv) weights
+        if k.startswith(("area_area.", "area_conv.")) and k.endswith("original1"):
+            sd[k] = torch.full_like(sd[k], float("nan"))
+    ck["state_dict"] = sd
+    p = tmp_path / "nan.pth"
+    torch.save(ck, p)
+    return p
+
+
+@pytest.mark.parametrize("method", ["arpack", "dense", "arnoldi"])
+def test_cordsnet_eigs_nan_weights_exit_3(method, tmp_path):
+    """NaN weights reach LAPACK/ARPACK as an error before: now the non-finite guard (exit 3)."""
+    p = _nan_cordsnet(tmp_path)
+    r = run_cli("cordsnet-eigs", p, "--method", method, "--k", "4", "--layers", "0", "--out", tmp_path / "run", "-q")
+    assert_user_error(r, "non-finite", code=3)
