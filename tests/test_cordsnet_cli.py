@@ -89,7 +89,11 @@ def test_eval_npz_folder_glob_match_the_api(tmp_path, capsys):
     code, err = _inproc(capsys, "cordsnet-eval", "--checkpoint", ck, "--data", f"npz:{tmp_path / 'd.npz'}", "--dataset-preset", "mnist",
                         "--readout", "final", "--record-layers", "none", "--out", tmp_path / "n", *FAST)
     assert code == 0, err
-    x = preprocess(torch.from_numpy(imgs).float()[:, None] / 255, 16, PRESETS["mnist"])
+    from PIL import Image
+
+    from rnntk.tasks.images import preprocess_pil
+
+    x = torch.cat([preprocess_pil(Image.fromarray(a), 16, PRESETS["mnist"]) for a in imgs])  # upstream's uint8 Pillow path
     with torch.no_grad():
         want = m.simulate(x, spont_steps=5, stim_steps=6).logits[:, -1]
     with h5py.File(tmp_path / "n" / "run.h5", "r") as f:
@@ -272,3 +276,85 @@ def test_shipped_mini_checkpoint_accuracy_and_spectra(tmp_path):
     assert r.code == 0, r.stderr
     layers = r.json["final"]["layers"]
     assert set(layers) == {"layer0", "layer1"} and all(v["converged"] for v in layers.values())
+
+
+def _planted(tmp_path):
+    """A tiny R2 (8 channels, 4x4) whose area 0 recurrent kernel is a diagonal centre tap with
+    one channel at 1.1 among larger negative ones, and whose area 1 kernel is a rotation
+    (a complex dominant pair 0.5 +- 0.6i, where power iteration cannot converge)."""
+    m, _ = _tiny(tmp_path)
+    diag = torch.tensor([1.1, -2.61, -2.8, -3.0, 0.3, -0.2, 0.1, 0.5])
+    with torch.no_grad():
+        p0 = m.area_conv[0].parametrizations.weight
+        p0.original1.zero_()
+        p0.original1[range(8), range(8), 1, 1] = torch.sign(diag)
+        p0.original0.copy_(diag.abs().view(8, 1, 1, 1))
+        p1 = m.area_conv[1].parametrizations.weight
+        v = torch.zeros(8, 8, 3, 3)
+        for b in range(4):
+            v[2 * b:2 * b + 2, 2 * b:2 * b + 2, 1, 1] = torch.tensor([[0.5, -0.6], [0.6, 0.5]])
+        p1.original1.copy_(v)
+        p1.original0.copy_(v.flatten(1).norm(dim=1).view(8, 1, 1, 1))
+    torch.save(m.state_dict(), tmp_path / "planted.pth")
+    return tmp_path / "planted.pth"
+
+
+def test_eigs_verdicts_unknown_unless_certified(tmp_path, capsys):
+    """Issue 12.12 through the CLI: --which LM on the planted kernel no longer reports
+    max Re -2.61 and 'continuous stable' (it is unknown, with the reason); --which both gives
+    1.1 and unstable; an unconverged --method power certifies no radius and no verdict.
+    Issue 12.17: summary.json's final has per-area entries and run-level verdicts (not the
+    last area's row repeated at the top), and names the model checkpoint."""
+    ck = _planted(tmp_path)
+    code, err = _inproc(capsys, "cordsnet-eigs", ck, "--layers", "0", "--which", "LM", "--k", "3", "--out", tmp_path / "lm", "-q")
+    assert code == 0, err
+    fin = json.loads((tmp_path / "lm" / "summary.json").read_text())["final"]
+    l0 = fin["layers"]["layer0"]
+    assert l0["max_real"] is None and l0["continuous_stable"] == "unknown" and "LR" in l0["reasons"]["max_real"]
+    assert l0["spectral_radius"] == pytest.approx(3.0, abs=1e-8) and l0["euler_stable"] == "unknown"
+    assert any("max Re unknown" in ln and "continuous-stable unknown" in ln for ln in err)
+    assert fin["model_checkpoint"] == str(ck) and "layer" not in fin and "N" not in fin and fin["continuous_stable"] == "unknown"
+    code, err = _inproc(capsys, "cordsnet-eigs", ck, "--which", "both", "--k", "3", "--plot-k", "12", "--out", tmp_path / "both", "-q")
+    assert code == 0, err
+    fin = json.loads((tmp_path / "both" / "summary.json").read_text())["final"]
+    l0 = fin["layers"]["layer0"]
+    assert l0["max_real"] == pytest.approx(1.1, abs=1e-6) and l0["continuous_stable"] is False and l0["euler_stable"] is False
+    assert fin["continuous_stable"] is False and set(fin["layers"]) == {"layer0", "layer1"}
+    assert (tmp_path / "both" / "eigs_layer0.png").stat().st_size > 1000
+    with h5py.File(tmp_path / "both" / "run.h5", "r") as f:
+        assert f["results/eigs/layer0_LM"].shape == (3,)  # --plot-k widens the picture, not the report
+    code, err = _inproc(capsys, "cordsnet-eigs", ck, "--layers", "1", "--method", "power", "--which", "LM", "--power-iters", "300",
+                        "--out", tmp_path / "pw", "-q")
+    assert code == 0, err
+    l1 = json.loads((tmp_path / "pw" / "summary.json").read_text())["final"]["layers"]["layer1"]
+    assert l1["spectral_radius"] is None and l1["continuous_stable"] == "unknown" and l1["euler_stable"] == "unknown"
+    assert "power" in l1["reasons"]["spectral_radius"] and not l1["converged"]
+
+
+def test_eval_figures_population_rates_and_help(tmp_path, capsys):
+    """Issue 12.16/17: cordsnet-eval writes accuracy_vs_time.png and population_rate.png and
+    the per-area population rates (spontaneous, then stimulus/post); --help shows the trace
+    dims literally; summary.json names the model checkpoint."""
+    m, ck = _tiny(tmp_path)
+    code, err = _inproc(capsys, "cordsnet-eval", "--checkpoint", ck, "--data", "digits", "--limit", "12", "--batch-size", "5",
+                        "--post-steps", "3", "--out", tmp_path / "e", *FAST)
+    assert code == 0, err
+    d = tmp_path / "e"
+    assert (d / "accuracy_vs_time.png").stat().st_size > 1000 and (d / "population_rate.png").stat().st_size > 1000
+    with h5py.File(d / "run.h5", "r") as f:
+        pr, sp = f["results/population_rate"][:], f["results/spontaneous_population_rate"][:]
+    assert pr.shape == (12, 6 + 3, 2) and sp.shape == (5, 2)
+    # oracle: the same simulation through the API, mean over each area's units
+    from rnntk.tasks.images import PRESETS as P
+
+    x = open_source("digits").load(list(range(12)), 16, P["digits"])
+    rates: list = []
+    with torch.no_grad():
+        m.simulate(x, 0.2, 5, 6, 3, readout="every", rates=rates)
+    np.testing.assert_allclose(pr, torch.stack(rates, 1).numpy(), atol=1e-5)
+    fin = json.loads((d / "summary.json").read_text())["final"]
+    assert fin["model_checkpoint"] == str(ck)
+    from conftest import cli_env
+
+    res = run_cli("cordsnet-eval", "--help", env={**cli_env(), "COLUMNS": "200"})
+    assert res.code == 0 and "[trial, time, C, H, W]" in res.stdout

@@ -129,7 +129,8 @@ def cordsnet_eval(
     dtype: Annotated[str, O("--dtype", help="float32 or float64.")] = "float32",
 ) -> None:
     """Simulate a CordsNet (Soo et al. 2024) on images: logits over time, accuracy by step,
-    per-area activity traces [trial, time, C, H, W] to run.h5.
+    per-area activity traces \\[trial, time, C, H, W] to run.h5, accuracy_vs_time.png and
+    population_rate.png (each area's mean rate: spontaneous, then stimulus).
 
     Upstream protocol: 100 zero-image steps, then 100 steps with the image, alpha 0.2.
     Example: [bold]rnntk cordsnet-eval --checkpoint checkpoints/cordsnet-mini-digits.pth --data digits[/bold]."""
@@ -172,12 +173,12 @@ def cordsnet_eval(
     gb = 4 * len(source) * t_rec * sum(pooled(*shapes[j]) for j in layers) / 1e9
     if gb > max_trace_gb:
         raise UserError(f"the recording would take {gb:.1f} GB (> --max-trace-gb {max_trace_gb:g}); use --record-stride, --record-pool gap|avg2, fewer --record-layers or --limit")
-    cfg = EvalConfig(alpha=alpha, spont_steps=spont_steps, stim_steps=stim_steps, post_steps=post_steps, readout=readout.value,
     if len(source) == 0:
         raise UserError(f"--data {data}: no images to evaluate")
     if source.labels is not None and len(source.labels) and int(source.labels.min()) < 0:
         raise UserError(f"--data {data}: labels must be class indices >= 0 (found {int(source.labels.min())})")
     _check_eval_fits(model, hp, shapes, batch_size, dt_, opts.device)
+    cfg = EvalConfig(alpha=alpha, spont_steps=spont_steps, stim_steps=stim_steps, post_steps=post_steps, readout=readout.value,
                      record=tuple(layers), record_stride=record_stride, record_pool=record_pool.value, batch_size=batch_size,
                      image_size=hp["image_size"])
     with opts.open_run() as run, oom_as_error("building and simulating the CordsNet", "use a smaller --width/--batch-size/--image-size"):
@@ -190,7 +191,7 @@ def cordsnet_eval(
             final = evaluate(model, source, preset, cfg, run)
         except ImageError as e:
             raise UserError(str(e)) from None
-        run.finish(**final)
+        run.finish(**final, model_checkpoint=str(checkpoint) if checkpoint else None)
         if source.labels is not None:
             print(f"{model.describe()}: top-1 {final['top1']:.4f}, top-5 {final['top5']:.4f} on {len(source)} images", file=sys.stderr)
 
@@ -297,7 +298,21 @@ def cordsnet_eigs(
             run.figure(_plot(j, shown, alpha, op.N, operator.value), f"eigs_layer{j}")
         if csv:
             write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
-        run.finish(layers=final)
+        run.last_metrics.clear()  # the per-area rows live in final["layers"]; the last one is not a run-level result
+        run.finish(layers=final, **_overall(final), model_checkpoint=str(model_path))
+
+
+def _overall(layers: dict[str, dict]) -> dict[str, Any]:
+    """Run-level verdicts over all analysed areas: a network verdict is False if any area is
+    unstable, True if every area is certified stable, else "unknown"."""
+    def combine(name: str) -> Any:
+        vs = [v[name] for v in layers.values()]
+        return False if any(v is False for v in vs) else (True if all(v is True for v in vs) else "unknown")
+
+    radii = [v["spectral_radius"] for v in layers.values()]
+    return dict(continuous_stable=combine("continuous_stable"), euler_stable=combine("euler_stable"),
+                max_spectral_radius=max(radii) if radii and None not in radii else None,
+                all_converged=all(v["converged"] for v in layers.values()), n_layers=len(layers))
 
 
 def _top(r: Any, k: int) -> Any:
@@ -320,21 +335,6 @@ def _verdict_line(v: dict) -> str:
             f"Euler-stable {ver('euler_stable')}")
 
 
-def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
-    """One preprocessed image ``(1, C, S, S)`` for the image-driven Jacobian."""
-    from ..tasks.images import ImageError, load_digits_source
-
-    if spec is None:
-        raise UserError("--operator jacobian-image needs --image FILE (or --image digits:N)")
-    try:
-        if spec.startswith("digits:"):
-            try:
-                i = int(spec.split(":", 1)[1])
-            except ValueError:
-                raise UserError(f"bad --image '{spec}': use digits:N with an integer N") from None
-            src = load_digits_source()
-            if not 0 <= i < len(src):
-                raise UserError(f"bad --image '{spec}': the digits have images 0..{len(src) - 1}")
 def _check_eval_fits(model: Any, hp: dict[str, Any], shapes: list, batch_size: int, dtype: Any, device: str) -> None:
     """Refuse (one line, exit 2) a CordsNet or a batch that cannot fit in memory: the weights
     (counted on the meta device, nothing allocated) plus the states of one batch."""
@@ -358,6 +358,21 @@ def _check_eval_fits(model: Any, hp: dict[str, Any], shapes: list, batch_size: i
                hint="use a smaller --width/--classes/--image-size/--batch-size")
 
 
+def _eigs_image(spec: Optional[str], model: Any, preset_name: str) -> Any:
+    """One preprocessed image ``(1, C, S, S)`` for the image-driven Jacobian."""
+    from ..tasks.images import ImageError, load_digits_source
+
+    if spec is None:
+        raise UserError("--operator jacobian-image needs --image FILE (or --image digits:N)")
+    try:
+        if spec.startswith("digits:"):
+            try:
+                i = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise UserError(f"bad --image '{spec}': use digits:N with an integer N") from None
+            src = load_digits_source()
+            if not 0 <= i < len(src):
+                raise UserError(f"bad --image '{spec}': the digits have images 0..{len(src) - 1}")
             return src.load([i], model.image_size, _preset(preset_name, "digits", model.in_channels))
         p = Path(spec)
         if not p.is_file():

@@ -45,7 +45,11 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
     once) and write to ``run``: ``/results/logits`` ``[n, T_readout, classes]`` (streamed),
     ``/results/pred``, ``/results/labels``, ``/results/accuracy_by_step`` (one value per
     readout step; ``/metrics`` holds one row per batch), ``/traces/layer{j}``
-    ``[trial, time, C, H, W]`` and ``/results/spontaneous/layer{j}``. Returns the final numbers."""
+    ``[trial, time, C, H, W]``, ``/results/spontaneous/layer{j}``, the per-area population rates
+    (mean over each area's units) ``/results/population_rate`` ``[trial, time, area]`` (stimulus
+    and post steps) and ``/results/spontaneous_population_rate`` ``[time, area]``, and two PNGs:
+    ``accuracy_vs_time.png`` (labels and ``readout='every'``) and ``population_rate.png`` (each
+    area's rate, spontaneous then stimulus, averaged over images). Returns the final numbers."""
     dev = run.device
     model = model.to(dev).eval()
     n = len(source)
@@ -89,6 +93,17 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             if f"layer{j}" in run.h5.f["traces"]:
                 tr_ds = run.h5.f["traces"][f"layer{j}"]
                 tr_ds.resize((done,) + tr_ds.shape[1:])
+        if "population_rate" in h5:
+            pr = h5["population_rate"]
+        else:
+            pr = h5.create_dataset("population_rate", shape=(0, cfg.stim_steps + cfg.post_steps, model.depth),
+                                   maxshape=(None, cfg.stim_steps + cfg.post_steps, model.depth), dtype="f4",
+                                   chunks=(max(1, min(64, n)), cfg.stim_steps + cfg.post_steps, model.depth), compression="gzip", compression_opts=1)
+            pr.attrs.update(dims="trial,time,area", dt=dt, t0=(cfg.spont_steps + 1) * dt, units="rate (a.u.)",
+                            description="mean rate of each area's units after each stimulus (and post) step")
+        pr.resize((done,) + pr.shape[1:])
+        run.result("spontaneous_population_rate", torch.stack(spont_rates, 1)[0].float().cpu() if spont_rates else torch.zeros(0, model.depth),
+                   dims="time,area", dt=dt, t0=dt, description="mean rate of each area's units in the spontaneous phase (zero image)")
         for j, tr in spont[1].items():
             run.result(f"spontaneous/layer{j}", tr.float().cpu(), dims="time,channel,y,x", dt=dt * cfg.record_stride,
                        t0=dt * cfg.record_stride, tau=TAU, pool=cfg.record_pool, description="spontaneous phase (zero image), shared by all images")
@@ -97,7 +112,8 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
         return ds
 
     with torch.no_grad(), parametrize.cached():
-        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check)
+        spont_rates: list[torch.Tensor] = []
+        spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check, rates=spont_rates)
         trace_attrs = dict(tau=TAU, alpha=cfg.alpha, spont_steps=cfg.spont_steps, stim_steps=cfg.stim_steps, post_steps=cfg.post_steps,
                            stride=cfg.record_stride, pool=cfg.record_pool, stim_onset=cfg.spont_steps * dt,
                            stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt)
@@ -108,12 +124,16 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
                 ds = prepare(b * cfg.batch_size)
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
             x = source.load(idx, cfg.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
+            rates: list[torch.Tensor] = []
             res = model.simulate(x, cfg.alpha, cfg.spont_steps, cfg.stim_steps, cfg.post_steps, cfg.record, cfg.record_stride,
-                                 cfg.record_pool, cfg.readout, spont=spont, check=stop_check)
+                                 cfg.record_pool, cfg.readout, spont=spont, check=stop_check, rates=rates)
             lg = res.logits.float().cpu()
             n0 = ds.shape[0]
             ds.resize((n0 + len(idx),) + ds.shape[1:])
             ds[n0:] = lg.numpy()
+            pr_ds = run.h5.f["results"]["population_rate"]
+            pr_ds.resize((n0 + len(idx),) + pr_ds.shape[1:])
+            pr_ds[n0:] = torch.stack(rates, 1).float().cpu().numpy()
             for j, tr in res.traces.items():
                 run.trace(f"layer{j}", tr, dt=dt * cfg.record_stride, dims=("trial", "time", "channel", "y", "x"),
                           t0=(cfg.spont_steps + cfg.record_stride) * dt, append=b > 0, units="rate (a.u.)", **trace_attrs)
@@ -137,7 +157,65 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             out["best_step_top1"] = float(acc.max())
     if source.classes:
         run.h5.f["results"].attrs["classes"] = ",".join(source.classes)[:60000]
+    spont_pop = torch.stack(spont_rates, 1)[0].float().cpu().numpy() if spont_rates else None
+    stim_pop = run.h5.f["results"]["population_rate"][:].mean(0)
+    run.figure(plot_population_rate(spont_pop, stim_pop, dt, cfg), "population_rate")
+    if labels is not None and cfg.readout == "every":
+        run.figure(plot_accuracy_vs_time((correct / n).numpy(), dt, cfg), "accuracy_vs_time")
     return out
+
+
+def plot_population_rate(spont: Any, stim: Any, dt: float, cfg: EvalConfig) -> Any:
+    """Per-area population rate vs time (ms): the spontaneous phase ``(T_s, depth)`` (shared
+    by all images), then the stimulus (and post) phase ``(T, depth)`` averaged over images."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ms = dt * 1e3
+    fig, ax = plt.subplots(figsize=(7, 4))
+    depth = stim.shape[1]
+    colors = plt.cm.viridis(np.linspace(0, 0.9, depth))
+    ts = np.arange(1, cfg.spont_steps + 1) * ms
+    tt = (cfg.spont_steps + np.arange(1, stim.shape[0] + 1)) * ms
+    for j in range(depth):
+        y = np.concatenate([spont[:, j] if spont is not None else np.zeros(0), stim[:, j]])
+        ax.plot(np.concatenate([ts[: 0 if spont is None else len(spont)], tt]), y, color=colors[j], lw=1.2, label=f"area {j}")
+    ax.axvline(cfg.spont_steps * ms, color="k", ls="--", lw=0.8)
+    ax.text(cfg.spont_steps * ms, ax.get_ylim()[1], " stimulus on", va="top", fontsize=8)
+    if cfg.post_steps:
+        ax.axvline((cfg.spont_steps + cfg.stim_steps) * ms, color="k", ls=":", lw=0.8)
+        ax.text((cfg.spont_steps + cfg.stim_steps) * ms, ax.get_ylim()[1], " stimulus off", va="top", fontsize=8)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("population rate (mean over units, a.u.)")
+    ax.set_title("per-area population rate: spontaneous, then stimulus (mean over images)")
+    ax.legend(fontsize=7, ncol=2)
+    return fig
+
+
+def plot_accuracy_vs_time(acc: Any, dt: float, cfg: EvalConfig) -> Any:
+    """Top-1 accuracy of the readout after each stimulus (and post) step vs time (ms)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    ms = dt * 1e3
+    t = (cfg.spont_steps + np.arange(1, len(acc) + 1)) * ms
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(t, acc, color="tab:blue", lw=1.5)
+    ax.axvline(cfg.spont_steps * ms, color="k", ls="--", lw=0.8, label="stimulus on")
+    if cfg.post_steps:
+        ax.axvline((cfg.spont_steps + cfg.stim_steps) * ms, color="k", ls=":", lw=0.8, label="stimulus off")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("time (ms)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.set_title(f"accuracy vs time (readout after each step; final {acc[cfg.stim_steps - 1]:.3f})")
+    ax.legend(fontsize=8)
+    return fig
 
 
 # ---------------------------------------------------------------------- training

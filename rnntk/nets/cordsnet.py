@@ -188,16 +188,21 @@ class CordsNet(nn.Module):
 
     def run_phase(self, rs: list[torch.Tensor], drive: tuple[Optional[torch.Tensor], Optional[torch.Tensor]], steps: int, alpha: float = ALPHA,
                   record: Sequence[int] = (), stride: int = 1, pool: str = "none", readout_every: bool = False,
-                  check: Optional[Callable[[], None]] = None) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
+                  check: Optional[Callable[[], None]] = None,
+                  rates: Optional[list[torch.Tensor]] = None) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
         """Run ``steps`` steps from ``rs``; returns (states, recorded states per area every
         ``stride`` steps, logits after each step if ``readout_every``). ``check`` is called
-        before every step (a run's interrupt check; it may raise to stop)."""
+        before every step (a run's interrupt check; it may raise to stop). ``rates``: a list
+        that receives, after each step, the population rate of every area (mean over its units),
+        ``(B, depth)``."""
         rec: dict[int, list[torch.Tensor]] = {j: [] for j in record}
         logits = []
         for t in range(1, steps + 1):
             if check is not None:
                 check()
             rs = self.step(rs, drive, alpha)
+            if rates is not None:
+                rates.append(torch.stack([r.mean(dim=(1, 2, 3)) for r in rs], 1))
             if readout_every:
                 logits.append(self.readout(rs))
             if rec and t % stride == 0:
@@ -206,10 +211,11 @@ class CordsNet(nn.Module):
         return rs, rec, logits
 
     def spontaneous(self, steps: int = 100, alpha: float = ALPHA, record: Sequence[int] = (), stride: int = 1, pool: str = "none",
-                    check: Optional[Callable[[], None]] = None) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+                    check: Optional[Callable[[], None]] = None, rates: Optional[list[torch.Tensor]] = None) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
         """The image-independent spontaneous phase (zero image, bias-driven), simulated once at
-        batch 1. Returns the end states ``(1, C, H, W)`` and recordings ``(T_rec, C, H', W')``."""
-        rs, rec, _ = self.run_phase(self.zero_state(1), (None, None), steps, alpha, record, stride, pool, check=check)
+        batch 1. Returns the end states ``(1, C, H, W)`` and recordings ``(T_rec, C, H', W')``
+        (``rates``: see :meth:`run_phase`)."""
+        rs, rec, _ = self.run_phase(self.zero_state(1), (None, None), steps, alpha, record, stride, pool, check=check, rates=rates)
         return rs, {j: torch.stack(v, 0)[:, 0] if v else self._empty(0, j, pool) for j, v in rec.items()}
 
     def _empty(self, batch: int, j: int, pool: str) -> torch.Tensor:
@@ -220,13 +226,15 @@ class CordsNet(nn.Module):
 
     def simulate(self, images: torch.Tensor, alpha: float = ALPHA, spont_steps: int = 100, stim_steps: int = 100, post_steps: int = 0,
                  record: Sequence[int] = (), record_stride: int = 1, record_pool: str = "none", readout: str = "final",
-                 spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None, check: Optional[Callable[[], None]] = None) -> SimResult:
+                 spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None, check: Optional[Callable[[], None]] = None,
+                 rates: Optional[list[torch.Tensor]] = None) -> SimResult:
         """Upstream's eval protocol: states from 0, ``spont_steps`` with a zero image (computed
         once at batch 1 and broadcast, or given as ``spont`` from :meth:`spontaneous`), then
         ``stim_steps`` with ``images`` ``(B, C_in, S, S)`` (normalised), then ``post_steps``
         with a zero image. ``readout``: ``final`` (after the last stimulus step, upstream) or
         ``every`` (after each stimulus and post step). Time unit: one Euler step = alpha*tau.
-        ``check`` is called before every Euler step (it may raise to stop)."""
+        ``check`` is called before every Euler step (it may raise to stop). ``rates``: a list
+        that receives each stimulus/post step's per-area population rates ``(B, depth)``."""
         if readout not in ("final", "every"):
             raise ValueError("readout must be 'final' or 'every'")
         if stim_steps < 1:
@@ -238,10 +246,11 @@ class CordsNet(nn.Module):
             s_state, s_rec = spont
             rs = [s.expand(B, *s.shape[1:]) for s in s_state]
             drive = self.drives(self.stem(images))
-            rs, rec, logits = self.run_phase(rs, drive, stim_steps, alpha, record, record_stride, record_pool, readout == "every", check=check)
+            rs, rec, logits = self.run_phase(rs, drive, stim_steps, alpha, record, record_stride, record_pool, readout == "every", check=check, rates=rates)
             final_logits = [self.readout(rs)] if readout == "final" else logits
             if post_steps:
-                rs, rec2, logits2 = self.run_phase(rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every", check=check)
+                rs, rec2, logits2 = self.run_phase(rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every", check=check,
+                                                   rates=rates)
                 for j in rec:
                     rec[j] += rec2[j]
                 final_logits += logits2
