@@ -207,7 +207,7 @@ def cordsnet_eigs(
     method: Annotated[Method, O("--method", help="arnoldi (default, matrix-free), arpack (certified), dense (small N), power, fft-circular (preview).")] = Method.arnoldi,
     k: Annotated[int, O("--k", min=1, help="Eigenvalues reported per ordering.")] = 20,
     which: Annotated[Which, O("--which", help="LM (largest |lambda|), LR (largest real part) or both.")] = Which.both,
-    krylov: Annotated[Optional[int], O("--krylov", min=2, help="Arnoldi basis size m (default: max(60, 3 x wanted values); 300 with --max-restarts 0).")] = None,
+    krylov: Annotated[Optional[int], O("--krylov", min=2, help="Arnoldi basis size m (default: max(60, 8 x wanted values); 300 with --max-restarts 0).")] = None,
     max_restarts: Annotated[int, O("--max-restarts", min=0, help="Krylov-Schur restarts at most (0: one unrestarted run, as upstream; values then may stay unconverged).")] = 1000,
     plot_k: Annotated[Optional[int], O("--plot-k", min=1, help="Also plot up to this many leading values per ordering (a fuller picture of the spectrum's edge; more work).")] = None,
     qr_steps: Annotated[int, O("--qr-steps", min=0, help="Upstream's unshifted QR steps on H (no effect on accuracy).")] = 0,
@@ -227,7 +227,6 @@ def cordsnet_eigs(
 
     Continuous stability: max Re lambda < 1; Euler (alpha): |lambda - (1 - 1/alpha)| < 1/alpha.
     Example: [bold]rnntk cordsnet-eigs checkpoints/cordsnet-mini-digits.pth --k 10[/bold]."""
-    import numpy as np
     import torch
 
     from ..engine.device import resolve_dtype
