@@ -59,6 +59,11 @@ CASES = {
     "cordsnet-classes": (["cordsnet-eval", "--init", "random", "--data", "digits", "--classes", "1000000000000"], "would need", 2),
     "cordsnet-width": (["cordsnet-eval", "--init", "random", "--data", "digits", "--width", "1000", "--record-layers", "none"], "would need", 2),
     "online-lru-memory-seq-lens": (["online-lru-memory", "--seq-lens", "1000000000"], "would need", 2),
+    "sofo-hidden": (["sofo-train", "--hidden", "10000000", "--iters", "1"], "would need", 2),
+    "sofo-batch": (["sofo-train", "--batch", "1000000000", "--iters", "1"], "would need", 2),
+    "ode-width": (["ode-train", "--width", "10000000", "--epochs", "1"], "would need", 2),
+    "ode-batch": (["ode-train", "--batch", "1000000000", "--epochs", "1"], "would need", 2),
+    "sofo-duration-inf": (["sofo-train", "--duration", "inf", "--iters", "1"], "--duration", 2),
     # values that were accepted silently
     "floss-len-below-warmup": (["floss", *FLOSS, "--floss-len", "5", "--epochs", "1"], "--floss-len 5", 2),
     "lyapunov-empty-horizon": (["lyapunov", "{nan_weights}", "--horizons", "1,,2", "--steps", "50", "--warmup", "5"], "--horizons", 2),

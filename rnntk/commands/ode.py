@@ -88,6 +88,16 @@ def ode_train(
         raise UserError(f"--adjoint {adjoint.value} trains an SDE with torchsde: only --task ou has one")
     if gq_trajectory == Trajectory.store and method != "dopri5":
         raise UserError("--gq-trajectory store needs --method dopri5 (torchdiffeq's dense output)")
+    from ..engine.device import resolve_device
+    from ..engine.limits import check_fits, nbytes_of
+
+    # the vector field's weights (with Adam moments and gradients) and, per solver stage, the
+    # batch's states, hidden activations and outputs at every output time (float32 or float64)
+    rows = max(batch, n_train)
+    need = (nbytes_of(width + n_units + 2, width + n_units + 2, 8, itemsize=8)
+            + nbytes_of(rows, width + n_units + 2, ntimes + 7, 4, itemsize=8) + nbytes_of(rows, n_cos + 2, 64, itemsize=8))
+    check_fits(need, resolve_device(opts.device), f"--width {width} with --batch/--n-train {rows} and --ntimes {ntimes}",
+               hint="use smaller --width/--batch/--n-train/--ntimes/--n-units")
     cfg = ODEConfig(task=task.value, adjoint=adjoint.value, width=width, epochs=epochs, batch=batch, lr=lr, rtol=rtol, atol=atol,
                     method=method, gtol=gtol, gq_nmin=gq_nmin, gq_trajectory=gq_trajectory.value, ntimes=ntimes,
                     irregular=times == Times.irregular, n_units=n_units, tau=tau, n_cos=n_cos, sde_dt=sde_dt,

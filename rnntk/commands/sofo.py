@@ -83,6 +83,20 @@ A = "Adam baseline"
 O = typer.Option
 
 
+def _check_fits(task: str, res: dict, duration: float, device: str) -> None:
+    """Refuse (one line, exit 2) sizes whose main tensors cannot fit: the weights (~hidden²),
+    K tangent copies of them, and the batch's states and K state tangents over the trial."""
+    from ..engine.device import resolve_device
+    from ..engine.limits import check_fits
+
+    h, K, B = float(res["hidden"] or 1), float(res["n_tangents"]), float(res["batch"] or 1)
+    T = float(res["steps"]) if task == "kalman" else (32.0 if task == "lorenz" else duration / res["dt"])
+    P = h * h + 8 * h
+    need = 4.0 * (P * (min(K, P) + 4) + B * T * h * 3 + B * min(K, P) * h * 4)
+    check_fits(need, resolve_device(device), f"--hidden {int(h)} with -K {int(K)} tangents and --batch {int(B)} over {int(T)} steps",
+               hint="use smaller --hidden/-K/--batch")
+
+
 @engine_command(app, "sofo-train", resumable=("iters", "time_budget"))
 def sofo_train(
     opts: RunOptions,
@@ -131,8 +145,9 @@ def sofo_train(
     if not math.isfinite(res["damping"]) or res["damping"] < 0:
         raise UserError(f"bad --damping {res['damping']}: must be >= 0")
     require_positive(lr=res["lr"], adam_lr=res["adam_lr"], dt=res["dt"], adam_eps=adam_eps)
-    if not (tau > 0 and duration > 0) or duration < res["dt"] * 2:
-        raise UserError("bad --tau/--duration: need tau > 0 and duration >= 2*dt")
+    if not (math.isfinite(tau) and math.isfinite(duration) and tau > 0 and duration > 0) or duration < res["dt"] * 2:
+        raise UserError("bad --tau/--duration: need finite tau > 0 and duration >= 2*dt")
+    _check_fits(task.value, res, duration, opts.device)
     if task.value in ("double-reach", "single-reach") and res["dt"] > tau:
         raise UserError(f"bad --dt {res['dt']:g}: must be <= --tau {tau:g} (the Euler update is unstable for dt > tau)")
     try:
