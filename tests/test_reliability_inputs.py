@@ -59,6 +59,8 @@ CASES = {
     "cordsnet-classes": (["cordsnet-eval", "--init", "random", "--data", "digits", "--classes", "1000000000000"], "would need", 2),
     "cordsnet-width": (["cordsnet-eval", "--init", "random", "--data", "digits", "--width", "1000", "--record-layers", "none"], "would need", 2),
     "online-lru-memory-seq-lens": (["online-lru-memory", "--seq-lens", "1000000000"], "would need", 2),
+    "online-lru-gradcheck-long": (["online-lru-gradcheck", "--pattern-len", "100000"], "would need", 2),
+    "online-lru-train-samples": (["online-lru", "--train-samples", "100000000000", "--steps", "1"], "would need", 2),
     "sofo-hidden": (["sofo-train", "--hidden", "10000000", "--iters", "1"], "would need", 2),
     "sofo-batch": (["sofo-train", "--batch", "1000000000", "--iters", "1"], "would need", 2),
     "ode-width": (["ode-train", "--width", "10000000", "--epochs", "1"], "would need", 2),

@@ -108,6 +108,18 @@ def _rule(rule: str, arch: Arch, exec: str = "sequence", pooling: str = "none") 
     return r
 
 
+def _check_seq_fits(device: str, T: int, B: int, layers: int, width: int, isz: int, per_step: int = 0) -> None:
+    """Refuse (one line, exit 2) sequences whose tensors cannot fit: ``B`` sequences of ``T``
+    steps holding ``per_step`` values each plus ~32 activations per layer and unit (float of
+    ``isz`` bytes; the factor is what ``online-lru-memory`` measures for BPTT)."""
+    from ..engine.device import resolve_device
+    from ..engine.limits import check_fits
+
+    need = float(B) * float(T) * (per_step * 4.0 + 32.0 * layers * width * isz)
+    check_fits(need, resolve_device(device), f"{B} sequences of {T} steps" + (f" through {layers} layers of width {width}" if layers else ""),
+               hint="use shorter sequences, a smaller --batch-size / sample count, or --exec streaming")
+
+
 def _data(task: Task, gen: Any, **kw: Any) -> Any:
     from ..methods.online.data import load_task
     from ..tasks.seq_loaders import DataError
@@ -197,10 +209,14 @@ def online_lru_cmd(
     dt = resolve_dtype(dtype)
     from ..engine.seeding import resolve_seed
 
+    if task == Task.copy:  # the generated sequences, before generating them
+        _check_seq_fits(opts.device, 2 * pattern_len + pad_len + 1, train_samples + val_samples + test_samples, 0, 0, 0, bits + 2)
     # data first: a missing or malformed file is reported before a run folder is created
     data = _data(task, torch.Generator().manual_seed(resolve_seed(opts.seed) + 17), data_dir=data_dir, pattern_len=pattern_len, pad_len=pad_len,
                  bits=bits, train_samples=train_samples, val_samples=val_samples, test_samples=test_samples, digits_order=digits_order,
                  pad_to=pad_to, max_len=max_len, limit=limit)
+    if exec == Exec.sequence:  # activations kept over the whole sequence (measured: ~32 values per step, layer and width)
+        _check_seq_fits(opts.device, data[0].steps, batch_size, layers, max(d_model, d_hidden), torch.empty((), dtype=dt).element_size())
     with opts.open_run(config={"rec_lr_factor": factor}) as run:
         model = build_model(data[0], run.generator, dt, **mo).to(run.device)
         run.h5.set_attrs(rule=r, arch=arch.value, task=task.value, seq_len=data[0].steps)
@@ -259,6 +275,8 @@ def online_lru_gradcheck_cmd(
 
     data = _data(task, torch.Generator().manual_seed(resolve_seed(opts.seed) + 17), data_dir=data_dir, pattern_len=pattern_len, pad_len=pad_len,
                  bits=bits, train_samples=batch_size, val_samples=1, test_samples=1, limit=max(batch_size, 1))
+    # the BPTT reference keeps the activations of the whole sequence
+    _check_seq_fits(opts.device, data[0].steps, batch_size, layers, max(d_model, d_hidden), torch.empty((), dtype=dt).element_size())
     with opts.open_run() as run:
         model = build_model(data[0], run.generator, dt, **mo).to(run.device)
         n = min(batch_size, len(data[0]))
