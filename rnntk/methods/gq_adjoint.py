@@ -423,6 +423,7 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
             return ns, grads
         ns = [min(2 * n, cfg["nmax"]) for n in ns]
         tally["refinements"] += 1
+        del sums, q, low, grads, err  # free this round's parameter-sized buffers before the next
 
 
 def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optional[Callable] = None,
