@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -60,18 +61,23 @@ def _busy_loop() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "while True: pass"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _run_once(args: list[str], setting: str, tmp: Path, i: int) -> float:
+def _run_once(args: list[str], setting: str, tmp: Path, i: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + sys of the child: spinning threads show here
+    even when other load on a shared machine blurs the wall time)."""
     env = {k: v for k, v in os.environ.items() if k not in _CLEAR}
     env.update(SETTINGS[setting])
     out = tmp / f"run-{i}"
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "rnntk", *args, "--quiet", "--out", str(out)], env=env, cwd=tmp,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     dt = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     if r.returncode != 0:
         raise SystemExit(f"{' '.join(args)} [{setting}] exited {r.returncode}: {r.stderr.strip().splitlines()[-1:]}")
     shutil.rmtree(out, ignore_errors=True)
-    return dt
+    return dt, cpu
 
 
 def main() -> None:
@@ -83,7 +89,8 @@ def main() -> None:
     names = [n for n in COMMANDS if not a.only or n in a.only.split(",")]
     conditions = a.conditions.split(",")
     print(f"# CPUs usable: {len(os.sched_getaffinity(0))}; load average at start: {os.getloadavg()[0]:.2f}; repeats {a.repeats} (median)")
-    print(f"{'command':<14} {'machine':<5} " + " ".join(f"{s:>8}" for s in SETTINGS) + "   default/1thread  default/best  target")
+    print(f"{'command':<14} {'machine':<5} " + " ".join(f"{s:>8}" for s in SETTINGS) + "   default/1thread  default/best  target"
+          "   (wall s, median; then CPU s of default/1thread/old)")
     ok = True
     n = 0
     with tempfile.TemporaryDirectory(prefix="rnntk-threads-") as td:
@@ -93,15 +100,20 @@ def main() -> None:
                 busy = _busy_loop() if cond == "busy" else None
                 try:
                     times: dict[str, list[float]] = {s: [] for s in SETTINGS}
-                    for _ in range(a.repeats):
-                        for s in SETTINGS:  # interleaved
+                    cpus: dict[str, list[float]] = {s: [] for s in SETTINGS}
+                    order = list(SETTINGS)
+                    for r in range(a.repeats):
+                        for s in order[r % 3:] + order[: r % 3]:  # interleaved, order rotated
                             n += 1
-                            times[s].append(_run_once(COMMANDS[name], s, tmp, n))
+                            w, c = _run_once(COMMANDS[name], s, tmp, n)
+                            times[s].append(w)
+                            cpus[s].append(c)
                 finally:
                     if busy is not None:
                         busy.kill()
                         busy.wait()
                 med = {s: statistics.median(v) for s, v in times.items()}
+                cpu = {s: statistics.median(v) for s, v in cpus.items()}
                 r1 = med["default"] / med["1thread"]
                 rb = med["default"] / min(med.values())
                 if cond == "busy":
@@ -110,7 +122,8 @@ def main() -> None:
                     good, target = rb <= 1.05, "idle: default/best <= 1.05"
                 ok &= good
                 print(f"{name:<14} {cond:<5} " + " ".join(f"{med[s]:8.2f}" for s in SETTINGS)
-                      + f"   {r1:15.2f}  {rb:12.2f}  {'ok' if good else 'MISSED'} ({target})", flush=True)
+                      + f"   {r1:15.2f}  {rb:12.2f}  {'ok' if good else 'MISSED'} ({target})"
+                      + "   cpu s " + " ".join(f"{cpu[s]:.1f}" for s in SETTINGS), flush=True)
     print("all targets met" if ok else "some targets missed")
 
 

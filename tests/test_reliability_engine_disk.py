@@ -75,7 +75,7 @@ def _mount_tmpfs(path, size_k: int) -> bool:
     return r.returncode == 0
 
 
-@pytest.mark.parametrize("size_k", [560, 620, 700, 900])
+@pytest.mark.parametrize("size_k", [pytest.param(560, marks=pytest.mark.slow), 620, pytest.param(700, marks=pytest.mark.slow), pytest.param(900, marks=pytest.mark.slow)])
 def test_real_full_tmpfs(tmp_path, size_k):
     mnt = tmp_path / f"fs-{uuid.uuid4().hex[:6]}"
     if not _mount_tmpfs(mnt, size_k):

@@ -56,7 +56,8 @@ def _load_config(ctx: typer.Context, param: Any, value: Optional[Path]) -> Optio
             raise UserError(f"{value}: '{k}' is a table; rnntk config files hold flat 'option = value' lines")
         want = _toml_kind(params[key])
         if want is not None and not _toml_value_ok(want, v):
-            raise UserError(f"{value}: '{k} = {_short(v)}' must be {want} (a TOML {'boolean: true or false' if want == 'a boolean' else 'value of that type'})")
+            raise UserError(f"{value}: '{k} = {_short(v)}' must be {want} for --{key.replace('_', '-')}"
+                            + (" (TOML true or false)" if want == "a boolean" else ""))
         check_int_range(v, f"'{k}' in {value}")
         cleaned[key] = v
     ctx.default_map = {**(ctx.default_map or {}), **cleaned}
