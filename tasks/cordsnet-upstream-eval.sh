@@ -13,4 +13,4 @@ VAL=$2
 LIMIT=${3:-16}
 rnntk cordsnet-eval --checkpoint "$MODEL" --data "folder:$VAL" --dataset-preset imagenet --limit "$LIMIT" \
   --record-layers 6,7 --record-stride 10 --record-pool avg2 --batch-size 8
-rnntk cordsnet-eigs "$MODEL" --method arnoldi --krylov 300 --dtype float32 --k 20 --which both
+rnntk cordsnet-eigs "$MODEL" --method arnoldi --k 20 --which both   # restarted Krylov-Schur to --tol 1e-8

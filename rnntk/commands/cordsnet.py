@@ -213,7 +213,7 @@ def cordsnet_eigs(
     qr_steps: Annotated[int, O("--qr-steps", min=0, help="Upstream's unshifted QR steps on H (no effect on accuracy).")] = 0,
     ncv: Annotated[Optional[int], O("--ncv", min=3, help="ARPACK basis size (default max(4k, 40)).")] = None,
     power_iters: Annotated[int, O("--power-iters", min=1, help="Power iteration steps (at most).")] = 10000,
-    dtype: Annotated[str, O("--dtype", help="float64 or float32 (Arnoldi basis and conv).")] = "float64",
+    dtype: Annotated[str, O("--dtype", help="mixed (Arnoldi: float32 Krylov-Schur, float64 polish; other methods float64), float64 or float32 (~1e-6 at best).")] = "mixed",
     tol: Annotated[float, O("--tol", help="Convergence tolerance (relative residual).")] = 1e-8,
     max_dense_n: Annotated[int, O("--max-dense-n", min=1, help="--method dense refuses operators larger than this.")] = 4096,
     alpha: Annotated[float, O("--alpha", help="dt/tau for the Euler-stability verdict and the Jacobian state.")] = 0.2,
@@ -235,7 +235,8 @@ def cordsnet_eigs(
 
     _check_sim(alpha, spont_steps, stim_steps)
     require_positive(tol=tol)
-    dt_ = resolve_dtype(dtype)
+    mixed = dtype == "mixed"
+    dt_ = torch.float64 if mixed else resolve_dtype(dtype)
     model = _load_model(model_path, {})
     js = _layers(layers, model.depth, "--layers")
     if not js:
@@ -272,7 +273,7 @@ def cordsnet_eigs(
             try:
                 shown = leading_eigs(op, method.value, kk_, whiches, krylov, qr_steps, tol, max_dense_n, ncv, power_iters,
                                      generator=torch.Generator(device=run.device).manual_seed(run.seed + j), dtype=dt_, seed=run.seed + j,
-                                     check=stop_check, max_restarts=max_restarts)
+                                     check=stop_check, max_restarts=max_restarts, polish=mixed)
             except ValueError as e:
                 raise UserError(str(e)) from None
             res = {w: _top(r, k) for w, r in shown.items()}

@@ -474,7 +474,9 @@ def krylov_schur(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: O
     first_dtype = torch.float32 if dtype == torch.float32 else torch.float64
     runs = [_ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0,
                     max_restarts, keep_frac, check)]
-    if mixed and not runs[0].breakdown:
+    if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check))
+    elif mixed:
         # float64 polish: start in the float32 wanted invariant subspace (a random combination
         # of its Schur vectors), so only the last digits remain to be won in float64
         r = runs[0]
@@ -762,18 +764,19 @@ def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional
 def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: Optional[int] = None,
                  qr_steps: int = 0, tol: float = 1e-8, max_dense_n: int = 4096, ncv: Optional[int] = None, power_iters: int = 10000,
                  generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0,
-                 check: Optional[Callable[[], None]] = None, max_restarts: int = 1000) -> dict[str, EigResult]:
+                 check: Optional[Callable[[], None]] = None, max_restarts: int = 1000, polish: bool = False) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
     method. ``arnoldi``: restarted Krylov-Schur (:func:`krylov_schur`, basis ``krylov_m``, until
     every wanted value has relative residual ``<= tol``; ``max_restarts=0``: one unrestarted
-    ``krylov_m``-step run as upstream, default m = 300). Arnoldi and dense compute once and select both orderings from the same values;
+    ``krylov_m``-step run as upstream, default m = 300; ``polish``: a float32 Krylov-Schur run
+    finished in float64, see :func:`krylov_schur`). Arnoldi and dense compute once and select both orderings from the same values;
     ARPACK runs once per ordering; power iteration gives the dominant value only (LM);
     ``fft-circular`` returns the circular-padding spectrum (a preview, residuals NaN).
     ``check`` is called inside every iterative loop (a run's interrupt check; it may raise)."""
     out: dict[str, EigResult] = {}
     k = max(1, min(k, op.N))
     if method == "arnoldi" and max_restarts > 0:
-        out = krylov_schur(op, k=k, which=which, m=krylov_m, tol=tol, dtype=dtype, polish=False, generator=generator,
+        out = krylov_schur(op, k=k, which=which, m=krylov_m, tol=tol, dtype=torch.float32 if polish else dtype, polish=polish, generator=generator,
                            max_restarts=max_restarts, check=check)
     elif method == "arnoldi":
         kr = krylov(op, m=krylov_m or 300, dtype=dtype, generator=generator, check=check)
