@@ -103,9 +103,9 @@ def test_bad_input_is_one_line(case, files, tmp_path):
 def _nan_cordsnet(tmp_path: Path) -> Path:
     ck = torch.load(MINI, weights_only=True)
     sd = dict(ck["state_dict"])
-    for k in sd:  # the recurrent (area_area) and feed-forward (area_conv) weights
+    for k, v in list(sd.items()):  # the recurrent (area_area) and feed-forward (area_conv) weights
         if k.startswith(("area_area.", "area_conv.")) and k.endswith("original1"):
-            sd[k] = torch.full_like(sd[k], float("nan"))
+            sd[k] = torch.full_like(v, float("nan"))
     ck["state_dict"] = sd
     p = tmp_path / "nan.pth"
     torch.save(ck, p)
@@ -118,3 +118,37 @@ def test_cordsnet_eigs_nan_weights_exit_3(method, tmp_path):
     p = _nan_cordsnet(tmp_path)
     r = run_cli("cordsnet-eigs", p, "--method", method, "--k", "4", "--layers", "0", "--out", tmp_path / "run", "-q")
     assert_user_error(r, "non-finite", code=3)
+
+
+def test_limits_helpers():
+    """check_fits refuses what the machine cannot hold; allocation failures and overflowing
+    optimizer updates become the engine's one-line errors (exit 2 and 3)."""
+    import math
+
+    from rnntk.engine.errors import NonFiniteError, UserError
+    from rnntk.engine.limits import (
+        available_bytes,
+        check_fits,
+        nbytes_of,
+        oom_as_error,
+        overflow_as_nonfinite,
+    )
+
+    free = available_bytes("cpu")
+    assert 0 < free
+    check_fits(1e3, "cpu", "a tiny tensor")  # fits
+    with pytest.raises(UserError, match="would need"):
+        check_fits(nbytes_of(1e7, 1e7), "cpu", "--hidden 10000000")
+    with pytest.raises(UserError, match="more memory than any machine"):
+        check_fits(math.inf, "cpu", "an infinite size")
+    with pytest.raises(UserError, match="out of memory while testing"):
+        with oom_as_error("testing"):
+            raise MemoryError()
+    with pytest.raises(ValueError):  # anything else passes through
+        with oom_as_error("testing"):
+            raise ValueError("not an allocation")
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([p], lr=1e38)
+    p.grad = torch.ones(3)
+    with pytest.raises(NonFiniteError), overflow_as_nonfinite(7, "update"):
+        opt.step()

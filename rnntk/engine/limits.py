@@ -13,7 +13,8 @@ import contextlib
 import math
 import os
 import resource
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .errors import NonFiniteError, UserError
 
@@ -115,7 +116,7 @@ def oom_as_error(what: str, hint: str = "use smaller sizes") -> Iterator[None]:
     """Turn an allocation failure inside the block into a one-line :class:`UserError` (exit 2)."""
     try:
         yield
-    except Exception as e:  # noqa: BLE001 - only allocation failures are translated
+    except Exception as e:
         if not is_oom(e):
             raise
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
