@@ -141,9 +141,8 @@ def test_limits_helpers():
         check_fits(nbytes_of(1e7, 1e7), "cpu", "--hidden 10000000")
     with pytest.raises(UserError, match="more memory than any machine"):
         check_fits(math.inf, "cpu", "an infinite size")
-    with pytest.raises(UserError, match="out of memory while testing"):
-        with oom_as_error("testing"):
-            raise MemoryError()
+    with pytest.raises(UserError, match="out of memory while testing"), oom_as_error("testing"):
+        raise MemoryError()
     with pytest.raises(ValueError):  # anything else passes through
         with oom_as_error("testing"):
             raise ValueError("not an allocation")
