@@ -4,6 +4,7 @@
     python benchmarks/gq_ratio.py --only g1d spheres   # some settings
     python benchmarks/gq_ratio.py --quick              # small widths, a smoke test
     python benchmarks/gq_ratio.py --auto-cost          # gq_nodes="auto" vs the gtol rule (issue 12)
+    python benchmarks/gq_ratio.py --only g1d sines2k --mem-repeats 5   # memory: median of 5 processes
 
 Every setting is a real `rnntk ode-train` problem (`ODEProblem`, the task generators and
 vector fields of the CLI), at spec §8's sizes:
@@ -18,8 +19,10 @@ vector fields of the CLI), at spec §8's sizes:
 For each, from the same initial weights (and the same Wong–Zakai noise), methods interleaved,
 median of --repeats: (i) seconds per training step (forward solve + loss + backward), (ii) the
 extra peak memory of one step, each method in its own process (CPU: peak RSS after resetting the
-kernel's counter), (iii) NFE forward/backward and GQ nodes, (iv) relative gradient error against
-direct. Prints adjoint/GQ and direct/GQ, and what ``--adjoint auto`` picks for the setting.
+kernel's counter), median of --mem-repeats processes (one process's reading varies by 0-30 MB on
+sines2k, as whether the allocator returns 16 MB parameter-sized buffers to the kernel varies), (iii) NFE forward/backward and GQ nodes, (iv) relative gradient error against
+direct. ``gq`` is the default ``gq_nodes="auto"``, ``gq-rule`` the gtol rule alone
+(``gq_nodes=None``). Prints adjoint/GQ and direct/GQ, and what ``--adjoint auto`` picks for the setting.
 Targets (issue 7): g1d: adjoint/GQ ≥ 5 and direct/GQ ≥ 1; spheres: adjoint/GQ ≥ 3; sines2k:
 adjoint memory ≥ 3× GQ's and GQ's ≤ 2× direct's. dopri5, rtol = atol = 1e-3, gtol 0.1, float32.
 """
@@ -38,7 +41,7 @@ import torch
 from peakmem import peak_rss, reset_peak_rss
 from rnntk.methods.ode_train import ODEConfig, ODEProblem, auto_adjoint
 
-METHODS = ("gq", "adjoint", "seminorm", "direct")
+METHODS = ("gq", "gq-rule", "adjoint", "seminorm", "direct")
 SETTINGS = {
     "g1d": dict(task="g1d", width=2000, n_train=2, batch=2),
     "spheres": dict(task="spheres", width=1000, n_train=200, batch=200),
@@ -92,10 +95,14 @@ def memory_child(name: str, quick: bool, method: str) -> None:
     print(json.dumps({"extra_mb": peak_rss() - base}))
 
 
-def memory(name: str, quick: bool, method: str) -> float:
+def memory(name: str, quick: bool, method: str, repeats: int = 3) -> float:
+    """Median over ``repeats`` fresh processes of one step's extra peak RSS (MB)."""
     args = [sys.executable, __file__, "--memory-child", name, method] + (["--quick"] if quick else [])
-    out = subprocess.run(args, capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["extra_mb"]
+    vals = []
+    for _ in range(max(1, repeats)):
+        out = subprocess.run(args, capture_output=True, text=True, check=True)
+        vals.append(json.loads(out.stdout.strip().splitlines()[-1])["extra_mb"])
+    return statistics.median(vals)
 
 
 def _nodes(st: dict) -> str:
@@ -103,7 +110,7 @@ def _nodes(st: dict) -> str:
     return f"{min(n)}–{max(n)} per interval × {len(n)}" if n and min(n) != max(n) else (f"{n[0]} × {len(n)}" if n else "-")
 
 
-def run(name: str, quick: bool, repeats: int) -> None:
+def run(name: str, quick: bool, repeats: int, mem_repeats: int = 3) -> None:
     prob, batch = problem(name, quick)
     mods = prob.modules()
     P = sum(p.numel() for p in mods.parameters())
@@ -117,7 +124,11 @@ def run(name: str, quick: bool, repeats: int) -> None:
             else:
                 times[m].append(dt)
     med = {m: statistics.median(v) for m, v in times.items()}
-    mem = {m: memory(name, quick, m) for m in METHODS}
+    mem = {m: [] for m in METHODS}
+    for _ in range(max(1, mem_repeats)):  # methods interleaved, one fresh process each
+        for m in METHODS:
+            mem[m].append(memory(name, quick, m, 1))
+    mem = {m: statistics.median(v) for m, v in mem.items()}
     cfg = prob.cfg
     K, S = prob.shape(batch)
     st = stats["gq"]
@@ -128,7 +139,8 @@ def run(name: str, quick: bool, repeats: int) -> None:
         print(f"    {m:9s} {med[m]:8.3f} s/step   NFE fwd/bwd {stats[m]['nfe_forward']!s:>5}/{stats[m]['nfe_backward']!s:<5} "
               f"extra peak memory {mem[m]:8.1f} MB   grad rel. error vs direct {err:.1e}")
     print(f"    time ratios: adjoint/GQ = {med['adjoint'] / med['gq']:.2f}, seminorm/GQ = {med['seminorm'] / med['gq']:.2f}, "
-          f"direct/GQ = {med['direct'] / med['gq']:.2f}")
+          f"direct/GQ = {med['direct'] / med['gq']:.2f}, direct/gq-rule = {med['direct'] / med['gq-rule']:.2f}, "
+          f"GQ/gq-rule = {med['gq'] / med['gq-rule']:.2f}")
     def ratio(a: float, b: float) -> str:  # below 1 MB the RSS counter is noise: give a bound
         if min(a, b) >= 1.0:
             return f"{a / b:.2f}"
@@ -138,7 +150,8 @@ def run(name: str, quick: bool, repeats: int) -> None:
             return f"< {1.0 / b:.2f} (numerator < 1 MB)"
         return "n/a (both < 1 MB)"
 
-    print(f"    memory ratios: adjoint/GQ = {ratio(mem['adjoint'], mem['gq'])}, GQ/direct = {ratio(mem['gq'], mem['direct'])}"
+    print(f"    memory ratios: adjoint/GQ = {ratio(mem['adjoint'], mem['gq'])}, GQ/direct = {ratio(mem['gq'], mem['direct'])}, "
+          f"GQ/gq-rule = {ratio(mem['gq'], mem['gq-rule'])}"
           f"   --adjoint auto picks: {auto_adjoint(K, P, S)}")
 
 
@@ -171,6 +184,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", nargs="+", choices=list(SETTINGS))
+    ap.add_argument("--mem-repeats", type=int, default=3, help="processes per method for the memory median")
     ap.add_argument("--memory-child", nargs=2, metavar=("SETTING", "METHOD"))
     ap.add_argument("--auto-cost", action="store_true", help="gq_nodes='auto' vs the gtol rule only")
     a = ap.parse_args()
@@ -183,7 +197,7 @@ def main() -> None:
         auto_cost(a.only or list(SETTINGS), a.quick, 2 if a.quick else a.repeats)
         return
     for name in a.only or list(SETTINGS):
-        run(name, a.quick, 2 if a.quick else a.repeats)
+        run(name, a.quick, 2 if a.quick else a.repeats, 1 if a.quick else a.mem_repeats)
 
 
 if __name__ == "__main__":
