@@ -151,3 +151,82 @@ def test_limits_helpers():
     p.grad = torch.ones(3)
     with pytest.raises(NonFiniteError), overflow_as_nonfinite(7, "update"):
         opt.step()
+
+
+# ---- issue 13 item 6, the cases left: paths the filesystem refuses, allocation failures, selftest values
+def test_out_and_resume_paths_too_long_exit_2(tmp_path):
+    """A name > NAME_MAX bytes or a path >= PATH_MAX bytes was an internal error (exit 1)."""
+    long_name = tmp_path / ("a" * 300)
+    deep = tmp_path.joinpath(*["b" * 200] * 25)
+    for opt, path, needle in (("--out", long_name, "300 bytes"), ("--out", deep, "paths shorter than"),
+                              ("--resume", long_name, "300 bytes"), ("--resume", deep, "paths shorter than")):
+        r = run_cli("selftest", "--iters", "2", "-q", opt, str(path), cwd=tmp_path)
+        assert_user_error(r, f"bad {opt}", needle)
+        assert len(r.stderr_lines[0]) < 200
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, needle", [(["--sleep", "inf"], "--sleep"), (["--sleep", "1e300"], "--sleep"),
+                                          (["--hidden", "10000000"], "--hidden 10000000")])
+def test_selftest_bad_values_exit_2(args, needle, tmp_path):
+    r = run_cli("selftest", "--iters", "2", "-q", "--out", tmp_path / "r", *args)
+    assert_user_error(r, needle)
+    assert not (tmp_path / "r").exists()  # refused before the folder was made
+
+
+def test_selftest_lr_overflow_is_nonfinite_exit_3(tmp_path):
+    r = run_cli("selftest", "--iters", "20", "-q", "--lr", "1e38", "--out", tmp_path / "r")
+    assert_user_error(r, "non-finite", "adam_update", code=3)
+    assert r.json["status"] == "nonfinite"
+    assert (tmp_path / "r" / "ckpt-last.pt").is_file()
+
+
+def _in_process(args: list[str], capsys) -> tuple[int, list[str], dict]:
+    """Run ``rnntk ARGS`` in this process (so a test can monkeypatch inside a command)."""
+    import json
+    import signal
+
+    import typer
+
+    from rnntk.cli import app
+
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = typer.main.get_command(app).main(args=args, prog_name="rnntk", standalone_mode=False)
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    out, err = capsys.readouterr()
+    return int(code or 0), [ln for ln in err.splitlines() if ln.strip()], json.loads(out.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("exc, needle", [(MemoryError(), "out of memory"),
+                                         (RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: "
+                                                       "you tried to allocate 400000000000000 bytes."), "out of memory"),
+                                         (OSError(36, "File name too long", "x" * 400), "File name too long")])
+def test_allocation_failure_anywhere_is_exit_2(exc, needle, tmp_path, monkeypatch, capsys):
+    """An allocation failure (or ENAMETOOLONG) in the middle of a command's loop: one line,
+    exit 2, status failed, and the steps already logged are kept in run.h5."""
+    import h5py
+
+    from rnntk.tasks import integrate
+
+    real, calls = integrate.integration_trials, []
+
+    def failing(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:  # the validation set, then training steps 0..2 succeed
+            raise exc
+        return real(*a, **k)
+
+    monkeypatch.setattr(integrate, "integration_trials", failing)
+    code, err, out = _in_process(["selftest", "--iters", "10", "--log-every", "1", "-q", "--out", str(tmp_path / "r")], capsys)
+    assert code == 2, (code, err, out)
+    assert len(err) == 1 and err[0].startswith("rnntk: error: ") and needle in err[0], err
+    assert len(err[0]) < 400
+    assert out["status"] == "failed" and needle in out["error"]
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        names: list[str] = []
+        f.visit(names.append)
+        steps = [n for n in names if n.endswith("step")]
+        assert steps and max(len(f[n]) for n in steps) >= 3, names

@@ -203,6 +203,34 @@ def require_positive(**values: Optional[float]) -> None:
             raise UserError(f"bad --{name.replace('_', '-')} {v}: must be a finite number > 0")
 
 
+def check_path_limits(path: Path | str, option: str) -> None:
+    """One-line :class:`UserError` when ``path`` (given to ``option``, e.g. "--out") cannot be
+    a file name here: a component longer than the filesystem's NAME_MAX bytes, or an absolute
+    path of PATH_MAX bytes or more (limits read with ``os.pathconf`` on the nearest existing
+    parent; 255 and 4096 when unknown)."""
+    raw = os.path.abspath(os.fsencode(os.fspath(path)))
+    base = raw
+    while base != os.path.dirname(base) and not os.path.isdir(base):  # isdir never raises
+        base = os.path.dirname(base)
+
+    def limit(name: str, default: int) -> int:
+        try:
+            v = os.pathconf(base, name)
+        except (OSError, ValueError):
+            return default
+        return v if v and v > 0 else default
+
+    name_max, path_max = limit("PC_NAME_MAX", 255), limit("PC_PATH_MAX", 4096)
+    for comp in raw.split(b"/"):
+        if len(comp) > name_max:
+            shown = os.fsdecode(comp)
+            raise UserError(f"bad {option}: the name '{shown[:24]}...' is {len(comp)} bytes long; "
+                            f"this filesystem allows at most {name_max} bytes per name")
+    if len(raw) >= path_max:
+        raise UserError(f"bad {option}: the path is {len(raw)} bytes long (absolute); this system allows "
+                        f"paths shorter than {path_max} bytes")
+
+
 def error_line(msg: str) -> None:
     """Print one ``rnntk: error: ...`` line on stderr (no traceback)."""
     print(f"rnntk: error: {' '.join(str(msg).split())}", file=sys.stderr, flush=True)
@@ -211,6 +239,7 @@ def error_line(msg: str) -> None:
 def _read_run_config(ctx: typer.Context, run_dir: Path) -> dict[str, Any]:
     """RUN_DIR/config.toml, checked to be a run of this command."""
     name = ctx.info_name
+    check_path_limits(run_dir, "--resume")
     if not run_dir.is_dir():
         raise UserError(f"--resume: no such run folder: {run_dir}")
     cfg_path = run_dir / "config.toml"
@@ -304,6 +333,8 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
                 for k, v in {**kwargs, **common}.items():  # before any folder is made
                     check_int_range(v, "--" + k.replace("_", "-"))
                 common.pop("config", None)
+                if common["out"] is not None:  # before any folder is made or looked at
+                    check_path_limits(common["out"], "--out")
                 if common["resume"] is not None:
                     _check_resume(ctx, {**kwargs, **common}, resumable)
                 opts = RunOptions(command=name, config_file=ctx.meta.get("rnntk_config_file"), options={k: plain(v) for k, v in kwargs.items()}, **common)
@@ -319,6 +350,11 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
                 status = "error" if isinstance(e, UserError) else ("interrupted" if isinstance(e, Interrupted) else None)
                 outcome = _failure_outcome(opts, status, e.one_line())
             except Exception as e:  # noqa: BLE001 - an internal bug: one line, exit 1
+                bad = _oom_or_name(e)
+                if bad is not None:  # out of memory, or a path the filesystem refuses: exit 2
+                    error_line(bad)
+                    _emit_json({**_failure_outcome(opts, "failed", bad), "status": "failed", "error": bad})
+                    raise typer.Exit(EXIT_USER) from None
                 disk = _disk_failure(opts, e)
                 if disk is not None:  # a command's own file write hit a full disk: exit 2
                     error_line(disk)
@@ -341,6 +377,23 @@ def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = ()
         return fn
 
     return deco
+
+
+def _oom_or_name(e: BaseException) -> Optional[str]:
+    """One line for a failed allocation (:func:`rnntk.engine.limits.is_oom`) or a file name
+    too long (ENAMETOOLONG) anywhere in a command; None for anything else."""
+    import errno
+
+    from ..engine.limits import is_oom
+
+    if is_oom(e):
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        return f"out of memory ({type(e).__name__}: {first}); use smaller sizes; what was written before is kept"
+    if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
+        name = os.fsdecode(e.filename) if e.filename is not None else "?"
+        shown = name if len(name) <= 60 else name[:28] + "..." + name[-28:]
+        return f"cannot use path {shown}: {e.strerror}"
+    return None
 
 
 def _disk_failure(opts: RunOptions, e: BaseException) -> Optional[str]:

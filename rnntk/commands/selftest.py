@@ -3,13 +3,31 @@ output filesystem end to end (HDF5 writes, atomic renames, checkpoints, --resume
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated
 
 import typer
 
 from ..cli import app
+from ..engine.errors import UserError
+from ..engine.limits import overflow_as_nonfinite
 from .common import RunOptions, engine_command, require_positive
+
+SLEEP_MAX = 1e6  # seconds per step (11.6 days); time.sleep overflows near 9.2e9
+
+
+def _check_fits(hidden: int, batch: int, steps: int, device: str) -> None:
+    """Refuse (one line, exit 2) sizes whose main tensors cannot fit in free memory, before
+    allocating: the recurrent weights with their gradient and Adam's two moments (4 copies of
+    hidden x hidden float32) and the rates of the training and validation trials (batch + 64
+    trials x steps x hidden, kept for backpropagation, about 3 tensors each)."""
+    from ..engine.device import resolve_device
+    from ..engine.limits import check_fits, nbytes_of
+
+    need = 4 * nbytes_of(hidden, hidden) + 3 * nbytes_of(batch + 64, steps, hidden)
+    check_fits(need, resolve_device(device), f"--hidden {hidden} with --batch {batch} over --steps {steps}",
+               "use a smaller --hidden/--batch/--steps")
 
 
 @engine_command(app, "selftest", resumable=("iters", "sleep", "nan_at"))
@@ -29,6 +47,9 @@ def selftest(
     engine, writing a complete run folder. Use it on a new machine, GPU or cluster
     filesystem: [bold]rnntk selftest --device cuda --out $SCRATCH/rnntk-check[/bold]."""
     require_positive(lr=lr)
+    if not (math.isfinite(sleep) and sleep <= SLEEP_MAX):  # time.sleep overflows past time_t
+        raise UserError(f"bad --sleep {sleep}: must be a finite number of seconds <= {SLEEP_MAX:g}")
+    _check_fits(hidden, batch, steps, opts.device)
     import torch
 
     from ..nets.leaky_rnn import LeakyRNN
@@ -46,7 +67,8 @@ def selftest(
             loss = torch.mean((y - tr.targets.to(run.device)) ** 2)
             opt.zero_grad()
             loss.backward()
-            opt.step()
+            with overflow_as_nonfinite(step, "adam_update"):  # --lr 1e38: exit 3, last good checkpoint kept
+                opt.step()
             if step == nan_at:
                 loss = loss * float("nan")
             metrics = {"loss": loss.detach()}
