@@ -239,6 +239,7 @@ def test_callbacks_match_torchdiffeq_call_pattern(mlp, direction):
             assert torch.allclose(sa[2], sb[1], rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore:Solver 'rk4' does not support callbacks:UserWarning")
 def test_callbacks_fixed_grid_and_store(mlp):
     """Oracle: torchdiffeq's odeint_adjoint. rk4 with step_size 0.1 on [0, 1.5]: callback_step is
     called once per grid step forwards and backwards (15 each) in both. trajectory='store' calls
@@ -295,7 +296,7 @@ def test_event_fn_return_convention_and_gradients(reverse):
         event_t, sol = odeint_event(f, y0, t0, event_fn=_hit_ground, odeint_interface=interface, reverse_time=reverse,
                                     rtol=1e-10, atol=1e-12)
         loss = event_t ** 2 + sol[-1][1] ** 2
-        res.append((float(event_t), sol.detach(), torch.autograd.grad(loss, [y0, f.g, f.k])))
+        res.append((float(event_t.detach()), sol.detach(), torch.autograd.grad(loss, [y0, f.g, f.k])))
     (t_d, s_d, g_d), (_, _, g_a), (t_q, s_q, g_q) = res
     assert t_q == pytest.approx(t_d, rel=1e-10) and torch.allclose(s_q, s_d, rtol=1e-10, atol=1e-10)
     for a, b, c in zip(g_q, g_d, g_a):
