@@ -315,7 +315,7 @@ def test_event_fn_direct_call_like_torchdiffeq():
         event_t, sol = solver(f, y0, t, event_fn=_hit_ground, rtol=1e-10, atol=1e-12)
         assert sol.shape == (2, 2) and event_t.shape == ()
         g = torch.autograd.grad(sol[-1].pow(2).sum() + sol[-1, 1], [y0, f.g, f.k, t])
-        out.append((float(event_t), sol.detach(), g))
+        out.append((float(event_t.detach()), sol.detach(), g))
     (ta, sa, ga), (tb, sb, gb) = out
     assert ta == pytest.approx(tb, rel=1e-12) and torch.allclose(sa, sb, rtol=1e-12)
     for a, b in zip(ga, gb):
