@@ -384,11 +384,10 @@ def _oom_or_name(e: BaseException) -> Optional[str]:
     too long (ENAMETOOLONG) anywhere in a command; None for anything else."""
     import errno
 
-    from ..engine.limits import is_oom
+    from ..engine.limits import is_oom, oom_line
 
     if is_oom(e):
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        return f"out of memory ({type(e).__name__}: {first}); use smaller sizes; what was written before is kept"
+        return oom_line(e, hint="use smaller sizes; what was written before is kept")
     if isinstance(e, OSError) and e.errno == errno.ENAMETOOLONG:
         name = os.fsdecode(e.filename) if e.filename is not None else "?"
         shown = name if len(name) <= 60 else name[:28] + "..." + name[-28:]

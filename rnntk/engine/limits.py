@@ -111,6 +111,14 @@ def is_oom(e: BaseException) -> bool:
     return False
 
 
+def oom_line(e: BaseException, what: str = "", hint: str = "use smaller sizes") -> str:
+    """The one-line message for a failed allocation ``e`` (see :func:`is_oom`), optionally
+    saying ``what`` was being done."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+    during = f" while {what}" if what else ""
+    return f"out of memory{during} ({type(e).__name__}: {first}); {hint}"
+
+
 @contextlib.contextmanager
 def oom_as_error(what: str, hint: str = "use smaller sizes") -> Iterator[None]:
     """Turn an allocation failure inside the block into a one-line :class:`UserError` (exit 2)."""
@@ -119,8 +127,7 @@ def oom_as_error(what: str, hint: str = "use smaller sizes") -> Iterator[None]:
     except Exception as e:
         if not is_oom(e):
             raise
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"out of memory while {what} ({first}); {hint}") from None
+        raise UserError(oom_line(e, what, hint)) from None
 
 
 @contextlib.contextmanager
