@@ -39,16 +39,6 @@ def n_params(params: Mapping[str, torch.Tensor]) -> int:
     return sum(p.numel() for p in params.values())
 
 
-def _split(flat: torch.Tensor, params: Mapping[str, torch.Tensor]) -> Params:
-    """(K, P) → dict of contiguous (K, *shape) blocks, in ``params`` order."""
-    out, i = {}, 0
-    for name, p in params.items():
-        n = p.numel()
-        out[name] = flat[:, i : i + n].reshape(flat.shape[0], *p.shape).contiguous()
-        i += n
-    return out
-
-
 def flatten_tangents(V: Mapping[str, torch.Tensor]) -> torch.Tensor:
     """dict of (K, *shape) blocks → (K, P)."""
     return torch.cat([v.reshape(v.shape[0], -1) for v in V.values()], dim=1)
@@ -62,6 +52,12 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 def _draw(shape: tuple[int, ...], generator: Optional[torch.Generator], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     """N(0, 1) draws made on the generator's device (the params' device without one), moved to ``device``."""
     return torch.randn(shape, generator=generator, dtype=dtype, device=generator_device(generator, device)).to(device)
+
+
+def _unit_rows(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """K tangents stored as blocks (K, n_i), each tangent scaled to unit norm over all blocks."""
+    norm = torch.sqrt(sum(b.pow(2).sum(1) for b in blocks))[:, None]
+    return [b / norm for b in blocks]
 
 
 def _householder_rows(flat: torch.Tensor) -> torch.Tensor:
@@ -151,8 +147,7 @@ def _sample(
             blocks = list(flat.split(sizes, dim=1))
     elif kind == "normalized":
         blocks = [_draw((K, n), generator, wd, dev) for n in sizes]
-        norm = torch.sqrt(sum(b.pow(2).sum(1) for b in blocks))[:, None]
-        blocks = [b / norm for b in blocks]
+        blocks = _unit_rows(blocks)
     elif kind == "rank1":
         blocks = []
         for p in params.values():
@@ -162,8 +157,7 @@ def _sample(
                 blocks.append(torch.einsum("ki,kj->kij", a, b).reshape(K, -1))
             else:
                 blocks.append(_draw((K, p.numel()), generator, wd, dev))
-        norm = torch.sqrt(sum(b.pow(2).sum(1) for b in blocks))[:, None]
-        blocks = [b / norm for b in blocks]
+        blocks = _unit_rows(blocks)
     else:  # block
         budget = _block_budget(sizes, K)
         blocks, row = [], 0
