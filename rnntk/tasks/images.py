@@ -95,6 +95,11 @@ def preprocess(x: torch.Tensor, size: int, preset: Preset) -> torch.Tensor:
         x = x[..., top:top + size, left:left + size]
     elif (H, W) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return _normalize(x, preset)
+
+
+def _normalize(x: torch.Tensor, preset: Preset) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of ``x`` ``(B, C, H, W)`` in [0,1], in ``x``'s dtype."""
     mean = torch.tensor(preset.mean, dtype=x.dtype).view(1, -1, 1, 1)
     std = torch.tensor(preset.std, dtype=x.dtype).view(1, -1, 1, 1)
     return ((x - mean) / std).contiguous()
@@ -125,9 +130,7 @@ def preprocess_pil(im: "Image.Image", size: int, preset: Preset) -> torch.Tensor
     a = np.asarray(im, dtype=np.uint8)
     x = torch.from_numpy(a.copy()).float().div(255.0)
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
-    mean = torch.tensor(preset.mean, dtype=torch.float32).view(1, -1, 1, 1)
-    std = torch.tensor(preset.std, dtype=torch.float32).view(1, -1, 1, 1)
-    return ((x - mean) / std).contiguous()
+    return _normalize(x, preset)
 
 
 def _pil_from_uint8(a: np.ndarray) -> "Image.Image":  # noqa: F821
@@ -193,19 +196,6 @@ def _to_nchw(a: np.ndarray) -> torch.Tensor:
     else:
         t = t.permute(0, 3, 1, 2)
     return t
-
-
-def read_image(path: Path, channels: int) -> torch.Tensor:
-    """One image file via Pillow -> ``(1, channels, H, W)`` float in [0,1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            a = np.array(im, dtype=np.uint8)  # a writable copy
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise ImageError(f"cannot read image {path}: {' '.join(str(e).split())[:160]}") from None
-    return _to_nchw(a[None])
 
 
 def _check_readable(path: Path) -> None:
