@@ -38,13 +38,10 @@ def gradient_of(model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec:
     x, y, mask = batch[:3]
     try:
         online_gradients(model, x, y, mask, rule, exec, masks=masks, check=check)
-    except BaseException:
+        out = {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
+    finally:
         for n, p in model.named_parameters():
             p.grad = saved[n]
-        raise
-    out = {n: (torch.zeros_like(p) if p.grad is None else p.grad.detach().clone()) for n, p in model.named_parameters()}
-    for n, p in model.named_parameters():
-        p.grad = saved[n]
     return out
 
 

@@ -157,9 +157,8 @@ class ChunkLearner:
 
     def state_bytes(self) -> int:
         """Bytes of everything carried between chunks (states, traces, pooling sum)."""
-        n = sum(h.numel() * h.element_size() for h in self.h)
+        n = _nbytes(self.h) + _nbytes(self.pend)
         n += sum(_nbytes(v) for c in self.carry for v in c.values())
-        n += sum(v.numel() * v.element_size() for q in self.pend for step in q for v in step)
         n += sum(v.numel() * v.element_size() for _, items in self._dq.values() for step in items for v in step)
         if self.pool_carry is not None:
             n += self.pool_carry[0].numel() * self.pool_carry[0].element_size()
