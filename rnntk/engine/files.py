@@ -101,7 +101,8 @@ def _mount_of(path: Path) -> tuple[str, str]:
     return str(p), dev
 
 
-def _human(n: float) -> str:
+def human_bytes(n: float) -> str:
+    """``n`` bytes as a short binary-unit string (``1.5 GiB``)."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n < 1024 or unit == "TiB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -133,7 +134,7 @@ def write_failure(path: Path | str, exc: BaseException) -> str | None:
         return None
     mount, dev = _mount_of(Path(path))
     if full:
-        what = f"no space left on {mount} ({dev}; {_human(free) if free is not None else '?'} free)"
+        what = f"no space left on {mount} ({dev}; {human_bytes(free) if free is not None else '?'} free)"
     else:
         first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
         what = f"{first} (disk {mount}, {dev})"

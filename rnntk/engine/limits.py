@@ -17,17 +17,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from .errors import NonFiniteError, UserError
+from .files import human_bytes
 
 # what a run may plan to use of the memory the device has free (the rest: Python, libraries,
 # temporaries the estimate leaves out)
 FRACTION = 0.8
-
-
-def _fmt(nbytes: float) -> str:
-    for unit, k in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
-        if nbytes >= k:
-            return f"{nbytes / k:.3g} {unit}"
-    return f"{nbytes / 1e3:.3g} kB"
 
 
 def _cgroup_free() -> float:
@@ -88,7 +82,7 @@ def check_fits(nbytes: float, device: Any, what: str, hint: str = "") -> None:
         raise UserError(f"{what} would need more memory than any machine has{'; ' + hint if hint else ''}")
     avail = available_bytes(device)
     if nbytes > FRACTION * avail:
-        raise UserError(f"{what} would need {_fmt(nbytes)} but {device} has {_fmt(avail)} free{'; ' + hint if hint else ''}")
+        raise UserError(f"{what} would need {human_bytes(nbytes)} but {device} has {human_bytes(avail)} free{'; ' + hint if hint else ''}")
 
 
 def nbytes_of(*shape: float, itemsize: int = 4) -> float:
