@@ -171,7 +171,7 @@ def kalman_filter_estimates(batch: TrialBatch, mode: Mode = "optimal", *, rng: n
         tau = rng.uniform(*TAU_BOUNDS, size=y.shape)
         beta = rng.uniform(*BETA_BOUNDS, size=y.shape)
     elif mode != "optimal":
-        raise ValueError(f"unknown mode {mode!r}; expected 'optimal', 'random_params' or 'observation'")
+        raise ValueError(f"unknown mode {mode!r}; expected 'optimal', 'random_params', 'observation' or 'context_unknown'")
     m, _ = scalar_kalman_filter(y, a, b / tau, sigma_eps_of(tau) ** 2, beta**2, b, reset)
     return m
 
