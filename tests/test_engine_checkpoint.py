@@ -99,6 +99,16 @@ def test_wrong_model_is_refused(tmp_path):
         load_state_into(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 2), nn.Linear(2, 2)), ck["state_dict"])
 
 
+def test_weights_of_another_dtype_kind_are_refused():
+    """Complex or integer weights for a real model (``load_state_dict`` would cast them silently)."""
+    m = _model()
+    for dt in (torch.complex64, torch.int64):
+        sd = {k: v.to(dt) for k, v in m.state_dict().items()}
+        with pytest.raises(UserError, match=f"'0.weight' has dtype {dt}, model expects torch.float32"):
+            load_state_into(_model(), sd)
+    load_state_into(_model(), {k: v.double() for k, v in m.state_dict().items()})  # float64 -> float32 is a precision change, allowed
+
+
 def test_objects_with_state_dict_are_saved_as_their_state_and_others_refused(tmp_path):
     class Custom:
         def state_dict(self):

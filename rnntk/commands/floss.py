@@ -161,9 +161,6 @@ def lyapunov_cmd(
             model = cls(**hp)
     except (TypeError, ValueError, KeyError, RuntimeError) as e:
         raise UserError(f"{model_path}: hyper-parameters do not fit {ck['model']} ({' '.join(str(e).split())[:160]})") from None
-    for name, v in ck["state_dict"].items():
-        if isinstance(v, torch.Tensor) and (v.is_complex() or not v.dtype.is_floating_point) and v.dtype != torch.bool:
-            raise UserError(f"{model_path}: weight {name} has dtype {v.dtype}; a rate network has real floating-point weights")
     load_state_into(model, ck["state_dict"], source=str(model_path))
     parts = [h.strip() for h in horizons.split(",")]
     try:

@@ -164,7 +164,8 @@ def load_checkpoint(path: Path | str, expect_model: nn.Module | str | None = Non
 
 def load_state_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str = "checkpoint") -> None:
     """``model.load_state_dict(state_dict, strict=True)`` with a one-line error naming the
-    first missing/unexpected key or shape mismatch."""
+    first missing/unexpected key, shape mismatch or kind of dtype mismatch (complex, integer or
+    floating-point where the model has another kind: ``load_state_dict`` would cast it silently)."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
@@ -184,4 +185,6 @@ def load_state_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
                 f"{source} does not fit {type(model).__name__}: '{k}' has shape {tuple(w.shape)}, "
                 f"model expects {tuple(v.shape)}"
             )
+        if w.is_complex() != v.is_complex() or w.dtype.is_floating_point != v.dtype.is_floating_point:
+            raise UserError(f"{source} does not fit {type(model).__name__}: '{k}' has dtype {w.dtype}, model expects {v.dtype}")
     model.load_state_dict(dict(state_dict), strict=True)
