@@ -221,22 +221,21 @@ def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float
     return {**base, "first_step": min(last_dt, abs(length))}
 
 
-def _param_vjp(f: Callable, taus: np.ndarray, weights: Sequence[np.ndarray], xs: tuple, adj: tuple,
-               params: tuple, cfg: dict) -> tuple[Optional[list], int]:
-    """Σ_j w_rj a_jᵀ ∂f/∂θ(τ_j, x_j) over the nodes of one interval, for each weight vector w_r
-    of ``weights`` (several quadrature rules on the same nodes); returns (one gradient tuple per
-    rule, or None where f does not depend on θ; the calls of f made).
+def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, adj: tuple,
+               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
+    """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the quadrature nodes ``taus`` (n,) with ``weights`` (n,);
+    returns (the gradient tuple, None where f does not depend on θ; the calls of f made).
 
     f maps (t, tuple of states) to a tuple; xs and adj are tuples of (n, *shape) tensors. The
-    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP per rule (cotangents
-    w_rj a_j); a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place
+    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP (cotangents
+    w_j a_j); a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place
     updates of captured tensors, random ops) is evaluated node by node instead, remembered in
     ``cfg``.
     """
     dev, dt_ = xs[0].device, xs[0].dtype
     n = len(taus)
     tj = torch.as_tensor(np.asarray(taus), dtype=dt_, device=dev)
-    ws = [torch.as_tensor(np.asarray(w), dtype=dt_, device=dev) for w in weights]
+    wj = torch.as_tensor(np.asarray(weights), dtype=dt_, device=dev)
     xs = tuple(x.detach() for x in xs)
     if cfg.get("vmap_ok", True):
         try:
@@ -245,15 +244,12 @@ def _param_vjp(f: Callable, taus: np.ndarray, weights: Sequence[np.ndarray], xs:
                 outs = [(o, a) for o, a in zip(fx, adj) if o.requires_grad]
                 if not outs:
                     return None, 1
-                grads = []
-                for r, wj in enumerate(ws):
-                    cots = [wj.view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
-                    grads.append(torch.autograd.grad([o for o, _ in outs], params, cots, allow_unused=True,
-                                                     retain_graph=r < len(ws) - 1))
+                cots = [wj.view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
+                grads = torch.autograd.grad([o for o, _ in outs], params, cots, allow_unused=True)
             return grads, 1
         except Exception:  # not vmappable: fall back to one node at a time (real errors re-raise there)
             cfg["vmap_ok"] = False
-    totals: Optional[list] = None
+    total: Optional[list] = None
     for j in range(n):
         with torch.enable_grad():
             fx = f(tj[j], tuple(x[j] for x in xs))
@@ -261,13 +257,12 @@ def _param_vjp(f: Callable, taus: np.ndarray, weights: Sequence[np.ndarray], xs:
             if not outs:
                 continue
             gr = torch.autograd.grad([o for o, _ in outs], params, [c for _, c in outs], allow_unused=True)
-        if totals is None:
-            totals = [[None] * len(params) for _ in weights]
-        for tot, w in zip(totals, weights):
-            for i, g in enumerate(gr):
-                if g is not None:
-                    tot[i] = float(w[j]) * g if tot[i] is None else tot[i] + float(w[j]) * g
-    return (None if totals is None else [tuple(tot) for tot in totals]), n
+        if total is None:
+            total = [None] * len(params)
+        for i, g in enumerate(gr):
+            if g is not None:
+                total[i] = float(weights[j]) * g if total[i] is None else total[i] + float(weights[j]) * g
+    return (None if total is None else tuple(total)), n
 
 
 def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol, atol, method: Optional[str],
@@ -349,10 +344,10 @@ def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f:
     end, x_nodes, a_nodes = solve(tau)
     if params:
         # odeint runs t_from -> t_to (backwards): flip w to the orientation of ∫_{t_to}^{t_from}
-        grads, calls = _param_vjp(f, tau, [-w], x_nodes, a_nodes, params, cfg)
+        grads, calls = _param_vjp(f, tau, -w, x_nodes, a_nodes, params, cfg)
         tally["calls"] += calls
         tally["evals"] += n
-        for acc, g in zip(p_grad, grads[0] if grads else ()):
+        for acc, g in zip(p_grad, grads or ()):
             if g is not None:
                 acc.add_(g)
     return end
@@ -402,12 +397,12 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
                 w = np.concatenate([r[2] for r in sel])
                 xs = tuple(torch.cat(parts) for parts in zip(*[r[3][0] for r in sel]))
                 adj = tuple(torch.cat(parts) for parts in zip(*[r[3][1] for r in sel]))
-                g, calls = _param_vjp(f, taus, [w], xs, adj, params, cfg)
+                g, calls = _param_vjp(f, taus, w, xs, adj, params, cfg)
                 tally["calls"] += calls
                 tally["evals"] += len(taus)
                 if g:
-                    total = list(g[0]) if total is None else [
-                        b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g[0])]
+                    total = list(g) if total is None else [
+                        b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g)]
             sums.append(tuple(total) if total is not None else (None,) * len(params))
         q, low = sums
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, q)]
