@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from rnntk.methods.conv_eigs import ConvOperator, arnoldi, eigs_arpack, krylov_schur, leading_eigs, select
+from rnntk.cordsnet.eigs import ConvOperator, arnoldi, eigs_arpack, krylov_schur, leading_eigs, select
 
 
 def _dist(found: np.ndarray, ref: np.ndarray) -> float:
@@ -112,7 +112,7 @@ def r8(rows: list[str], full: bool) -> None:
 def realistic_r8(seed: int = 0) -> "torch.nn.Module":
     """A seeded random upstream-size R8 with weight-norm gains of the recurrent convs drawn
     U(0.5, 0.95) per output channel (the kind of operator a trained network has)."""
-    from rnntk.nets.cordsnet import CordsNet
+    from rnntk.cordsnet.model import CordsNet
 
     torch.manual_seed(seed)
     net = CordsNet(depth=8)

@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from rnntk.engine import Run
-from rnntk.nets.leaky_rnn import LeakyRNN
-from rnntk.tasks.integrate import integration_trials
+from rnntk.core.leaky_rnn import LeakyRNN
+from rnntk.selftest.integrate import integration_trials
 
 
 def loop(steps: int, run: Run | None) -> float:

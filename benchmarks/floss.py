@@ -28,10 +28,10 @@ from pathlib import Path
 
 import torch
 
-from rnntk.methods.floss import flossing_loss
-from rnntk.methods.lyapunov import initial_basis, lyapunov_spectrum
-from rnntk.nets.vanilla_rnn import VanillaRNN
-from rnntk.tasks.delayed_xor import delayed_parity_trials
+from rnntk.floss.flossing import flossing_loss
+from rnntk.analysis.lyapunov import initial_basis, lyapunov_spectrum
+from rnntk.core.vanilla_rnn import VanillaRNN
+from rnntk.floss.delayed_xor import delayed_parity_trials
 
 
 def timeit(fn, repeats: int = 7) -> float:

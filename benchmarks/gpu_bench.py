@@ -106,8 +106,8 @@ def interleaved(jobs: dict[str, Callable[[], Any]], dev: torch.device, budget: f
 
 # ------------------------------------------------------------------------------------ sections
 def bench_sofo(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
-    from rnntk.methods.sofo import SOFO
-    from rnntk.methods.sofo_problems import ReachProblem
+    from rnntk.sofo.optimizer import SOFO
+    from rnntk.sofo.problems import ReachProblem
 
     n, B, dt, dur, Ks = (8, 4, 0.02, 0.4, (8, 16)) if tiny else (64, 256, 0.002, 2.0, (32, 128))
     prob = ReachProblem("double-reach", hidden=n, dt=dt, duration=dur)
@@ -135,8 +135,8 @@ def bench_sofo(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> N
 
 
 def bench_online(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
-    from rnntk.methods.online import ChunkLearner, online_gradients
-    from rnntk.nets.seq_model import build_seq_model
+    from rnntk.online import ChunkLearner, online_gradients
+    from rnntk.online.models.seq_model import build_seq_model
 
     L, H, N, b, T = (2, 8, 8, 4, 12) if tiny else (4, 128, 64, 50, 48)
     model = build_seq_model(d_in=8, n_classes=2, n_out=7, layers=L, d_model=H, d_hidden=N, dropout=0.0,
@@ -164,10 +164,10 @@ def bench_online(rec: Recorder, dev: torch.device, tiny: bool, budget: float) ->
 
 
 def bench_lyapunov(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
-    from rnntk.methods.floss import flossing_loss
-    from rnntk.methods.lyapunov import initial_basis, lyapunov_spectrum
-    from rnntk.nets.vanilla_rnn import VanillaRNN
-    from rnntk.tasks.delayed_xor import delayed_parity_trials
+    from rnntk.floss.flossing import flossing_loss
+    from rnntk.analysis.lyapunov import initial_basis, lyapunov_spectrum
+    from rnntk.core.vanilla_rnn import VanillaRNN
+    from rnntk.floss.delayed_xor import delayed_parity_trials
 
     N, k, B, T = (12, 10, 4, 20) if tiny else (80, 75, 16, 55)
     m = VanillaRNN(N, batch=B, generator=torch.Generator().manual_seed(0)).to(dev)
@@ -189,8 +189,8 @@ def bench_lyapunov(rec: Recorder, dev: torch.device, tiny: bool, budget: float) 
 
 
 def bench_arnoldi(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
-    from rnntk.methods.conv_eigs import arnoldi, cordsnet_operators, eigs_arpack
-    from rnntk.nets.cordsnet import CordsNet
+    from rnntk.cordsnet.eigs import arnoldi, cordsnet_operators, eigs_arpack
+    from rnntk.cordsnet.model import CordsNet
 
     torch.manual_seed(0)
     model = CordsNet(8, 10, 3, image_size=32, width=0.125) if tiny else CordsNet(8, 1000, 3)
@@ -219,7 +219,7 @@ def bench_arnoldi(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -
 
 
 def bench_gq(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
-    from rnntk.methods.ode_train import ODEConfig, ODEProblem
+    from rnntk.ode.train import ODEConfig, ODEProblem
 
     width = 50 if tiny else 2000
     cfg = ODEConfig(rtol=1e-3, atol=1e-3, method="dopri5", gtol=0.1, task="g1d", width=width, n_train=2, batch=2)

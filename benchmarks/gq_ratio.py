@@ -39,7 +39,7 @@ import time
 import torch
 
 from peakmem import peak_rss, reset_peak_rss
-from rnntk.methods.ode_train import ODEConfig, ODEProblem, auto_adjoint
+from rnntk.ode.train import ODEConfig, ODEProblem, auto_adjoint
 
 METHODS = ("gq", "gq-rule", "adjoint", "seminorm", "direct")
 SETTINGS = {

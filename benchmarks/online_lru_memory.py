@@ -5,7 +5,7 @@ for reference, sequence-mode online_full), measured side by side in one run.
     python benchmarks/online_lru_memory.py --seq-lens 64 256 --layers 2
 
 Memory = bytes of tensors autograd saves for backward (saved_tensors_hooks) + bytes of trace
-tensors and state carried between steps, at the worst chunk (rnntk.methods.online.rule_memory).
+tensors and state carried between steps, at the worst chunk (rnntk.online.rule_memory).
 On CUDA, torch.cuda.max_memory_allocated is printed too. Targets (issue #5): streaming
 online_full at T = 4096 within 1.1x of T = 64; BPTT grows >= 30x. Sequence-mode online_full
 grows like BPTT (∝ T) but stays below it: its credit never forms the (batch, T, N, H) B-trace
@@ -18,8 +18,8 @@ import argparse
 
 import torch
 
-from rnntk.methods.online import rule_memory
-from rnntk.nets.seq_model import build_seq_model
+from rnntk.online import rule_memory
+from rnntk.online.models.seq_model import build_seq_model
 
 
 def main() -> None:

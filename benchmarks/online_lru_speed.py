@@ -27,8 +27,8 @@ from collections.abc import Callable
 
 import torch
 
-from rnntk.methods.online import ChunkLearner, loss_weights, online_gradients
-from rnntk.nets.seq_model import build_seq_model
+from rnntk.online import ChunkLearner, loss_weights, online_gradients
+from rnntk.online.models.seq_model import build_seq_model
 
 
 def main() -> None:

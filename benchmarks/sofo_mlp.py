@@ -36,7 +36,7 @@ from typing import Any, Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from rnntk.methods.sofo import SOFO, CrossEntropy, direction, sketch_feedforward, solve
+from rnntk.sofo.optimizer import SOFO, CrossEntropy, direction, sketch_feedforward, solve
 
 K, B, HIDDEN, LR, DAMPING = 340, 256, 128, 0.01, 1e-3
 

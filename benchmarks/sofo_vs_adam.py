@@ -35,9 +35,9 @@ import time
 import torch
 from peakmem import peak_rss, reset_peak_rss
 
-from rnntk.commands.sofo import DEFAULTS, PRESETS
-from rnntk.methods.sofo import SOFO
-from rnntk.methods.sofo_problems import ReachProblem, make_problem
+from rnntk.sofo.cli import DEFAULTS, PRESETS
+from rnntk.sofo.optimizer import SOFO
+from rnntk.sofo.problems import ReachProblem, make_problem
 
 ADAM_FACTORS = (1 / 3, 1.0, 3.0)
 

@@ -39,7 +39,7 @@ import typer
 from typer._click import exceptions as _cx
 
 from . import __version__
-from .commands import common as _common
+from rnntk.engine import options as _common
 from .engine.errors import Interrupted, RnntkError
 
 app = typer.Typer(
@@ -69,14 +69,20 @@ def _root(
     """Train and analyse recurrent networks as models of the brain."""
 
 
-# command modules register themselves on `app`
-from .commands import inspect as _inspect  # noqa: E402,F401
-from .commands import selftest as _selftest  # noqa: E402,F401
-from .commands import sofo as _sofo  # noqa: E402,F401
-from .commands import floss as _floss  # noqa: E402,F401
-from .commands import ode as _ode  # noqa: E402,F401
-from .commands import online_lru as _online_lru  # noqa: E402,F401
-from .commands import cordsnet as _cordsnet  # noqa: E402,F401
+def _register_commands() -> None:
+    """Each slice adds its commands to `app`; no command module imports this one."""
+    from rnntk.engine import inspect
+    from rnntk.selftest import cli as selftest
+    from rnntk.sofo import cli as sofo
+    from rnntk.floss import cli as floss
+    from rnntk.ode import cli as ode
+    from rnntk.online import cli as online
+    from rnntk.cordsnet import cli as cordsnet
+    for part in (inspect, selftest, sofo, floss, ode, online, cordsnet):
+        part.register(app)
+
+
+_register_commands()
 
 
 def _subcommand(argv: Sequence[str]) -> Optional[str]:

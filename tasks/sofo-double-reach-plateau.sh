@@ -57,8 +57,8 @@ for name in "${ORDER[@]}"; do
   if [ "$name" = floor ]; then  # scripted controller on the same 64 validation trials (seed 0)
     python - <<'EOF' | tee -a "$out/table.tsv"
 import torch
-from rnntk.methods.sofo_problems import ReachProblem
-from rnntk.tasks import reach
+from rnntk.sofo.problems import ReachProblem
+from rnntk.sofo.tasks import reach
 for dt in (0.01, 0.002):
     prob = ReachProblem("double-reach", hidden=32, dt=dt)
     b = prob.sample(64, torch.Generator().manual_seed(10_007))  # the validation trials of seed 0

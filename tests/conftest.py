@@ -72,7 +72,7 @@ def assert_sketch_matches_autograd(prob, model, V, batch, impls=("manual", "gene
     ĝ = V·∇L with ∇L from autograd through the whole rollout, for each tangent implementation."""
     import torch
 
-    from rnntk.methods.sofo import flatten_tangents
+    from rnntk.sofo.optimizer import flatten_tangents
 
     L = prob.loss(model, batch)
     g = torch.cat([x.reshape(-1) for x in torch.autograd.grad(L, list(model.parameters()))])

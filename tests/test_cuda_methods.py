@@ -147,7 +147,7 @@ def test_resume_on_device_is_bit_identical(tmp_path, dev):
 def test_sofo_tangents_drawn_on_the_parameters_device_meta(kind):
     """Regression: tangents were drawn on the CPU and copied. On ``meta`` parameters every draw
     and the QR happen on ``meta`` (no CPU round trip)."""
-    from rnntk.methods.sofo import sample_tangents
+    from rnntk.sofo.optimizer import sample_tangents
 
     p = {"W": torch.empty(6, 5, device="meta"), "b": torch.empty(5, device="meta")}
     with DrawLog() as log:
@@ -161,7 +161,7 @@ def test_sofo_tangents_drawn_on_the_parameters_device_meta(kind):
 def test_sofo_tangents_on_device_are_orthonormal_or_unit(dev, kind):
     """Oracle (O1 on device): tangents drawn from a generator on ``dev`` are on ``dev``, every
     draw happened there, orthonormal tangents satisfy V Vᵀ = I, the others have unit rows."""
-    from rnntk.methods.sofo import flatten_tangents, sample_tangents
+    from rnntk.sofo.optimizer import flatten_tangents, sample_tangents
 
     p = {"W": torch.zeros(9, 7, device=dev, dtype=D64), "b": torch.zeros(7, device=dev, dtype=D64)}
     g = torch.Generator(device=dev).manual_seed(0)
@@ -177,9 +177,9 @@ def test_sofo_tangents_on_device_are_orthonormal_or_unit(dev, kind):
 
 
 def _reach(dev: str):
-    from rnntk.methods.sofo import sample_tangents
-    from rnntk.methods.sofo_problems import ReachProblem
-    from rnntk.nets.motor_rnn import MotorRNN
+    from rnntk.sofo.optimizer import sample_tangents
+    from rnntk.sofo.problems import ReachProblem
+    from rnntk.sofo.models.motor_rnn import MotorRNN
 
     prob = ReachProblem("double-reach", hidden=7, dt=0.01, duration=0.6)
     torch.manual_seed(0)
@@ -198,7 +198,7 @@ def _reach(dev: str):
 def test_sofo_sketch_matches_autograd_on_device(dev):
     """Oracle O2 on ``dev`` (float64): the sketch's loss equals autograd's and ĝ = V·∇L with ∇L
     from autograd through the whole rollout (arm included); every tensor stays on ``dev``."""
-    from rnntk.methods.sofo import flatten_tangents
+    from rnntk.sofo.optimizer import flatten_tangents
 
     prob, m, V, b = _reach(dev)
     L = prob.loss(m, b)
@@ -216,7 +216,7 @@ def test_sofo_sketch_matches_autograd_on_device(dev):
 def test_sofo_cpu_and_cuda_agree():
     """Same seed, same tangents and batch: loss, ĝ and Ĝ on CUDA within 1e-10 (relative, float64)
     of the CPU's, and one SOFO step moves θ to within 1e-8 of the CPU's step."""
-    from rnntk.methods.sofo import SOFO
+    from rnntk.sofo.optimizer import SOFO
 
     out = {}
     for d in ("cpu", "cuda"):
@@ -238,8 +238,8 @@ def test_sofo_training_loop_keeps_tangents_noise_and_trials_on_device(tmp_path, 
     """The sofo-train loop on ``dev``: every sketch sees tangents, trials and noise on ``dev``;
     tangents and noise come from generators on the device (drawn there, not copied)."""
     from rnntk.engine import Run
-    from rnntk.methods.sofo_problems import ReachProblem
-    from rnntk.methods.sofo_train import TrainConfig, train
+    from rnntk.sofo.problems import ReachProblem
+    from rnntk.sofo.train import TrainConfig, train
 
     prob = ReachProblem("double-reach", hidden=8, dt=0.02, duration=0.4)
     seen: list[set[str]] = []
@@ -260,7 +260,7 @@ def test_sofo_training_loop_keeps_tangents_noise_and_trials_on_device(tmp_path, 
 
 # ------------------------------------------------------------------------------------- online LRU
 def _lru(dtype, dev):
-    from rnntk.nets.lru import LRU
+    from rnntk.online.models.lru import LRU
 
     return LRU(4, 5, r_min=0.5, r_max=0.99, generator=torch.Generator().manual_seed(0)).to(dtype).to(dev)
 
@@ -283,7 +283,7 @@ def _loop_grads(rec, u):
 def test_online_full_equals_bptt_on_device(dev, dtype, T, tol):
     """Oracle O1 on ``dev``: online_full's gradient of one LRU layer equals BPTT through a
     Python loop (float64 reference); float64 within 1e-10, float32 at T = 300 within 1e-4."""
-    from rnntk.methods.online import layer_gradients
+    from rnntk.online import layer_gradients
 
     rec = _lru(dtype, dev)
     u = torch.randn(3, T, 4, generator=torch.Generator().manual_seed(1), dtype=D64)
@@ -297,7 +297,7 @@ def test_online_full_equals_bptt_on_device(dev, dtype, T, tol):
 
 
 def _stack(dev):
-    from rnntk.nets.seq_model import build_seq_model
+    from rnntk.online.models.seq_model import build_seq_model
 
     m = build_seq_model(d_in=3, n_classes=3, n_out=2, arch="lru", layers=2, d_model=6, d_hidden=5, dropout=0.0, pooling="pool_st",
                         generator=torch.Generator().manual_seed(0)).double().to(dev)
@@ -313,7 +313,7 @@ def _stack(dev):
 def test_online_streaming_equals_sequence_on_device(dev):
     """Oracle O10 on ``dev``: the streaming fast path (one step at a time) gives the sequence
     mode's online_full gradients (relative 1e-11), all on ``dev``."""
-    from rnntk.methods.online.alignment import gradient_of
+    from rnntk.online.alignment import gradient_of
 
     m, batch = _stack(dev)
     a, b = gradient_of(m, batch, "online_full", "sequence"), gradient_of(m, batch, "online_full", "streaming")
@@ -325,7 +325,7 @@ def test_online_streaming_equals_sequence_on_device(dev):
 @pytest.mark.parametrize("dev", DEVICES)
 def test_online_dropout_masks_drawn_on_the_generator_device(dev):
     """Dropout masks are drawn on the generator's device (the run's device generator)."""
-    from rnntk.nets.seq_model import build_seq_model
+    from rnntk.online.models.seq_model import build_seq_model
 
     m = build_seq_model(d_in=3, n_classes=3, n_out=2, arch="lru", layers=2, d_model=6, d_hidden=5, dropout=0.3,
                         generator=torch.Generator().manual_seed(0)).to(dev).train()
@@ -340,7 +340,7 @@ def test_online_dropout_masks_drawn_on_the_generator_device(dev):
 def test_online_cpu_and_cuda_agree():
     """Same seed and batch: online_full streaming gradients on CUDA within 1e-10 (relative,
     float64) of the CPU's."""
-    from rnntk.methods.online.alignment import gradient_of
+    from rnntk.online.alignment import gradient_of
 
     out = {d: gradient_of(*_stack(d), "online_full", "streaming") for d in ("cpu", "cuda")}
     for n in out["cpu"]:
@@ -350,7 +350,7 @@ def test_online_cpu_and_cuda_agree():
 # ------------------------------------------------------------------------------- floss / Lyapunov
 def test_initial_basis_drawn_on_the_requested_device_meta():
     """Regression: the basis was drawn and orthonormalised on the CPU, then copied."""
-    from rnntk.methods.lyapunov import initial_basis
+    from rnntk.analysis.lyapunov import initial_basis
 
     with DrawLog() as log:
         Q = initial_basis(8, 3, device="meta")
@@ -361,7 +361,7 @@ def test_initial_basis_drawn_on_the_requested_device_meta():
 def test_lyapunov_diagonal_map_on_device(dev):
     """Oracle (as on CPU): a diagonal linear map's spectrum is log|a_i|, float64 within 1e-8;
     the basis is drawn on ``dev`` and the exponents stay there."""
-    from rnntk.methods.lyapunov import lyapunov_spectrum
+    from rnntk.analysis.lyapunov import lyapunov_spectrum
 
     a = torch.tensor([1.3, -0.9, 0.5, 0.2, -1.1], dtype=D64, device=dev)
     A = torch.diag(a)
@@ -374,7 +374,7 @@ def test_lyapunov_diagonal_map_on_device(dev):
 
 
 def _rnn(dev, dtype=D64, batch=4):
-    from rnntk.nets.vanilla_rnn import VanillaRNN
+    from rnntk.core.vanilla_rnn import VanillaRNN
 
     return VanillaRNN(40, batch=batch, g=0.5, generator=torch.Generator().manual_seed(2)).to(dtype).to(dev)
 
@@ -384,7 +384,7 @@ def _rnn(dev, dtype=D64, batch=4):
 def test_lyapunov_contracting_net_matches_fixed_point_eigenvalues_on_device(dev, dtype, tol):
     """Oracle (as on CPU): a contracting rate network's spectrum equals log|eig| of its
     linearisation at the fixed point (float64 and float32, batched over 4 trajectories)."""
-    from rnntk.methods.lyapunov import lyapunov_spectrum
+    from rnntk.analysis.lyapunov import lyapunov_spectrum
 
     m = _rnn(dev, dtype)
     with torch.no_grad():
@@ -402,9 +402,9 @@ def test_lyapunov_contracting_net_matches_fixed_point_eigenvalues_on_device(dev,
 def test_floss_step_on_device(dev):
     """As the CPU test: 60 flossing steps on ``dev`` cut the flossing loss below 0.3× its first
     value; inputs and the start basis are drawn on ``dev``; gradients stay there."""
-    from rnntk.methods.floss import floss_step, flossed_parameters
-    from rnntk.methods.lyapunov import initial_basis
-    from rnntk.nets.vanilla_rnn import VanillaRNN
+    from rnntk.floss.flossing import floss_step, flossed_parameters
+    from rnntk.analysis.lyapunov import initial_basis
+    from rnntk.core.vanilla_rnn import VanillaRNN
 
     m = VanillaRNN(30, batch=1, generator=torch.Generator().manual_seed(15)).to(dev)
     opt = torch.optim.Adam(flossed_parameters(m), lr=1e-2)
@@ -427,14 +427,14 @@ def test_floss_step_on_device(dev):
 def test_lyapunov_cpu_and_cuda_agree():
     """Same network, inputs and start basis: the batched spectrum on CUDA within 1e-9 (absolute,
     float64, 300 steps) of the CPU's."""
-    from rnntk.methods.lyapunov import initial_basis, lyapunov_spectrum
-    from rnntk.tasks.delayed_xor import delayed_parity_trials
+    from rnntk.analysis.lyapunov import initial_basis, lyapunov_spectrum
+    from rnntk.floss.delayed_xor import delayed_parity_trials
 
     u = delayed_parity_trials(16, 300, 4, generator=torch.Generator().manual_seed(1), dtype=D64).inputs
     q0 = initial_basis(40, 20, generator=torch.Generator().manual_seed(0))
     out = {}
     for d in ("cpu", "cuda"):
-        from rnntk.nets.vanilla_rnn import VanillaRNN
+        from rnntk.core.vanilla_rnn import VanillaRNN
 
         m = VanillaRNN(40, batch=16, g=1.5, generator=torch.Generator().manual_seed(2)).double().to(d)
         out[d] = lyapunov_spectrum(m, u.to(d), 20, x0=m.x0.detach(), q0=q0.to(d), warmup=20).exponents.detach().cpu()
@@ -443,7 +443,7 @@ def test_lyapunov_cpu_and_cuda_agree():
 
 # ------------------------------------------------------------------------------- CordsNet conv_eigs
 def _conv(dev, C=6, H=8, W=10, seed=1, scale=2.0):
-    from rnntk.methods.conv_eigs import ConvOperator
+    from rnntk.cordsnet.eigs import ConvOperator
 
     g = torch.Generator().manual_seed(seed)
     w = torch.randn(C, C, 3, 3, generator=g, dtype=D64) * scale / (C * 9) ** 0.5
@@ -463,7 +463,7 @@ def test_arnoldi_matches_dense_on_device(dev):
     drawn on ``dev``."""
     import numpy as np
 
-    from rnntk.methods.conv_eigs import arnoldi
+    from rnntk.cordsnet.eigs import arnoldi
 
     op = _conv(dev)
     assert op.device.type == dev
@@ -480,7 +480,7 @@ def test_arnoldi_matches_dense_on_device(dev):
 @pytest.mark.parametrize("dev", DEVICES)
 def test_power_iteration_start_vectors_drawn_on_device(dev):
     """Power iteration's batch of start vectors is drawn on the operator's device."""
-    from rnntk.methods.conv_eigs import power_iteration
+    from rnntk.cordsnet.eigs import power_iteration
 
     op = _conv(dev)
     with DrawLog() as log:
@@ -492,7 +492,7 @@ def test_power_iteration_start_vectors_drawn_on_device(dev):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 def test_arnoldi_cpu_and_cuda_agree():
     """Same operator and start vector: CUDA's leading Ritz values within 1e-8 of the CPU's."""
-    from rnntk.methods.conv_eigs import arnoldi
+    from rnntk.cordsnet.eigs import arnoldi
 
     v0 = torch.rand(6 * 8 * 10, generator=torch.Generator().manual_seed(0), dtype=D64)
     a, c = (arnoldi(_conv(d), m=300, k=10, which="LM", v0=v0) for d in ("cpu", "cuda"))
@@ -528,7 +528,7 @@ def test_gq_adjoint_matches_direct_backprop_on_device(dev, trajectory, monkeypat
     every gradient live on ``dev``."""
     from torchdiffeq import odeint
 
-    from rnntk.methods.gq_adjoint import odeint_adjoint_gq
+    from rnntk.ode.gq_adjoint import odeint_adjoint_gq
 
     ref = _gq_grads(dev, lambda f, y, t: odeint(f, y, t, rtol=1e-12, atol=1e-12, method="dopri5"))
     nodes = node_log(monkeypatch)
@@ -543,7 +543,7 @@ def test_gq_adjoint_float32_on_device(dev):
     """float32 GQ gradients within 1e-3 (relative) of the float64 direct reference."""
     from torchdiffeq import odeint
 
-    from rnntk.methods.gq_adjoint import odeint_adjoint_gq
+    from rnntk.ode.gq_adjoint import odeint_adjoint_gq
 
     ref = _gq_grads(dev, lambda f, y, t: odeint(f, y, t, rtol=1e-12, atol=1e-12, method="dopri5"))
     gq = _gq_grads(dev, lambda f, y, t: odeint_adjoint_gq(f, y, t, rtol=1e-6, atol=1e-6), dtype=torch.float32)
@@ -555,7 +555,7 @@ def test_gq_adjoint_float32_on_device(dev):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs CUDA")
 def test_gq_cpu_and_cuda_agree():
     """Same field, data and seed: GQ gradients on CUDA within 1e-8 (relative, float64) of the CPU's."""
-    from rnntk.methods.gq_adjoint import odeint_adjoint_gq
+    from rnntk.ode.gq_adjoint import odeint_adjoint_gq
 
     a, c = (_gq_grads(d, lambda f, y, t: odeint_adjoint_gq(f, y, t, rtol=1e-10, atol=1e-10, gtol=1.0)) for d in ("cpu", "cuda"))
     assert max(_rel(x, y) for x, y in zip(c, a)) <= 1e-8
@@ -566,8 +566,8 @@ def test_ode_train_ou_draws_wong_zakai_noise_on_device(tmp_path, dev, monkeypatc
     """ode-train's OU task draws the Karhunen–Loève noise ξ with a generator on the run's
     device (regression: a CPU generator, then a copy) and keeps ξ there; CPU streams unchanged."""
     from rnntk.engine import Run
-    from rnntk.methods import wong_zakai
-    from rnntk.methods.ode_train import ODEConfig, train_ode
+    from rnntk.ode import wong_zakai
+    from rnntk.ode.train import ODEConfig, train_ode
 
     seen: list[tuple[str, str]] = []
     orig = wong_zakai.KLNoise.resample

@@ -1,0 +1,25 @@
+"""Analyses of any model of the contract (:mod:`rnntk.core.models`): Lyapunov spectra.
+"""
+
+from __future__ import annotations
+
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rnntk.analysis.lyapunov import lyapunov_spectrum, LyapunovResult, condition_numbers, long_term_jacobian_singular_values
+
+_LAZY: dict[str, str] = {
+    'lyapunov_spectrum': 'rnntk.analysis.lyapunov',
+    'LyapunovResult': 'rnntk.analysis.lyapunov',
+    'condition_numbers': 'rnntk.analysis.lyapunov',
+    'long_term_jacobian_singular_values': 'rnntk.analysis.lyapunov',
+}
+__all__ = ['LyapunovResult', 'condition_numbers', 'long_term_jacobian_singular_values', 'lyapunov_spectrum']
+
+
+def __getattr__(name: str) -> Any:
+    """Import on first use, so that ``rnntk <command>`` loads torch only after the thread policy is set."""
+    if name in _LAZY:
+        return getattr(_importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

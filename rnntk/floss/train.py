@@ -1,0 +1,232 @@
+"""Task training with gradient flossing on an engine :class:`~rnntk.engine.Run`.
+
+Epoch = one fresh batch = one task Adam step (per-tensor gradient clipping, as upstream);
+flossing episodes run *before* the task step of their epoch (epoch 0: ``before`` steps;
+then every ``every`` epochs, at most ``times`` episodes), each step on a fresh input sequence
+of the task with a fixed initial basis Q0. Spectra of a fixed probe sequence are recorded
+before/after every flossing episode and every ``le_every`` epochs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from rnntk.engine.limits import overflow_as_nonfinite
+from rnntk.core.vanilla_rnn import VanillaRNN
+from rnntk.floss.delayed_xor import accuracy, bce_loss, delayed_parity_trials
+from rnntk.floss.flossing import FlossSchedule, clip_per_tensor, floss_step, flossed_parameters
+from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
+
+
+@dataclass
+class FlossConfig:
+    """Options of ``rnntk floss`` used by the loop (defaults: upstream's README call)."""
+
+    n_bits: int = 2
+    delay: int = 20
+    n_units: int = 80
+    g: float = 1.0
+    init: str = "gaussian"
+    alpha: float = 1.0
+    trial_len: int = 300
+    batch: int = 16
+    epochs: int = 3001
+    lr: float = 1e-3
+    clip: float = 0.03
+    train_x0: bool = True
+    upstream_window: bool = False
+    schedule: FlossSchedule = field(default_factory=FlossSchedule)
+    floss_k: int = 75
+    floss_len: int = 55
+    floss_warmup: int = 16
+    floss_tons: int = 2  # same exponents as upstream's 1 (tested), half the QRs
+    floss_lr: float = 1e-3
+    floss_target: float = 0.0
+    floss_reduce: str = "mean"
+    eval_every: int = 100
+    eval_batch: int = 256
+    le_every: int = 500
+    le_len: int = 1000
+    horizons: tuple[int, ...] = (10, 25, 50)
+
+
+def _task(cfg: FlossConfig, batch: int, steps: int, gen: torch.Generator):
+    return delayed_parity_trials(batch, steps, cfg.delay, n_bits=cfg.n_bits, upstream_window=cfg.upstream_window, generator=gen)
+
+
+def _bits(batch: int, steps: int, gen: torch.Generator) -> torch.Tensor:
+    """Task-distributed input bits (B, T, 1) for flossing and probe sequences (no targets needed,
+    so any length works, also shorter than the delay)."""
+    return torch.randint(0, 2, (batch, steps, 1), generator=gen, device=gen.device).float()
+
+
+def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
+    """Train a :class:`VanillaRNN` on the delayed parity task with the flossing schedule."""
+    dev = run.device
+    model = VanillaRNN(cfg.n_units, 1, 1, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=run.generator).to(dev)
+    if not cfg.train_x0:
+        model.x0.requires_grad_(False)
+    task_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
+    floss_opt = torch.optim.Adam(flossed_parameters(model), lr=cfg.floss_lr, betas=(0.9, 0.999))
+    run.track(model, task_opt, hparams=model.hparams(), floss_opt=floss_opt)
+    st = run.state
+    for key in ("episodes", "floss_losses", "floss_lambdas", "le_epochs", "le_after_floss", "le", "cond", "sv", "accs", "floss_s", "task_s", "nonfinite_floss"):
+        st.setdefault(key, 0 if key in ("episodes", "floss_s", "task_s", "nonfinite_floss") else [])
+    dgen = lambda s: torch.Generator(device=dev).manual_seed(s)  # noqa: E731  # drawn on the run's device (same streams on CPU)
+    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=dgen(run.seed + 3), dtype=torch.float32, device=dev)
+    probe = _bits(1, cfg.le_len, dgen(run.seed + 5))
+    horizons = [h for h in cfg.horizons if h <= cfg.le_len]
+    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=dgen(run.seed + 7), dtype=torch.float32, device=dev)
+    test = _task(cfg, cfg.eval_batch, cfg.trial_len, torch.Generator().manual_seed(run.seed + 11))
+    test_u, test_y, test_m = test.inputs.to(dev), test.targets.to(dev), test.mask.to(dev)
+
+    def stop_check() -> None:  # a signal stops a long spectrum or episode within a time step
+        run.check_interrupt(checkpoint=False)
+
+    def spectrum(updates: int, after_floss: bool = False) -> None:
+        """Spectrum of the probe sequence; ``updates`` = task updates done so far."""
+        with torch.no_grad():
+            x0 = model.x0[:1].detach()
+            res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4), check=stop_check)
+            sv = long_term_jacobian_singular_values(model, probe, horizons, x0=x0, check=stop_check) if horizons else torch.zeros(0, cfg.n_units)
+        st["le_epochs"].append(int(updates))
+        st["le_after_floss"].append(bool(after_floss))
+        st["le"].append([float(v) for v in res.exponents[0]])
+        st["sv"].append(sv.cpu().tolist())
+        st["cond"].append([float(c) for c in condition_numbers(sv, cfg.floss_k)] if horizons else [])
+
+    def episode(epoch: int, n_fl: int) -> None:
+        t0 = time.perf_counter()
+        fgen = dgen(run.seed * 1_000_003 + epoch)
+        for _ in range(n_fl):
+            u = _bits(1, cfg.floss_len, fgen)
+            with overflow_as_nonfinite(run.step, "floss_update"):  # e.g. --floss-lr 1e38: exit 3, last good checkpoint kept
+                info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
+                                  t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0, check=stop_check)
+            st["floss_losses"].append(info.loss)
+            st["floss_lambdas"].append([float(v) for v in info.exponents])
+            st["nonfinite_floss"] += 0 if info.finite else 1
+        if epoch > 0:
+            st["episodes"] += 1
+        st["floss_s"] += time.perf_counter() - t0
+        spectrum(epoch, after_floss=True)
+
+    if not st["le"]:  # a resumed run already holds the initial spectrum in its state
+        spectrum(0)
+    if cfg.epochs == 0:  # flossing only: the before-training steps, spectra before and after
+        if not st["floss_losses"] and cfg.schedule.before:
+            episode(0, cfg.schedule.before)
+        return _finish(cfg, run, model, horizons)
+    for epoch in run.steps(cfg.epochs, desc="floss"):
+        row: dict[str, float] = {}
+        n_fl = cfg.schedule.steps_at(epoch, st["episodes"] if epoch > 0 else 0)
+        if n_fl:
+            episode(epoch, n_fl)
+            row.update(floss_loss=st["floss_losses"][-1], floss_lambda_1=st["floss_lambdas"][-1][0])
+        t0 = time.perf_counter()
+        tr = _task(cfg, cfg.batch, cfg.trial_len, run.generator)
+        u, y, m = tr.inputs.to(dev), tr.targets.to(dev), tr.mask.to(dev)
+        logits, _ = model(u)
+        loss = bce_loss(logits, y, m)
+        acc = float(accuracy(logits.detach(), y, m))  # on never-seen data, before the update
+        task_opt.zero_grad()
+        loss.backward()
+        gx0 = float(model.x0.grad.norm()) if model.x0.grad is not None else 0.0
+        gnorm = clip_per_tensor([p for p in model.parameters() if p.requires_grad], cfg.clip)
+        with overflow_as_nonfinite(epoch, "task_update"):  # e.g. --lr 1e38
+            task_opt.step()
+        st["task_s"] += time.perf_counter() - t0
+        st["accs"].append(acc)
+        row.update(loss=float(loss.detach()), accuracy=acc, grad_norm=gnorm, grad_norm_x0=gx0)
+        if epoch % cfg.eval_every == 0:
+            with torch.no_grad():
+                row["test_accuracy"] = float(accuracy(model(test_u)[0], test_y, test_m))
+        if cfg.le_every and epoch > 0 and epoch % cfg.le_every == 0:
+            spectrum(epoch + 1)
+            row["lambda_1"] = st["le"][-1][0]
+            row["lambda_k_mean"] = sum(st["le"][-1][: cfg.floss_k]) / cfg.floss_k
+        run.log(epoch, **row)
+    spectrum(run.step)
+    with torch.no_grad():
+        test_acc = float(accuracy(model(test_u)[0], test_y, test_m))
+    run.result("test_accuracy_final", test_acc, description="held-out batch at the end")
+    return _finish(cfg, run, model, horizons)
+
+
+def _finish(cfg: FlossConfig, run: Any, model: VanillaRNN, horizons: list[int]) -> dict[str, float]:
+    st = run.state
+    accs = st["accs"]
+    final_acc = sum(accs[-100:]) / max(len(accs[-100:]), 1)
+    to90 = -1
+    for i in range(len(accs)):
+        w = accs[max(0, i - 49) : i + 1]
+        if len(w) == 50 and sum(w) / 50 >= 0.9:
+            to90 = i
+            break
+    out = {"final_accuracy": final_acc if accs else float("nan"), "success": float(bool(accs) and final_acc >= 0.95), "epochs_to_90": float(to90),
+           "lambda_1_init": st["le"][0][0], "lambda_1_final": st["le"][-1][0],
+           "floss_seconds": st["floss_s"], "task_seconds": st["task_s"],
+           "floss_overhead": st["floss_s"] / max(st["floss_s"] + st["task_s"], 1e-9), "nonfinite_floss_steps": float(st["nonfinite_floss"])}
+    run.result("lyapunov", st["le"], description="Lyapunov spectrum of the probe sequence (per step), one row per evaluation")
+    run.result("lyapunov_epoch", st["le_epochs"], description="task updates done when each spectrum row was taken")
+    run.result("lyapunov_after_floss", st["le_after_floss"], description="True where the row was taken right after a flossing episode")
+    if horizons:
+        run.result("jac_singular_values", st["sv"], horizons=horizons, description="singular values of the long-term Jacobian T_{t,0} at each horizon")
+        run.result("cond_number", st["cond"], horizons=horizons, k=cfg.floss_k, description="sigma_1/sigma_k of T_{t,0}")
+    if st["floss_lambdas"]:
+        run.result("floss_lambdas", st["floss_lambdas"], description="k exponents of every flossing step (short window)")
+        run.result("floss_loss", st["floss_losses"])
+    for k, v in out.items():
+        run.result(k, v)
+    run.save_model(model)
+    _figures(cfg, run)
+    run.finish(**out)
+    return out
+
+
+def _figures(cfg: FlossConfig, run: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    st = run.state
+    le = np.array(st["le"])
+    fig, ax = plt.subplots(figsize=(6, 4))
+    idx = np.arange(1, le.shape[1] + 1)
+    ax.plot(idx, le[0], label="initial")
+    after = [i for i, a in enumerate(st["le_after_floss"]) if a]
+    if after:
+        ax.plot(idx, le[after[0]], label="after first flossing")
+    ax.plot(idx, le[-1], label="final")
+    ax.axhline(cfg.floss_target, color="k", lw=0.5)
+    ax.axvline(cfg.floss_k, color="grey", ls=":", lw=0.8, label=f"k = {cfg.floss_k}")
+    ax.set_xlabel("index i")
+    ax.set_ylabel("λ_i (per step)")
+    ax.legend()
+    run.figure(fig, "lyapunov_spectrum")
+    run.flush()
+    g = run.h5.f["metrics"]
+    if "step" not in g or "accuracy" not in g:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    step = g["step"][:]
+    acc = g["accuracy"][:]
+    w = 50
+    if len(acc) >= w:
+        ax.plot(step[w - 1 :], np.convolve(acc, np.ones(w) / w, mode="valid"), label="training batch (running mean 50)")
+    if "test_accuracy" in g:
+        ta = g["test_accuracy"][:]
+        ok = ~np.isnan(ta)
+        ax.plot(step[ok], ta[ok], "o-", ms=3, label="held-out test batch")
+    ax.axhline(0.95, color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0.4, 1.02)
+    ax.legend()
+    run.figure(fig, "accuracy")

@@ -1,0 +1,1 @@
+"""Models of the online slice (used by no other slice)."""

@@ -1,0 +1,1 @@
+"""Tasks of the online slice (used by no other slice)."""

@@ -1,0 +1,1 @@
+"""Models of the sofo slice (used by no other slice)."""

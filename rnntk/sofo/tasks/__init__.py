@@ -1,0 +1,1 @@
+"""Tasks of the sofo slice (used by no other slice)."""

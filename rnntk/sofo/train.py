@@ -1,0 +1,181 @@
+"""Train a :class:`~rnntk.sofo.problems.Problem` with SOFO, Adam+BPTT, or both side by
+side on identical data, on an engine :class:`~rnntk.engine.Run` (metrics, checkpoints,
+resume, non-finite guard, traces, figures).
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from rnntk.engine.device import device_generator
+from rnntk.engine.seeding import derive_seed
+from rnntk.sofo.optimizer import SOFO
+from rnntk.sofo.problems import Problem
+
+
+@dataclass
+class TrainConfig:
+    """Options of ``rnntk sofo-train`` that the training loop uses (see its --help)."""
+
+    optimizer: str = "sofo"  # sofo | adam | both
+    n_tangents: int = 32
+    damping: float = 1e-3
+    damping_mode: str = "relative"
+    lr: float = 1.0
+    tangents: str = "orthonormal"
+    tangent_impl: str = "auto"
+    max_step_norm: float = 0.0
+    iters: int = 300
+    time_budget: float | None = None
+    batch: int = 32
+    eval_every: int = 10
+    eval_batch: int = 64
+    adam_lr: float = 1e-2
+    adam_eps: float = 1e-7
+    save_traces: int = 8
+
+
+class DataStreams:
+    """The random streams of the training data, derived from the run seed alone: ``trials``
+    (CPU generator, seed ``derive_seed(seed, "sofo-train/trials")``) and ``noise`` (on the run's
+    device; the same generator on the CPU). Tangents come from the run's device generator, so two
+    runs with the same seed see the same trials and noise whatever their optimizer, K or tangent
+    kind. ``state_dict``/``load_state_dict`` make them part of the checkpoint (exact resume)."""
+
+    def __init__(self, seed: int, device: torch.device) -> None:
+        self.trials = torch.Generator().manual_seed(derive_seed(seed, "sofo-train/trials"))
+        self.noise = device_generator(device, self.trials, derive_seed(seed, "sofo-train/noise"))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {"trials": self.trials.get_state()}
+        if self.noise is not self.trials:
+            state["noise"] = self.noise.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.trials.set_state(state["trials"])
+        if self.noise is not self.trials and "noise" in state:
+            self.noise.set_state(state["noise"])
+
+
+def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
+    """Run the training loop on ``run`` and return the final metrics.
+
+    Same init for both optimisers (a deep copy), the same training batch and noise each
+    iteration, and a fixed validation batch with fixed noise (seeded from the run seed).
+    """
+    dev = run.device
+    problem.prepare(run.generator)
+    model = problem.make_model(run.generator).to(dev)
+    P = sum(p.numel() for p in model.parameters())
+    if cfg.n_tangents > P and cfg.optimizer != "adam":
+        print(f"note: -K {cfg.n_tangents} > {P} parameters; using K = {P}", file=sys.stderr, flush=True)
+    run.h5.set_attrs(n_params=P, n_tangents_used=min(cfg.n_tangents, P))
+    arms: dict[str, dict[str, Any]] = {}
+    names = ["sofo", "adam"] if cfg.optimizer == "both" else [cfg.optimizer]
+    for i, name in enumerate(names):
+        m = model if i == 0 else copy.deepcopy(model)
+        if name == "sofo":
+            opt: Any = SOFO(dict(m.named_parameters()), n_tangents=cfg.n_tangents, damping=cfg.damping, lr=cfg.lr, tangents=cfg.tangents,
+                            damping_mode=cfg.damping_mode, max_step_norm=cfg.max_step_norm, generator=run.device_generator)
+        else:
+            opt = torch.optim.Adam(m.parameters(), lr=cfg.adam_lr, eps=cfg.adam_eps)
+        arms[name] = {"model": m, "opt": opt}
+    first = arms[names[0]]
+    others = {}
+    if len(names) == 2:
+        others = {"adam_model": arms["adam"]["model"], "adam_opt": arms["adam"]["opt"]}
+    streams = DataStreams(run.seed, dev)  # training trials and noise: never the tangents' generator
+    run.track(first["model"], first["opt"], hparams=first["model"].hparams(), data_streams=streams, **others)
+
+    val = problem.sample(cfg.eval_batch, torch.Generator().manual_seed(run.seed + 10_007)).to(dev)
+    problem.noise_generator = streams.noise  # training noise drawn on the run's device, from the data streams
+    prefix = (lambda n, k: f"{n}_{k}") if len(names) == 2 else (lambda n, k: k)
+    impl = cfg.tangent_impl
+    if impl == "auto" and not problem.has_manual_tangents:
+        impl = "generic"
+    if impl == "manual" and not problem.has_manual_tangents:
+        raise ValueError(f"task {problem.name} has no hand-written tangents; use --tangent-impl generic")
+
+    for step in run.steps(cfg.iters, desc=f"sofo-train {problem.name}", time_budget=cfg.time_budget):
+        b = problem.sample(cfg.batch, streams.trials).to(dev)
+        row: dict[str, float] = {}
+        evals: dict[str, float] = {}  # logged first, so that the progress line shows them
+        for name in names:
+            arm = arms[name]
+            t0 = time.perf_counter()
+            if name == "sofo":
+                info = arm["opt"].step(lambda V, m=arm["model"]: problem.sketch(m, V, b, impl))
+                row.update({prefix(name, "loss"): info.loss, prefix(name, "eig_max"): info.eig_max, prefix(name, "eig_min"): info.eig_min,
+                            prefix(name, "lam"): info.lam, prefix(name, "step_norm"): info.step_norm, prefix(name, "g_hat_norm"): info.g_hat_norm,
+                            prefix(name, "pred_decrease"): info.pred_decrease, prefix(name, "lr"): cfg.lr})
+            else:
+                loss = problem.loss(arm["model"], b)
+                arm["opt"].zero_grad()
+                loss.backward()
+                gn = math.sqrt(sum(float(p.grad.pow(2).sum()) for p in arm["model"].parameters() if p.grad is not None))
+                arm["opt"].step()
+                row.update({prefix(name, "loss"): float(loss.detach()), prefix(name, "grad_norm"): gn, prefix(name, "lr"): cfg.adam_lr})
+            row[prefix(name, "iter_s")] = time.perf_counter() - t0
+            if step % cfg.eval_every == 0:
+                v, task = problem.evaluate_task(arm["model"], val)
+                evals[prefix(name, "val_loss")] = v
+                evals.update({prefix(name, k): x for k, x in problem.progress_metrics(task).items()})
+        run.log(step, **evals, **row)
+
+    final: dict[str, float] = {}
+    for name in names:
+        v, task = problem.evaluate_task(arms[name]["model"], val)
+        final[prefix(name, "val_loss_final")] = v
+        run.result(prefix(name, "val_loss_final"), v)
+        for k, x in task.items():  # task-level metrics on the fixed validation trials
+            final[prefix(name, k)] = x
+            run.result(prefix(name, k), x, description=problem.metric_descriptions.get(k, ""))
+    final.update(problem.record(run, first["model"], val, cfg.save_traces))
+    run.save_model(first["model"])
+    if len(names) == 2:
+        run.save_model(arms["adam"]["model"], name="adam_model")
+    loss_figure(run, names)
+    run.finish(**final)
+    return final
+
+
+def loss_figure(run: Any, names: list[str]) -> None:
+    """PNG of training and validation loss vs iteration (and vs wall-clock) from run.h5."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    run.flush()
+    g = run.h5.f["metrics"]
+    step = g["step"][:]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for name in names:
+        pre = f"{name}_" if len(names) == 2 else ""
+        for key, style in (("loss", "-"), ("val_loss", "o-")):
+            if pre + key not in g:
+                continue
+            v = g[pre + key][:]
+            ok = ~np.isnan(v)
+            axes[0].semilogy(step[ok], v[ok], style, ms=3, label=f"{name} {key}")
+            if pre + "iter_s" in g:
+                wall = np.cumsum(np.nan_to_num(g[pre + "iter_s"][:]))
+                axes[1].semilogy(wall[ok], v[ok], style, ms=3, label=f"{name} {key}")
+    axes[0].set_xlabel("iteration")
+    axes[1].set_xlabel("optimiser wall-clock (s)")
+    for ax in axes:
+        ax.set_ylabel("loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    run.figure(fig, "loss_curves")
+
+
