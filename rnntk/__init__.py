@@ -22,10 +22,14 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_MODULES = {"sofo": "rnntk.sofo", "engine": "rnntk.engine", "online": "rnntk.online",
-            "conv_eigs": "rnntk.cordsnet.eigs", "floss": "rnntk.floss"}
-_FUNCTIONS = {"lyapunov_spectrum": "rnntk.analysis.lyapunov", "odeint_adjoint_gq": "rnntk.ode.gq_adjoint",
-              "online_gradients": "rnntk.online", "CordsNet": "rnntk.cordsnet.model", "load_cordsnet": "rnntk.cordsnet.model"}
+_MODULES = {"sofo": "rnntk.sofo", "engine": "rnntk.engine", "online": "rnntk.online", "conv_eigs": "rnntk.cordsnet.eigs", "floss": "rnntk.floss"}
+_FUNCTIONS = {
+    "lyapunov_spectrum": "rnntk.analysis.lyapunov",
+    "odeint_adjoint_gq": "rnntk.ode.gq_adjoint",
+    "online_gradients": "rnntk.online",
+    "CordsNet": "rnntk.cordsnet.model",
+    "load_cordsnet": "rnntk.cordsnet.model",
+}
 
 __all__ = ["__version__", *_MODULES, *_FUNCTIONS]
 

@@ -38,8 +38,9 @@ if _is_cli_process():  # from the first line on: a signal while importing is rep
 import typer
 from typer._click import exceptions as _cx
 
-from . import __version__
 from rnntk.engine import options as _common
+
+from . import __version__
 from .engine.errors import Interrupted, RnntkError
 
 app = typer.Typer(
@@ -71,13 +72,14 @@ def _root(
 
 def _register_commands() -> None:
     """Each slice adds its commands to `app`; no command module imports this one."""
+    from rnntk.cordsnet import cli as cordsnet
     from rnntk.engine import inspect
-    from rnntk.selftest import cli as selftest
-    from rnntk.sofo import cli as sofo
     from rnntk.floss import cli as floss
     from rnntk.ode import cli as ode
     from rnntk.online import cli as online
-    from rnntk.cordsnet import cli as cordsnet
+    from rnntk.selftest import cli as selftest
+    from rnntk.sofo import cli as sofo
+
     for part in (inspect, selftest, sofo, floss, ode, online, cordsnet):
         part.register(app)
 
@@ -107,7 +109,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     except _cx.NoArgsIsHelpError:
         code = 0  # Typer has printed the help already
     except _cx.ClickException as e:
-        where = f"rnntk {sub} --help" if sub and sub in {c for c in getattr(command, 'commands', {})} else "rnntk --help"
+        where = f"rnntk {sub} --help" if sub and sub in {c for c in getattr(command, "commands", {})} else "rnntk --help"
         _common.error_line(f"{e.format_message()} (see '{where}')")
         code = e.exit_code
         if sub in _common.ENGINE_COMMANDS:

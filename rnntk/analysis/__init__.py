@@ -1,5 +1,4 @@
-"""Analyses of any model of the contract (:mod:`rnntk.core.models`): Lyapunov spectra.
-"""
+"""Analyses of any model of the contract (:mod:`rnntk.core.models`): Lyapunov spectra."""
 
 from __future__ import annotations
 
@@ -7,15 +6,15 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rnntk.analysis.lyapunov import lyapunov_spectrum, LyapunovResult, condition_numbers, long_term_jacobian_singular_values
+    from rnntk.analysis.lyapunov import LyapunovResult, condition_numbers, long_term_jacobian_singular_values, lyapunov_spectrum
 
 _LAZY: dict[str, str] = {
-    'lyapunov_spectrum': 'rnntk.analysis.lyapunov',
-    'LyapunovResult': 'rnntk.analysis.lyapunov',
-    'condition_numbers': 'rnntk.analysis.lyapunov',
-    'long_term_jacobian_singular_values': 'rnntk.analysis.lyapunov',
+    "lyapunov_spectrum": "rnntk.analysis.lyapunov",
+    "LyapunovResult": "rnntk.analysis.lyapunov",
+    "condition_numbers": "rnntk.analysis.lyapunov",
+    "long_term_jacobian_singular_values": "rnntk.analysis.lyapunov",
 }
-__all__ = ['LyapunovResult', 'condition_numbers', 'long_term_jacobian_singular_values', 'lyapunov_spectrum']
+__all__ = ["LyapunovResult", "condition_numbers", "long_term_jacobian_singular_values", "lyapunov_spectrum"]
 
 
 def __getattr__(name: str) -> Any:

@@ -144,8 +144,15 @@ def lyapunov_spectrum(
     return LyapunovResult(log_r.sum(0) / (n_acc * dt), log_r, n_acc, dt, torch.tensor(windows, dtype=torch.float64))
 
 
-def long_term_jacobian_singular_values(model_or_step: Any, inputs: Optional[torch.Tensor], horizons: list[int], *, x0: torch.Tensor, tangent: Optional[TangentFn] = None,
-                                        check: Optional[Callable[[], None]] = None) -> torch.Tensor:
+def long_term_jacobian_singular_values(
+    model_or_step: Any,
+    inputs: Optional[torch.Tensor],
+    horizons: list[int],
+    *,
+    x0: torch.Tensor,
+    tangent: Optional[TangentFn] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> torch.Tensor:
     """Singular values of T_{t,0} = A_t ⋯ A_1 at each horizon t (float64, no QR), for one
     trajectory: x0 (1, N), inputs (1, T, S). Returns (len(horizons), N), descending.
     A module is copied to float64 for this (small singular values underflow in float32).

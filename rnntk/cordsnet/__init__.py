@@ -8,16 +8,16 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnntk.cordsnet.eigs import cordsnet_operators, leading_eigs
     from rnntk.cordsnet.model import CordsNet, load_cordsnet
-    from rnntk.cordsnet.eigs import leading_eigs, cordsnet_operators
 
 _LAZY: dict[str, str] = {
-    'CordsNet': 'rnntk.cordsnet.model',
-    'load_cordsnet': 'rnntk.cordsnet.model',
-    'leading_eigs': 'rnntk.cordsnet.eigs',
-    'cordsnet_operators': 'rnntk.cordsnet.eigs',
+    "CordsNet": "rnntk.cordsnet.model",
+    "load_cordsnet": "rnntk.cordsnet.model",
+    "leading_eigs": "rnntk.cordsnet.eigs",
+    "cordsnet_operators": "rnntk.cordsnet.eigs",
 }
-__all__ = ['CordsNet', 'cordsnet_operators', 'leading_eigs', 'load_cordsnet']
+__all__ = ["CordsNet", "cordsnet_operators", "leading_eigs", "load_cordsnet"]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,8 +12,8 @@ from typing import Any, Optional
 
 import torch
 
-from rnntk.core.models import register_adapter, register_model
 from rnntk.cordsnet.model import ALPHA, DT, TAU, CordsNet
+from rnntk.core.models import register_adapter, register_model
 
 register_model(CordsNet)
 

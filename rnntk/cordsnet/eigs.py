@@ -106,7 +106,7 @@ class ConvOperator:
         for s in range(0, self.N, chunk):  # a loop over memory chunks, each one batched conv
             e = torch.zeros(min(chunk, self.N - s), self.N, dtype=self.dtype, device=self.device)
             e[torch.arange(e.shape[0]), torch.arange(s, s + e.shape[0])] = 1
-            A[:, s:s + e.shape[0]] = self.matvec(e).T
+            A[:, s : s + e.shape[0]] = self.matvec(e).T
         return A
 
     def to_sparse(self) -> Any:
@@ -211,9 +211,17 @@ class Krylov:
     seconds: float
 
 
-def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, m: int = 300, dtype: torch.dtype = torch.float64,
-           v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None, reorth: str = "always",
-           device: Optional[torch.device] = None, check: Optional[Callable[[], None]] = None) -> Krylov:
+def krylov(
+    op: ConvOperator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    m: int = 300,
+    dtype: torch.dtype = torch.float64,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    reorth: str = "always",
+    device: Optional[torch.device] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> Krylov:
     """``m`` Arnoldi steps with classical Gram-Schmidt as matrix products (``h = V w``,
     ``w -= V^T h``). ``reorth``: ``always`` (CGS2, default: a second pass every step) or
     ``selective`` (the second pass only when the first pass shrank ``w`` below ``1/sqrt(2)`` of
@@ -238,7 +246,7 @@ def krylov(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optiona
     H = torch.zeros(m + 1, m, dtype=torch.float64)
     V[0] = v / torch.linalg.vector_norm(v)
     m_eff, breakdown, passes = m, False, 0
-    eta = 2 ** -0.5
+    eta = 2**-0.5
     for j in range(m):  # the Krylov recurrence is sequential; each step is batched linear algebra
         if check is not None:
             check()
@@ -290,9 +298,20 @@ def ritz(kr: Krylov, k: int, which: str, tol: float = 1e-8, qr_steps: int = 0) -
     return th.astype(np.complex128), res.astype(np.float64), _converged(th, res, tol)
 
 
-def arnoldi(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, m: int = 300, k: int = 10, which: str = "LM",
-            dtype: torch.dtype = torch.float64, v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
-            qr_steps: int = 0, tol: float = 1e-8, device: Optional[torch.device] = None, reorth: str = "always") -> EigResult:
+def arnoldi(
+    op: ConvOperator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    m: int = 300,
+    k: int = 10,
+    which: str = "LM",
+    dtype: torch.dtype = torch.float64,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    qr_steps: int = 0,
+    tol: float = 1e-8,
+    device: Optional[torch.device] = None,
+    reorth: str = "always",
+) -> EigResult:
     """Top-``k`` Ritz values (by ``which``: ``LM``/``LR``) of one unrestarted ``m``-step Arnoldi
     run (:func:`krylov` + :func:`ritz`). dtype: of the basis and the matvec (the Hessenberg
     matrix is float64). v0: start ``(n,)`` (default: uniform[0,1), normalised, as upstream)."""
@@ -300,8 +319,17 @@ def arnoldi(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Option
     t0 = time.perf_counter()
     vals, res, conv = ritz(kr, k, which, tol, qr_steps)
     N = op.N if isinstance(op, ConvOperator) else int(n or 0)
-    return EigResult(vals, res, conv, "arnoldi", which, N, n_matvec=kr.m, seconds=kr.seconds + time.perf_counter() - t0,
-                     info=dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, dtype=str(dtype).replace("torch.", ""), qr_steps=int(qr_steps)))
+    return EigResult(
+        vals,
+        res,
+        conv,
+        "arnoldi",
+        which,
+        N,
+        n_matvec=kr.m,
+        seconds=kr.seconds + time.perf_counter() - t0,
+        info=dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, dtype=str(dtype).replace("torch.", ""), qr_steps=int(qr_steps)),
+    )
 
 
 # ---------------------------------------------------------------------- restarted Arnoldi
@@ -356,8 +384,20 @@ class _KSRun:
     converged: bool
 
 
-def _ks_run(mv: Callable[[torch.Tensor], torch.Tensor], n: int, dev: torch.device, dtype: torch.dtype, k: int, which: Sequence[str], m: int,
-            tol: float, v0: torch.Tensor, max_restarts: int, keep_frac: float, check: Optional[Callable[[], None]]) -> _KSRun:
+def _ks_run(
+    mv: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+    k: int,
+    which: Sequence[str],
+    m: int,
+    tol: float,
+    v0: torch.Tensor,
+    max_restarts: int,
+    keep_frac: float,
+    check: Optional[Callable[[], None]],
+) -> _KSRun:
     """Krylov-Schur (Stewart 2002): Arnoldi steps (classical Gram-Schmidt as matrix products,
     a second pass when the first one cancelled more than 1 - 1/sqrt(2) of the norm) up to ``m``
     vectors, then a reordered real Schur form of ``B_m`` keeps the wanted Ritz values' invariant
@@ -370,7 +410,7 @@ def _ks_run(mv: Callable[[torch.Tensor], torch.Tensor], n: int, dev: torch.devic
     B = np.zeros((m + 1, m))
     V[0] = (v0 / torch.linalg.vector_norm(v0)).to(device=dev, dtype=dtype)
     small = 1e-12 if dtype == torch.float64 else 1e-5
-    eta = 2 ** -0.5
+    eta = 2**-0.5
     p, nmv, restarts = 0, 0, 0
     while True:
         for j in range(p, m):  # the Krylov recurrence is sequential; each step is batched linear algebra
@@ -431,11 +471,22 @@ def _ks_ritz(run: _KSRun, k: int, which: Sequence[str]) -> tuple[np.ndarray, np.
     return vals[W], Y[:, W], res
 
 
-def krylov_schur(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: Optional[int] = None, k: int = 10,
-                 which: Sequence[str] = ("LM", "LR"), m: Optional[int] = None, tol: float = 1e-10, dtype: torch.dtype = torch.float32,
-                 polish: bool = True, v0: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
-                 device: Optional[torch.device] = None, max_restarts: int = 1000, keep_frac: float = 0.5,
-                 check: Optional[Callable[[], None]] = None) -> dict[str, EigResult]:
+def krylov_schur(
+    op: ConvOperator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    k: int = 10,
+    which: Sequence[str] = ("LM", "LR"),
+    m: Optional[int] = None,
+    tol: float = 1e-10,
+    dtype: torch.dtype = torch.float32,
+    polish: bool = True,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    device: Optional[torch.device] = None,
+    max_restarts: int = 1000,
+    keep_frac: float = 0.5,
+    check: Optional[Callable[[], None]] = None,
+) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues by each ordering in ``which`` (``LM``/``LR``) from one restarted
     Krylov-Schur run that stops when all of them have relative residual
     ``||A x - theta x|| <= tol |theta|`` (or after ``max_restarts`` restarts: then flagged).
@@ -472,8 +523,9 @@ def krylov_schur(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: O
     v0 = v0.to(dev)
     mixed = dtype == torch.float32 and polish and tol < 1e-6
     first_dtype = torch.float32 if dtype == torch.float32 else torch.float64
-    runs = [_ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0,
-                    max_restarts, keep_frac, check)]
+    runs = [
+        _ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0, max_restarts, keep_frac, check)
+    ]
     if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
         runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check))
     elif mixed:
@@ -496,23 +548,46 @@ def krylov_schur(op: ConvOperator | Callable[[torch.Tensor], torch.Tensor], n: O
         Xr, Xi = Yt.real @ Vm, Yt.imag @ Vm
         AX = ops[torch.float64].matvec(torch.cat([Xr, Xi]))
         th = torch.from_numpy(vals).to(dev)[:, None]
-        R = torch.complex(AX[: len(vals)], AX[len(vals):]) - th * torch.complex(Xr, Xi)
+        R = torch.complex(AX[: len(vals)], AX[len(vals) :]) - th * torch.complex(Xr, Xi)
         res = (torch.linalg.vector_norm(R, dim=1) / torch.linalg.vector_norm(torch.complex(Xr, Xi), dim=1)).cpu().numpy()
     conv = _rel_ok(vals, res, tol)
     seconds = time.perf_counter() - t0
-    info = dict(krylov=m, restarts=sum(r.restarts for r in runs), breakdown=last.breakdown, dtype="float32+float64" if mixed else str(first_dtype).replace("torch.", ""),
-                n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
-                n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64), tol=tol)
+    info = dict(
+        krylov=m,
+        restarts=sum(r.restarts for r in runs),
+        breakdown=last.breakdown,
+        dtype="float32+float64" if mixed else str(first_dtype).replace("torch.", ""),
+        n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
+        n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64),
+        tol=tol,
+    )
     out: dict[str, EigResult] = {}
     for i, w in enumerate(which):
         idx = select(vals, k, w)
-        out[w] = EigResult(vals[idx].astype(np.complex128), res[idx].astype(np.float64), conv[idx], "arnoldi", w, n,
-                           n_matvec=sum(r.n_matvec for r in runs), seconds=seconds if i == 0 else 0.0, info=dict(info))
+        out[w] = EigResult(
+            vals[idx].astype(np.complex128),
+            res[idx].astype(np.float64),
+            conv[idx],
+            "arnoldi",
+            w,
+            n,
+            n_matvec=sum(r.n_matvec for r in runs),
+            seconds=seconds if i == 0 else 0.0,
+            info=dict(info),
+        )
     return out
 
 
-def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[int] = None, tol: float = 1e-8, maxiter: Optional[int] = None,
-                seed: int = 0, check: Optional[Callable[[], None]] = None) -> EigResult:
+def eigs_arpack(
+    op: ConvOperator,
+    k: int = 10,
+    which: str = "LR",
+    ncv: Optional[int] = None,
+    tol: float = 1e-8,
+    maxiter: Optional[int] = None,
+    seed: int = 0,
+    check: Optional[Callable[[], None]] = None,
+) -> EigResult:
     """``scipy.sparse.linalg.eigs`` on the float64 conv :class:`LinearOperator` (ARPACK,
     implicitly restarted Arnoldi). ``ncv`` default ``min(N - 1, max(4k, 40))``. Residuals are
     recomputed with the operator; unconverged values (ARPACK gave up) are flagged. ``check``
@@ -540,8 +615,17 @@ def eigs_arpack(op: ConvOperator, k: int = 10, which: str = "LR", ncv: Optional[
     idx = select(w, k, which)
     w, res = w[idx], res[idx]
     conv = _converged(w, res, max(tol, 1e-12) * 10)
-    return EigResult(w.astype(np.complex128), res, conv, "arpack", which, N, n_matvec=op.n_matvec - before, seconds=time.perf_counter() - t0,
-                     info=dict(ncv=ncv, tol=tol, note=note, incomplete=bool(note)))
+    return EigResult(
+        w.astype(np.complex128),
+        res,
+        conv,
+        "arpack",
+        which,
+        N,
+        n_matvec=op.n_matvec - before,
+        seconds=time.perf_counter() - t0,
+        info=dict(ncv=ncv, tol=tol, note=note, incomplete=bool(note)),
+    )
 
 
 def _residuals(op: ConvOperator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -564,8 +648,17 @@ def dense_eigs(op: ConvOperator, k: int = 10, which: str = "LM", max_n: int = 40
     A = op.to(torch.float64).to_dense()
     w = torch.linalg.eigvals(A).cpu().numpy()
     idx = select(w, k, which)
-    return EigResult(w[idx].astype(np.complex128), np.full(len(idx), np.nan), np.ones(len(idx), bool), "dense", which, op.N, n_matvec=op.N,
-                     seconds=time.perf_counter() - t0, info=dict(all_values=w))
+    return EigResult(
+        w[idx].astype(np.complex128),
+        np.full(len(idx), np.nan),
+        np.ones(len(idx), bool),
+        "dense",
+        which,
+        op.N,
+        n_matvec=op.N,
+        seconds=time.perf_counter() - t0,
+        info=dict(all_values=w),
+    )
 
 
 @dataclass
@@ -581,15 +674,25 @@ class PowerResult:
     note: str = ""
 
 
-def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol: float = 1e-8, generator: Optional[torch.Generator] = None,
-                    check_every: int = 50, dtype: torch.dtype = torch.float64, check: Optional[Callable[[], None]] = None) -> PowerResult:
+def power_iteration(
+    op: ConvOperator,
+    iters: int = 10000,
+    trials: int = 10,
+    tol: float = 1e-8,
+    generator: Optional[torch.Generator] = None,
+    check_every: int = 50,
+    dtype: torch.dtype = torch.float64,
+    check: Optional[Callable[[], None]] = None,
+) -> PowerResult:
     """``trials`` parallel power iterations ``v <- A v / ||A v||`` from uniform[0,1) starts
     (upstream), stopped when every trial's Rayleigh residual is ``<= tol * max(1, |lambda|)``.
     Trials are sign-aligned before averaging (a negative dominant eigenvalue flips signs), the
     value is the Rayleigh quotient. A complex dominant pair never converges: then
     ``converged=False`` and ``note`` points to Arnoldi."""
     o = op.to(dtype) if op.dtype != dtype else op
-    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else o.device).to(device=o.device, dtype=dtype)
+    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else o.device).to(
+        device=o.device, dtype=dtype
+    )
     V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
     it = 0
     for it in range(1, iters + 1):
@@ -611,8 +714,7 @@ def power_iteration(op: ConvOperator, iters: int = 10000, trials: int = 10, tol:
     lam = float(v @ Av)
     res = float(torch.linalg.vector_norm(Av - lam * v))
     ok = res <= tol * max(1.0, abs(lam))
-    note = "" if ok else ("no convergence: the dominant eigenvalue is probably a complex pair (or the spectral gap is small); "
-                          "use --method arnoldi or arpack")
+    note = "" if ok else ("no convergence: the dominant eigenvalue is probably a complex pair (or the spectral gap is small); use --method arnoldi or arpack")
     return PowerResult(lam, v, res, ok, it, note)
 
 
@@ -665,8 +767,12 @@ def stability(values: np.ndarray, alpha: float = 0.2) -> dict[str, Any]:
     leading values only use :func:`certified_stability`."""
     vals = np.asarray(values)
     c = 1 - 1 / alpha
-    return dict(spectral_radius=float(np.abs(vals).max()), max_real=float(vals.real.max()),
-                continuous_stable=bool(vals.real.max() < 1), euler_stable=bool((np.abs(vals - c) < 1 / alpha).all()))
+    return dict(
+        spectral_radius=float(np.abs(vals).max()),
+        max_real=float(vals.real.max()),
+        continuous_stable=bool(vals.real.max() < 1),
+        euler_stable=bool((np.abs(vals - c) < 1 / alpha).all()),
+    )
 
 
 def certified_stability(results: dict[str, EigResult], alpha: float = 0.2) -> dict[str, Any]:
@@ -709,17 +815,23 @@ def certified_stability(results: dict[str, EigResult], alpha: float = 0.2) -> di
         cont = False
     else:
         cont = "unknown"
-        reasons["continuous_stable"] = "max Re lambda is not certified" + (f" ({reasons['max_real']})" if "max_real" in reasons else "") + \
-            (f" and the radius {rho:.6g} >= 1 does not bound it below 1" if rho is not None else "")
+        reasons["continuous_stable"] = (
+            "max Re lambda is not certified"
+            + (f" ({reasons['max_real']})" if "max_real" in reasons else "")
+            + (f" and the radius {rho:.6g} >= 1 does not bound it below 1" if rho is not None else "")
+        )
     if conv.size and (np.abs(conv - c) >= R).any():
         eul: Any = False
     elif rho is not None and rho * rho - 2 * c * min(rho, mu if mu is not None else rho) + c * c < R * R:
         eul = True
     else:
         eul = "unknown"
-        reasons["euler_stable"] = ("the spectral radius is not certified" + (f" ({reasons['spectral_radius']})" if "spectral_radius" in reasons else "")
-                                   if rho is None else f"radius {rho:.6g} and max Re {'unknown' if mu is None else f'{mu:.6g}'} do not confine the spectrum "
-                                   f"to the Euler disc |lambda - {c:g}| < {R:g}, and no converged value lies outside it")
+        reasons["euler_stable"] = (
+            "the spectral radius is not certified" + (f" ({reasons['spectral_radius']})" if "spectral_radius" in reasons else "")
+            if rho is None
+            else f"radius {rho:.6g} and max Re {'unknown' if mu is None else f'{mu:.6g}'} do not confine the spectrum "
+            f"to the Euler disc |lambda - {c:g}| < {R:g}, and no converged value lies outside it"
+        )
     return dict(spectral_radius=rho, max_real=mu, continuous_stable=cont, euler_stable=eul, reasons=reasons)
 
 
@@ -728,9 +840,17 @@ METHODS = ("arnoldi", "arpack", "dense", "power", "fft-circular")
 OPERATORS = ("recurrent", "jacobian-spont", "jacobian-image")
 
 
-def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional[list[int]] = None, image: Optional[torch.Tensor] = None,
-                       alpha: float = 0.2, spont_steps: int = 100, stim_steps: int = 100, dtype: torch.dtype = torch.float64,
-                       check: Optional[Callable[[], None]] = None) -> dict[int, ConvOperator]:
+def cordsnet_operators(
+    model: Any,
+    operator: str = "recurrent",
+    layers: Optional[list[int]] = None,
+    image: Optional[torch.Tensor] = None,
+    alpha: float = 0.2,
+    spont_steps: int = 100,
+    stim_steps: int = 100,
+    dtype: torch.dtype = torch.float64,
+    check: Optional[Callable[[], None]] = None,
+) -> dict[int, ConvOperator]:
     """Per-area operators of a :class:`~rnntk.cordsnet.model.CordsNet`: ``recurrent`` = the
     effective recurrent conv ``W_j``; ``jacobian-spont`` / ``jacobian-image`` = ``D_j W_j`` with
     ``D_j = 1[z_j > 0]`` at the end of the spontaneous phase / of the stimulus phase for
@@ -761,10 +881,24 @@ def cordsnet_operators(model: Any, operator: str = "recurrent", layers: Optional
     return ops
 
 
-def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), krylov_m: Optional[int] = None,
-                 qr_steps: int = 0, tol: float = 1e-8, max_dense_n: int = 4096, ncv: Optional[int] = None, power_iters: int = 10000,
-                 generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float64, seed: int = 0,
-                 check: Optional[Callable[[], None]] = None, max_restarts: int = 1000, polish: bool = False) -> dict[str, EigResult]:
+def leading_eigs(
+    op: ConvOperator,
+    method: str = "arnoldi",
+    k: int = 20,
+    which: Sequence[str] = ("LM", "LR"),
+    krylov_m: Optional[int] = None,
+    qr_steps: int = 0,
+    tol: float = 1e-8,
+    max_dense_n: int = 4096,
+    ncv: Optional[int] = None,
+    power_iters: int = 10000,
+    generator: Optional[torch.Generator] = None,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    check: Optional[Callable[[], None]] = None,
+    max_restarts: int = 1000,
+    polish: bool = False,
+) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
     method. ``arnoldi``: restarted Krylov-Schur (:func:`krylov_schur`, basis ``krylov_m``, until
     every wanted value has relative residual ``<= tol``; ``max_restarts=0``: one unrestarted
@@ -776,15 +910,34 @@ def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: 
     out: dict[str, EigResult] = {}
     k = max(1, min(k, op.N))
     if method == "arnoldi" and max_restarts > 0:
-        out = krylov_schur(op, k=k, which=which, m=krylov_m, tol=tol, dtype=torch.float32 if polish else dtype, polish=polish, generator=generator,
-                           max_restarts=max_restarts, check=check)
+        out = krylov_schur(
+            op,
+            k=k,
+            which=which,
+            m=krylov_m,
+            tol=tol,
+            dtype=torch.float32 if polish else dtype,
+            polish=polish,
+            generator=generator,
+            max_restarts=max_restarts,
+            check=check,
+        )
     elif method == "arnoldi":
         kr = krylov(op, m=krylov_m or 300, dtype=dtype, generator=generator, check=check)
         for i, w in enumerate(which):  # one Krylov run, both orderings (its time counted once)
             t0 = time.perf_counter()
             vals, res, conv = ritz(kr, k, w, tol, qr_steps)
-            out[w] = EigResult(vals, res, conv, "arnoldi", w, op.N, kr.m, (kr.seconds if i == 0 else 0.0) + time.perf_counter() - t0,
-                               dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, qr_steps=int(qr_steps)))
+            out[w] = EigResult(
+                vals,
+                res,
+                conv,
+                "arnoldi",
+                w,
+                op.N,
+                kr.m,
+                (kr.seconds if i == 0 else 0.0) + time.perf_counter() - t0,
+                dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, qr_steps=int(qr_steps)),
+            )
     elif method == "arpack":
         for w in which:
             out[w] = eigs_arpack(op, k=min(k, op.N - 2), which=w, ncv=ncv, tol=tol, seed=seed, check=check)
@@ -798,8 +951,17 @@ def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: 
             raise ValueError("power iteration finds the largest-modulus eigenvalue only; use --which LM (or --method arnoldi for LR)")
         t0 = time.perf_counter()
         p = power_iteration(op, iters=power_iters, tol=tol, generator=generator, dtype=dtype, check=check)
-        out["LM"] = EigResult(np.array([p.value], np.complex128), np.array([p.residual]), np.array([p.converged]), "power", "LM", op.N,
-                              p.iterations * 10, time.perf_counter() - t0, dict(iterations=p.iterations, note=p.note))
+        out["LM"] = EigResult(
+            np.array([p.value], np.complex128),
+            np.array([p.residual]),
+            np.array([p.converged]),
+            "power",
+            "LM",
+            op.N,
+            p.iterations * 10,
+            time.perf_counter() - t0,
+            dict(iterations=p.iterations, note=p.note),
+        )
     elif method == "fft-circular":
         if op.gate is not None:
             raise ValueError("fft-circular applies to the recurrent conv only (no Jacobian gate)")
@@ -807,8 +969,17 @@ def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: 
         vals = circular_spectrum(op.weight, op.H, op.W)
         for w in which:
             idx = select(vals, k, w)
-            out[w] = EigResult(vals[idx], np.full(len(idx), np.nan), np.zeros(len(idx), bool), "fft-circular", w, op.N, 0,
-                               time.perf_counter() - t0, dict(note="spectrum of the circularly padded conv: a preview, not CordsNet's zero-padded operator"))
+            out[w] = EigResult(
+                vals[idx],
+                np.full(len(idx), np.nan),
+                np.zeros(len(idx), bool),
+                "fft-circular",
+                w,
+                op.N,
+                0,
+                time.perf_counter() - t0,
+                dict(note="spectrum of the circularly padded conv: a preview, not CordsNet's zero-padded operator"),
+            )
     else:
         raise ValueError(f"method must be one of {METHODS}")
     return out

@@ -92,7 +92,7 @@ def preprocess(x: torch.Tensor, size: int, preset: Preset) -> torch.Tensor:
         top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
         if nh < size or nw < size:
             raise ImageError(f"image of {H}x{W} is too small to crop {size}x{size}")
-        x = x[..., top:top + size, left:left + size]
+        x = x[..., top : top + size, left : left + size]
     elif (H, W) != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return _normalize(x, preset)
@@ -162,8 +162,15 @@ class ImageSource:
     labels: int64 ``(n,)`` or None; names: one string per image (file name or index);
     classes: class names (index = label) or None; kind: ``digits|folder|npz|images``."""
 
-    def __init__(self, kind: str, names: list[str], labels: Optional[np.ndarray], classes: Optional[list[str]],
-                 arrays: Optional[np.ndarray] = None, files: Optional[list[Path]] = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        names: list[str],
+        labels: Optional[np.ndarray],
+        classes: Optional[list[str]],
+        arrays: Optional[np.ndarray] = None,
+        files: Optional[list[Path]] = None,
+    ) -> None:
         self.kind, self.names, self.classes = kind, names, classes
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
         self._arrays, self._files = arrays, files
@@ -173,8 +180,14 @@ class ImageSource:
 
     def limit(self, n: int) -> "ImageSource":
         """The first ``n`` images."""
-        return ImageSource(self.kind, self.names[:n], None if self.labels is None else self.labels[:n].numpy(), self.classes,
-                           None if self._arrays is None else self._arrays[:n], None if self._files is None else self._files[:n])
+        return ImageSource(
+            self.kind,
+            self.names[:n],
+            None if self.labels is None else self.labels[:n].numpy(),
+            self.classes,
+            None if self._arrays is None else self._arrays[:n],
+            None if self._files is None else self._files[:n],
+        )
 
     def load(self, idx: Sequence[int], size: int, preset: Preset) -> torch.Tensor:
         """Images ``idx`` preprocessed: ``(len(idx), C, size, size)`` float32."""
@@ -215,8 +228,13 @@ def load_digits_source() -> ImageSource:
     except ImportError:
         raise ImageError("the digits demo needs scikit-learn: pip install scikit-learn") from None
     d = load_digits()
-    return ImageSource("digits", [f"digit{i}" for i in range(len(d.target))], d.target.astype(np.int64), [str(c) for c in range(10)],
-                       arrays=(d.images / 16.0).astype(np.float32))
+    return ImageSource(
+        "digits",
+        [f"digit{i}" for i in range(len(d.target))],
+        d.target.astype(np.int64),
+        [str(c) for c in range(10)],
+        arrays=(d.images / 16.0).astype(np.float32),
+    )
 
 
 def load_npz_source(path: Path) -> ImageSource:
@@ -243,8 +261,7 @@ def load_npz_source(path: Path) -> ImageSource:
     if np.issubdtype(images.dtype, np.floating):
         lo, hi = (float(images.min()), float(images.max())) if np.isfinite(images).all() else (math.nan, math.nan)
         if not (0.0 <= lo and hi <= 1.0):
-            raise ImageError(f"{path}: float 'images' must be finite values in [0, 1] (found {lo:g}..{hi:g}); "
-                             "store 0-255 pixels as uint8")
+            raise ImageError(f"{path}: float 'images' must be finite values in [0, 1] (found {lo:g}..{hi:g}); store 0-255 pixels as uint8")
     if labels is not None:
         labels = np.asarray(labels).reshape(-1)
         if labels.shape[0] != images.shape[0] or not np.issubdtype(labels.dtype, np.integer):

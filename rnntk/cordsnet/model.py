@@ -92,7 +92,9 @@ class CordsNet(nn.Module):
     ``nonlinearity``: ``relu`` (upstream) or ``linear`` (within-area ReLU removed, training
     stage 3; inter-area ReLUs kept)."""
 
-    def __init__(self, depth: int = 8, classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0, nonlinearity: str = "relu") -> None:
+    def __init__(
+        self, depth: int = 8, classes: int = 1000, in_channels: int = 3, image_size: int = 224, width: float = 1.0, nonlinearity: str = "relu"
+    ) -> None:
         super().__init__()
         if depth not in DEPTHS:
             raise ValueError(f"depth must be one of {DEPTHS}, got {depth}")
@@ -112,7 +114,9 @@ class CordsNet(nn.Module):
         self.area_conv = nn.ModuleList([wn(nn.Conv2d(c, c, 3, 1, 1, bias=False)) for c, _, _ in self.shapes])
         self.conv_bias = nn.ParameterList([nn.Parameter(torch.zeros(c, h, w)) for c, h, w in self.shapes])
         self.area_area = nn.ModuleList([wn(nn.Conv2d(ci, c, 3, STRIDES[j], 1, bias=False)) for j, (ci, (c, _, _)) in enumerate(zip(chans_in, self.shapes))])
-        self.skip_area = nn.ModuleList([wn(nn.Conv2d(self.shapes[2 * i + 1][0], self.shapes[2 * i + 2][0], 1, 2, 0, bias=False)) for i in range(depth // 2 - 1)])
+        self.skip_area = nn.ModuleList(
+            [wn(nn.Conv2d(self.shapes[2 * i + 1][0], self.shapes[2 * i + 2][0], 1, 2, 0, bias=False)) for i in range(depth // 2 - 1)]
+        )
         self.out_fc = wn(nn.Linear(self.shapes[-1][0], classes))
 
     # ------------------------------------------------------------------ description
@@ -123,7 +127,9 @@ class CordsNet(nn.Module):
 
     def hparams(self) -> dict[str, Any]:
         """Constructor arguments (plain values), stored in rnntk checkpoints."""
-        return dict(depth=self.depth, classes=self.classes, in_channels=self.in_channels, image_size=self.image_size, width=self.width, nonlinearity=self.nonlinearity)
+        return dict(
+            depth=self.depth, classes=self.classes, in_channels=self.in_channels, image_size=self.image_size, width=self.width, nonlinearity=self.nonlinearity
+        )
 
     def describe(self) -> str:
         kind = "upstream" if self.upstream else f"mini, non-upstream: image {self.image_size}, width {self.width:g}"
@@ -186,10 +192,19 @@ class CordsNet(nn.Module):
         x = torch.relu(rs[-1]) + torch.relu(rs[-2])
         return self.out_fc(x.mean(dim=(-2, -1)))
 
-    def run_phase(self, rs: list[torch.Tensor], drive: tuple[Optional[torch.Tensor], Optional[torch.Tensor]], steps: int, alpha: float = ALPHA,
-                  record: Sequence[int] = (), stride: int = 1, pool: str = "none", readout_every: bool = False,
-                  check: Optional[Callable[[], None]] = None,
-                  rates: Optional[list[torch.Tensor]] = None) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
+    def run_phase(
+        self,
+        rs: list[torch.Tensor],
+        drive: tuple[Optional[torch.Tensor], Optional[torch.Tensor]],
+        steps: int,
+        alpha: float = ALPHA,
+        record: Sequence[int] = (),
+        stride: int = 1,
+        pool: str = "none",
+        readout_every: bool = False,
+        check: Optional[Callable[[], None]] = None,
+        rates: Optional[list[torch.Tensor]] = None,
+    ) -> tuple[list[torch.Tensor], dict[int, list[torch.Tensor]], list[torch.Tensor]]:
         """Run ``steps`` steps from ``rs``; returns (states, recorded states per area every
         ``stride`` steps, logits after each step if ``readout_every``). ``check`` is called
         before every step (a run's interrupt check; it may raise to stop). ``rates``: a list
@@ -210,8 +225,16 @@ class CordsNet(nn.Module):
                     rec[j].append(pool_state(rs[j], pool))
         return rs, rec, logits
 
-    def spontaneous(self, steps: int = 100, alpha: float = ALPHA, record: Sequence[int] = (), stride: int = 1, pool: str = "none",
-                    check: Optional[Callable[[], None]] = None, rates: Optional[list[torch.Tensor]] = None) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
+    def spontaneous(
+        self,
+        steps: int = 100,
+        alpha: float = ALPHA,
+        record: Sequence[int] = (),
+        stride: int = 1,
+        pool: str = "none",
+        check: Optional[Callable[[], None]] = None,
+        rates: Optional[list[torch.Tensor]] = None,
+    ) -> tuple[list[torch.Tensor], dict[int, torch.Tensor]]:
         """The image-independent spontaneous phase (zero image, bias-driven), simulated once at
         batch 1. Returns the end states ``(1, C, H, W)`` and recordings ``(T_rec, C, H', W')``
         (``rates``: see :meth:`run_phase`)."""
@@ -224,10 +247,21 @@ class CordsNet(nn.Module):
         p = self.conv_bias[0]
         return torch.zeros(*((batch,) if batch else ()), 0, c, h, w, device=p.device, dtype=p.dtype)
 
-    def simulate(self, images: torch.Tensor, alpha: float = ALPHA, spont_steps: int = 100, stim_steps: int = 100, post_steps: int = 0,
-                 record: Sequence[int] = (), record_stride: int = 1, record_pool: str = "none", readout: str = "final",
-                 spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None, check: Optional[Callable[[], None]] = None,
-                 rates: Optional[list[torch.Tensor]] = None) -> SimResult:
+    def simulate(
+        self,
+        images: torch.Tensor,
+        alpha: float = ALPHA,
+        spont_steps: int = 100,
+        stim_steps: int = 100,
+        post_steps: int = 0,
+        record: Sequence[int] = (),
+        record_stride: int = 1,
+        record_pool: str = "none",
+        readout: str = "final",
+        spont: Optional[tuple[list[torch.Tensor], dict[int, torch.Tensor]]] = None,
+        check: Optional[Callable[[], None]] = None,
+        rates: Optional[list[torch.Tensor]] = None,
+    ) -> SimResult:
         """Upstream's eval protocol: states from 0, ``spont_steps`` with a zero image (computed
         once at batch 1 and broadcast, or given as ``spont`` from :meth:`spontaneous`), then
         ``stim_steps`` with ``images`` ``(B, C_in, S, S)`` (normalised), then ``post_steps``
@@ -249,8 +283,9 @@ class CordsNet(nn.Module):
             rs, rec, logits = self.run_phase(rs, drive, stim_steps, alpha, record, record_stride, record_pool, readout == "every", check=check, rates=rates)
             final_logits = [self.readout(rs)] if readout == "final" else logits
             if post_steps:
-                rs, rec2, logits2 = self.run_phase(rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every", check=check,
-                                                   rates=rates)
+                rs, rec2, logits2 = self.run_phase(
+                    rs, (None, None), post_steps, alpha, record, record_stride, record_pool, readout == "every", check=check, rates=rates
+                )
                 for j in rec:
                     rec[j] += rec2[j]
                 final_logits += logits2
@@ -272,7 +307,7 @@ def normalise_state_dict(sd: Mapping[str, Any], source: str = "checkpoint") -> d
         if not isinstance(k, str):
             raise CheckpointError(f"{source}: state-dict key {k!r} is not a string")
         if k.startswith("module."):
-            k = k[len("module."):]
+            k = k[len("module.") :]
         if k.endswith(".weight_g"):
             k = k[: -len("weight_g")] + "parametrizations.weight.original0"
         elif k.endswith(".weight_v"):
@@ -280,8 +315,10 @@ def normalise_state_dict(sd: Mapping[str, Any], source: str = "checkpoint") -> d
         out[k] = v
     bad = [k for k in out if any(k.startswith(t) or ("." + t) in k or (t == "bn" and ".bn" in k) for t in _TRAINING_KEYS)]
     if bad:
-        raise CheckpointError(f"{source} holds keys of an upstream training stage ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}), "
-                              "not an inference CordsNet; use a stage-5 (final) checkpoint")
+        raise CheckpointError(
+            f"{source} holds keys of an upstream training stage ({', '.join(bad[:3])}{'...' if len(bad) > 3 else ''}), "
+            "not an inference CordsNet; use a stage-5 (final) checkpoint"
+        )
     return out
 
 

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
-from rnntk.cordsnet.model import DT, TAU, CordsNet
 from rnntk.cordsnet.images import ImageSource, Preset
+from rnntk.cordsnet.model import DT, TAU, CordsNet
 
 
 # ---------------------------------------------------------------------- evaluation
@@ -83,11 +83,23 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
         if "logits" in h5:
             ds = h5["logits"]
         else:
-            ds = h5.create_dataset("logits", shape=(0, t_read, model.classes), maxshape=(None, t_read, model.classes), dtype="f4",
-                                   chunks=(max(1, min(64, n)), t_read, model.classes), compression="gzip", compression_opts=1)
-            ds.attrs.update(dims="trial,readout_step,class", readout=cfg.readout, dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
-                            t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt, units="logit",
-                            description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step")
+            ds = h5.create_dataset(
+                "logits",
+                shape=(0, t_read, model.classes),
+                maxshape=(None, t_read, model.classes),
+                dtype="f4",
+                chunks=(max(1, min(64, n)), t_read, model.classes),
+                compression="gzip",
+                compression_opts=1,
+            )
+            ds.attrs.update(
+                dims="trial,readout_step,class",
+                readout=cfg.readout,
+                dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
+                t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt,
+                units="logit",
+                description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step",
+            )
         ds.resize((done,) + ds.shape[1:])
         for j in cfg.record:
             if f"layer{j}" in run.h5.f["traces"]:
@@ -96,17 +108,42 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
         if "population_rate" in h5:
             pr = h5["population_rate"]
         else:
-            pr = h5.create_dataset("population_rate", shape=(0, cfg.stim_steps + cfg.post_steps, model.depth),
-                                   maxshape=(None, cfg.stim_steps + cfg.post_steps, model.depth), dtype="f4",
-                                   chunks=(max(1, min(64, n)), cfg.stim_steps + cfg.post_steps, model.depth), compression="gzip", compression_opts=1)
-            pr.attrs.update(dims="trial,time,area", dt=dt, t0=(cfg.spont_steps + 1) * dt, units="rate (a.u.)",
-                            description="mean rate of each area's units after each stimulus (and post) step")
+            pr = h5.create_dataset(
+                "population_rate",
+                shape=(0, cfg.stim_steps + cfg.post_steps, model.depth),
+                maxshape=(None, cfg.stim_steps + cfg.post_steps, model.depth),
+                dtype="f4",
+                chunks=(max(1, min(64, n)), cfg.stim_steps + cfg.post_steps, model.depth),
+                compression="gzip",
+                compression_opts=1,
+            )
+            pr.attrs.update(
+                dims="trial,time,area",
+                dt=dt,
+                t0=(cfg.spont_steps + 1) * dt,
+                units="rate (a.u.)",
+                description="mean rate of each area's units after each stimulus (and post) step",
+            )
         pr.resize((done,) + pr.shape[1:])
-        run.result("spontaneous_population_rate", torch.stack(spont_rates, 1)[0].float().cpu() if spont_rates else torch.zeros(0, model.depth),
-                   dims="time,area", dt=dt, t0=dt, description="mean rate of each area's units in the spontaneous phase (zero image)")
+        run.result(
+            "spontaneous_population_rate",
+            torch.stack(spont_rates, 1)[0].float().cpu() if spont_rates else torch.zeros(0, model.depth),
+            dims="time,area",
+            dt=dt,
+            t0=dt,
+            description="mean rate of each area's units in the spontaneous phase (zero image)",
+        )
         for j, tr in spont[1].items():
-            run.result(f"spontaneous/layer{j}", tr.float().cpu(), dims="time,channel,y,x", dt=dt * cfg.record_stride,
-                       t0=dt * cfg.record_stride, tau=TAU, pool=cfg.record_pool, description="spontaneous phase (zero image), shared by all images")
+            run.result(
+                f"spontaneous/layer{j}",
+                tr.float().cpu(),
+                dims="time,channel,y,x",
+                dt=dt * cfg.record_stride,
+                t0=dt * cfg.record_stride,
+                tau=TAU,
+                pool=cfg.record_pool,
+                description="spontaneous phase (zero image), shared by all images",
+            )
         if done:
             account(torch.from_numpy(ds[:done]), range(done))
         return ds
@@ -114,9 +151,17 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
     with torch.no_grad(), parametrize.cached():
         spont_rates: list[torch.Tensor] = []
         spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check, rates=spont_rates)
-        trace_attrs = dict(tau=TAU, alpha=cfg.alpha, spont_steps=cfg.spont_steps, stim_steps=cfg.stim_steps, post_steps=cfg.post_steps,
-                           stride=cfg.record_stride, pool=cfg.record_pool, stim_onset=cfg.spont_steps * dt,
-                           stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt)
+        trace_attrs = dict(
+            tau=TAU,
+            alpha=cfg.alpha,
+            spont_steps=cfg.spont_steps,
+            stim_steps=cfg.stim_steps,
+            post_steps=cfg.post_steps,
+            stride=cfg.record_stride,
+            pool=cfg.record_pool,
+            stim_onset=cfg.spont_steps * dt,
+            stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt,
+        )
         nb = (n + cfg.batch_size - 1) // cfg.batch_size
         ds = None
         for b in run.steps(nb, desc="cordsnet-eval"):
@@ -125,8 +170,20 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
             x = source.load(idx, cfg.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
             rates: list[torch.Tensor] = []
-            res = model.simulate(x, cfg.alpha, cfg.spont_steps, cfg.stim_steps, cfg.post_steps, cfg.record, cfg.record_stride,
-                                 cfg.record_pool, cfg.readout, spont=spont, check=stop_check, rates=rates)
+            res = model.simulate(
+                x,
+                cfg.alpha,
+                cfg.spont_steps,
+                cfg.stim_steps,
+                cfg.post_steps,
+                cfg.record,
+                cfg.record_stride,
+                cfg.record_pool,
+                cfg.readout,
+                spont=spont,
+                check=stop_check,
+                rates=rates,
+            )
             lg = res.logits.float().cpu()
             n0 = ds.shape[0]
             ds.resize((n0 + len(idx),) + ds.shape[1:])
@@ -135,8 +192,16 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             pr_ds.resize((n0 + len(idx),) + pr_ds.shape[1:])
             pr_ds[n0:] = torch.stack(rates, 1).float().cpu().numpy()
             for j, tr in res.traces.items():
-                run.trace(f"layer{j}", tr, dt=dt * cfg.record_stride, dims=("trial", "time", "channel", "y", "x"),
-                          t0=(cfg.spont_steps + cfg.record_stride) * dt, append=b > 0, units="rate (a.u.)", **trace_attrs)
+                run.trace(
+                    f"layer{j}",
+                    tr,
+                    dt=dt * cfg.record_stride,
+                    dims=("trial", "time", "channel", "y", "x"),
+                    t0=(cfg.spont_steps + cfg.record_stride) * dt,
+                    append=b > 0,
+                    units="rate (a.u.)",
+                    **trace_attrs,
+                )
             account(lg, idx)
             row: dict[str, float] = {"images": float(n0 + len(idx))}
             if labels is not None:
@@ -239,7 +304,9 @@ class TrainConfig:
     image_size: int = 224
 
 
-def stage5_loss(model: CordsNet, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, spont: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def stage5_loss(
+    model: CordsNet, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, spont: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(total loss, weighted cross-entropy, settling penalty) for images ``x`` ``(B, C, S, S)``
     and labels ``y`` ``(B,)``, starting from the (no-grad) spontaneous states ``spont``."""
     B = x.shape[0]
@@ -262,8 +329,15 @@ def stage5_loss(model: CordsNet, x: torch.Tensor, y: torch.Tensor, cfg: TrainCon
     return ce + cfg.penalty_weight * pen, ce, pen
 
 
-def train_cordsnet(model: CordsNet, train_x: torch.Tensor, train_y: torch.Tensor, cfg: TrainConfig, run: Any,
-                   test_x: Optional[torch.Tensor] = None, test_y: Optional[torch.Tensor] = None) -> dict[str, float]:
+def train_cordsnet(
+    model: CordsNet,
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    cfg: TrainConfig,
+    run: Any,
+    test_x: Optional[torch.Tensor] = None,
+    test_y: Optional[torch.Tensor] = None,
+) -> dict[str, float]:
     """Stage-5 training of ``model`` on preprocessed images ``train_x`` ``(n, C, S, S)``,
     labels ``(n,)``: AdamW, global grad-norm clip, one run step per batch, metrics logged
     (loss, ce, penalty, batch accuracy); test accuracy (upstream readout) after each epoch."""
@@ -281,7 +355,7 @@ def train_cordsnet(model: CordsNet, train_x: torch.Tensor, train_y: torch.Tensor
         epoch, b = divmod(step, nb)
         if perm is None or b == 0:
             perm = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed * 7919 + epoch))
-        idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+        idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         x, y = train_x[idx].to(dev), train_y[idx].to(dev)
         with parametrize.cached():
             with torch.no_grad():
@@ -310,22 +384,33 @@ def accuracy(model: CordsNet, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
     with torch.no_grad(), parametrize.cached():
         spont = model.spontaneous(cfg.spont_steps, cfg.alpha)
         for s in range(0, x.shape[0], batch):  # memory chunks; each chunk is one batched simulation
-            r = model.simulate(x[s:s + batch].to(dev), cfg.alpha, cfg.spont_steps, cfg.stim_steps, 0, spont=spont)
-            hits += int((r.logits[:, -1].argmax(-1).cpu() == y[s:s + batch]).sum())
+            r = model.simulate(x[s : s + batch].to(dev), cfg.alpha, cfg.spont_steps, cfg.stim_steps, 0, spont=spont)
+            hits += int((r.logits[:, -1].argmax(-1).cpu() == y[s : s + batch]).sum())
     return hits / x.shape[0]
 
 
 __all__ = ["EvalConfig", "evaluate", "TrainConfig", "stage5_loss", "train_cordsnet", "accuracy", "DT"]
 
 
-def train_mini_digits(out: str, epochs: int = 4, n_train: int = 1500, batch_size: int = 32, lr: float = 2e-3, clip: float = 1.0,
-                      post_steps: int = 20, width: float = 1.0, image_size: int = 32, seed: int = 0, device: str = "auto") -> dict[str, Any]:
+def train_mini_digits(
+    out: str,
+    epochs: int = 4,
+    n_train: int = 1500,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    clip: float = 1.0,
+    post_steps: int = 20,
+    width: float = 1.0,
+    image_size: int = 32,
+    seed: int = 0,
+    device: str = "auto",
+) -> dict[str, Any]:
     """Train the shipped demo: a mini (non-upstream) R2 CordsNet on scikit-learn's digits
     upsampled to ``image_size``, stage-5 loss from a random init (first ``n_train`` digits for
     training, the rest held out). Writes an engine run folder ``out`` with ``model.pt``.
     Returns the final metrics (held-out and all-digit accuracy)."""
-    from rnntk.engine import Run
     from rnntk.cordsnet.images import PRESETS, load_digits_source
+    from rnntk.engine import Run
 
     src = load_digits_source()
     x = src.load(list(range(len(src))), image_size, PRESETS["digits"])

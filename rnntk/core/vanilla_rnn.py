@@ -81,9 +81,21 @@ class VanillaRNN(nn.Module):
         self.x0 = nn.Parameter(x0)
 
     def hparams(self) -> dict[str, Any]:
-        return dict(n=self.n, n_in=self.n_in, n_out=self.n_out, batch=self.batch, g=self.g, gbar=self.gbar, init=self.init,
-                    alpha=self.alpha, bias_scale=self.bias_scale, in_scale=self.in_scale, out_scale=self.out_scale,
-                    activation=self.activation, relax_steps=self.relax_steps)
+        return dict(
+            n=self.n,
+            n_in=self.n_in,
+            n_out=self.n_out,
+            batch=self.batch,
+            g=self.g,
+            gbar=self.gbar,
+            init=self.init,
+            alpha=self.alpha,
+            bias_scale=self.bias_scale,
+            in_scale=self.in_scale,
+            out_scale=self.out_scale,
+            activation=self.activation,
+            relax_steps=self.relax_steps,
+        )
 
     def initial_state(self, batch: int) -> torch.Tensor:
         """The trainable initial states, cycled if more trials than rows are asked for."""

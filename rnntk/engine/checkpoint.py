@@ -134,8 +134,7 @@ def load_file(path: Path | str) -> Any:
             if "GLOBAL" in line or "Unsupported global" in line:  # a class/function import: refuse
                 what = line.strip().split("GLOBAL", 1)[-1].strip().split(" ")[0][:80] if "GLOBAL" in line else "?"
                 raise UserError(
-                    f"refusing to load {path}: it contains pickled Python objects ({what}); "
-                    "rnntk loads tensors and plain values only (weights_only=True)"
+                    f"refusing to load {path}: it contains pickled Python objects ({what}); rnntk loads tensors and plain values only (weights_only=True)"
                 ) from None
         raise UserError(f"cannot read checkpoint {path}: corrupt or not a torch file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, IndexError, KeyError) as e:
@@ -181,10 +180,7 @@ def load_state_into(model: nn.Module, state_dict: Mapping[str, torch.Tensor], so
         if not isinstance(w, torch.Tensor):
             raise UserError(f"{source} does not fit {type(model).__name__}: '{k}' is not a tensor")
         if tuple(w.shape) != tuple(v.shape):
-            raise UserError(
-                f"{source} does not fit {type(model).__name__}: '{k}' has shape {tuple(w.shape)}, "
-                f"model expects {tuple(v.shape)}"
-            )
+            raise UserError(f"{source} does not fit {type(model).__name__}: '{k}' has shape {tuple(w.shape)}, model expects {tuple(v.shape)}")
         if w.is_complex() != v.is_complex() or w.dtype.is_floating_point != v.dtype.is_floating_point:
             raise UserError(f"{source} does not fit {type(model).__name__}: '{k}' has dtype {w.dtype}, model expects {v.dtype}")
     model.load_state_dict(dict(state_dict), strict=True)

@@ -30,10 +30,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
     if not m:
         raise UserError(f"bad --device '{spec}': use auto, cpu, cuda or cuda:N")
     if not torch.cuda.is_available():
-        raise UserError(
-            f"--device {spec} asked for CUDA, but none is available "
-            f"(torch {torch.__version__}); use --device cpu or auto"
-        )
+        raise UserError(f"--device {spec} asked for CUDA, but none is available (torch {torch.__version__}); use --device cpu or auto")
     idx = int(m.group(1)) if m.group(1) is not None else torch.cuda.current_device()
     n = torch.cuda.device_count()
     if idx >= n:

@@ -65,6 +65,7 @@ def json_safe(obj: Any) -> Any:
 
 def dumps_strict(obj: Any, **kwargs: Any) -> str:
     """``json.dumps`` of :func:`json_safe` ``(obj)``: never prints bare NaN/Infinity."""
+
     def default(o: Any) -> Any:
         v = json_safe(o)
         return v if v is not o else str(o)
@@ -78,8 +79,16 @@ def write_json_atomic(path: Path | str, obj: Any) -> None:
 
 
 _DISK_ERRNOS = {28, 122, 30, 5}  # ENOSPC, EDQUOT, EROFS, EIO
-_DISK_WORDS = ("no space left", "disk quota", "read-only file system", "input/output error", "file write failed",
-               "unexpected pos", "iostream error", "errno = 28")
+_DISK_WORDS = (
+    "no space left",
+    "disk quota",
+    "read-only file system",
+    "input/output error",
+    "file write failed",
+    "unexpected pos",
+    "iostream error",
+    "errno = 28",
+)
 
 
 def _mount_of(path: Path) -> tuple[str, str]:
@@ -128,8 +137,13 @@ def write_failure(path: Path | str, exc: BaseException) -> str | None:
     text = f"{exc}".lower()
     no = getattr(exc, "errno", None)
     free = disk_free(path)
-    full = no in (28, 122) or "no space left" in text or "errno = 28" in text or "disk quota" in text or (
-        free is not None and free < 64 * 1024 and isinstance(exc, (OSError, RuntimeError)))
+    full = (
+        no in (28, 122)
+        or "no space left" in text
+        or "errno = 28" in text
+        or "disk quota" in text
+        or (free is not None and free < 64 * 1024 and isinstance(exc, (OSError, RuntimeError)))
+    )
     if not full and no not in _DISK_ERRNOS and not any(w in text for w in _DISK_WORDS):
         return None
     mount, dev = _mount_of(Path(path))

@@ -75,8 +75,12 @@ def read_marker(folder: Path | str) -> dict[str, Any] | None:
 
 def write_marker(folder: Path | str, run_id: str, files: Iterable[str] = ()) -> None:
     """Write (atomically) ``folder/.rnntk-run`` with ``run_id`` and the written ``files``."""
-    data = {"format": MARKER_FORMAT, "id": run_id, "files": sorted(set(files)),
-            "note": "written by rnntk: marks this folder as an rnntk run (--force checks it)"}
+    data = {
+        "format": MARKER_FORMAT,
+        "id": run_id,
+        "files": sorted(set(files)),
+        "note": "written by rnntk: marks this folder as an rnntk run (--force checks it)",
+    }
     write_text_atomic(Path(folder) / MARKER, json.dumps(data, indent=1) + "\n")
 
 
@@ -156,16 +160,24 @@ class RunLock:
     def acquire(self) -> "RunLock":
         """Create the lock (``O_EXCL``), taking over a stale one; :class:`UserError` while
         another live process holds it."""
-        body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "start": _proc_start(os.getpid()),
-                           "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n"
+        body = (
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "start": _proc_start(os.getpid()),
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }
+            )
+            + "\n"
+        )
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             except FileExistsError:
                 holder = lock_holder(self.path.parent)
                 if holder is not None:
-                    raise UserError(f"{self.path.parent} is in use by another rnntk process ({holder}); "
-                                    "wait for it to finish or stop it") from None
+                    raise UserError(f"{self.path.parent} is in use by another rnntk process ({holder}); wait for it to finish or stop it") from None
                 old = read_lock(self.path.parent) or {}
                 self.took_over = f"stale lock of pid {old.get('pid', '?')} on {old.get('host', '?')}"
                 try:
@@ -208,8 +220,7 @@ def replaceable_entries(folder: Path | str, *, locked_by_us: bool = False) -> li
         raise UserError(f"--force: {d} is a symbolic link; refusing to delete what it points to")
     marker = read_marker(d)
     if marker is None:
-        raise UserError(f"--force: {d} is not an rnntk run folder (no {MARKER} marker written by rnntk when it created "
-                        "the run); refusing to delete it")
+        raise UserError(f"--force: {d} is not an rnntk run folder (no {MARKER} marker written by rnntk when it created the run); refusing to delete it")
     holder = None if locked_by_us else lock_holder(d)
     if holder is not None:
         raise UserError(f"--force: {d} is in use by a running rnntk process ({holder}); refusing to delete it")

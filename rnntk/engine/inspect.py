@@ -16,8 +16,8 @@ from rich.text import Text
 
 from rnntk.engine.errors import UserError
 from rnntk.engine.files import dumps_strict
-from rnntk.engine.store import summarize
 from rnntk.engine.options import error_line
+from rnntk.engine.store import summarize
 
 
 def _resolve(path: Path) -> Path:
@@ -100,7 +100,13 @@ def render(s: dict[str, Any], console: Console) -> None:
                 info.append(f"dt {_num(at['dt'])} s")
             if at.get("units"):
                 info.append(f"units {at['units']}")
-            info += [f"{ak} {_num(av)}" for ak, av in at.items() if ak not in ("dims", "dt", "units", "t0", "description", "precision", "recorded_at_step") and not isinstance(av, (list, dict)) and len(str(av)) < 40]
+            info += [
+                f"{ak} {_num(av)}"
+                for ak, av in at.items()
+                if ak not in ("dims", "dt", "units", "t0", "description", "precision", "recorded_at_step")
+                and not isinstance(av, (list, dict))
+                and len(str(av)) < 40
+            ]
             if "value" in d:
                 v = d["value"]
                 info.insert(0, "= " + (_num(v) if not isinstance(v, list) else "[" + ", ".join(_num(x) for x in v) + "]"))
@@ -125,13 +131,13 @@ def inspect_cmd(
         s = summarize(_resolve(path))
     except UserError as e:
         error_line(e.one_line())
-        raise typer.Exit(e.exit_code)
+        raise typer.Exit(e.exit_code) from None
     except OSError as e:
         error_line(f"cannot read {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__} (truncated or not a run file?)")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     except Exception as e:  # noqa: BLE001 - an HDF5 file of another layout
         error_line(f"cannot summarise {path}: not an rnntk run layout ({type(e).__name__}: {e})")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     try:
         if as_json:
             print(dumps_strict(s))  # NaN/inf → null (strict JSON); run.h5 keeps the values

@@ -26,8 +26,10 @@ FRACTION = 0.8
 
 def _cgroup_free() -> float:
     """Bytes left under this process's cgroup (v2 or v1) memory limit, inf without one."""
-    for lim, use in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
-                     ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+    for lim, use in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),
+    ):
         try:
             with open(lim) as f:
                 raw = f.read().strip()
@@ -100,8 +102,17 @@ def is_oom(e: BaseException) -> bool:
         return True
     if isinstance(e, RuntimeError):
         msg = str(e)
-        return any(s in msg for s in ("can't allocate memory", "not enough memory", "out of memory", "Cannot allocate memory",
-                                      "Trying to create tensor with negative dimension", "numel: integer multiplication overflow"))
+        return any(
+            s in msg
+            for s in (
+                "can't allocate memory",
+                "not enough memory",
+                "out of memory",
+                "Cannot allocate memory",
+                "Trying to create tensor with negative dimension",
+                "numel: integer multiplication overflow",
+            )
+        )
     return False
 
 

@@ -56,8 +56,9 @@ def _load_config(ctx: typer.Context, param: Any, value: Optional[Path]) -> Optio
             raise UserError(f"{value}: '{k}' is a table; rnntk config files hold flat 'option = value' lines")
         want = _toml_kind(params[key])
         if want is not None and not _toml_value_ok(want, v):
-            raise UserError(f"{value}: '{k} = {_short(v)}' must be {want} for --{key.replace('_', '-')}"
-                            + (" (TOML true or false)" if want == "a boolean" else ""))
+            raise UserError(
+                f"{value}: '{k} = {_short(v)}' must be {want} for --{key.replace('_', '-')}" + (" (TOML true or false)" if want == "a boolean" else "")
+            )
         check_int_range(v, f"'{k}' in {value}")
         cleaned[key] = v
     ctx.default_map = {**(ctx.default_map or {}), **cleaned}
@@ -174,18 +175,98 @@ def _common_parameters() -> list[inspect.Parameter]:
     K = inspect.Parameter.KEYWORD_ONLY
     O = typer.Option
     return [
-        inspect.Parameter("device", K, default="auto", annotation=Annotated[str, O("--device", help="auto, cpu, cuda or cuda:N.", envvar="RNNTK_DEVICE", rich_help_panel=PANEL)]),
-        inspect.Parameter("seed", K, default="0", annotation=Annotated[str, O("--seed", help="Integer, or 'auto' (= SLURM_ARRAY_TASK_ID; 'auto+BASE' adds BASE).", envvar="RNNTK_SEED", rich_help_panel=PANEL)]),
-        inspect.Parameter("out", K, default=None, annotation=Annotated[Optional[Path], O("--out", "-o", help="Run folder (default: runs/<command>-<UTC>-s<seed>).", rich_help_panel=PANEL)]),
-        inspect.Parameter("force", K, default=False, annotation=Annotated[bool, O("--force", help="Replace an existing run folder at --out.", rich_help_panel=PANEL)]),
-        inspect.Parameter("resume", K, default=None, annotation=Annotated[Optional[Path], O("--resume", metavar="RUN_DIR", help="Continue RUN_DIR from its last checkpoint (its config.toml is reused).", is_eager=True, callback=_load_resume, rich_help_panel=PANEL)]),
-        inspect.Parameter("config", K, default=None, annotation=Annotated[Optional[Path], O("--config", metavar="FILE.toml", help="Option defaults from a TOML file (flags override it).", is_eager=True, callback=_load_config, rich_help_panel=PANEL)]),
-        inspect.Parameter("quiet", K, default=False, annotation=Annotated[bool, O("--quiet", "-q", help="No progress output (errors and the JSON line only).", rich_help_panel=PANEL)]),
-        inspect.Parameter("log_every", K, default=50, annotation=Annotated[int, O("--log-every", min=1, help="Append metrics to run.h5 every N rows (or every 10 s).", rich_help_panel=PANEL)]),
-        inspect.Parameter("threads", K, default=None, annotation=Annotated[Optional[str], O("--threads", metavar="N|auto", help="CPU threads for torch: a number, or 'auto' (1 thread for small work, which more threads only slow down on a busy machine; every CPU of the affinity mask / SLURM_CPUS_PER_TASK where the command's work is large). Default: OMP_NUM_THREADS when set, else auto.", envvar="RNNTK_THREADS", rich_help_panel=PANEL)]),
-        inspect.Parameter("checkpoint_every", K, default=None, annotation=Annotated[Optional[int], O("--checkpoint-every", min=1, help="Write ckpt-last.pt every N steps (default: 10 x --log-every, and every 5 min).", rich_help_panel=PANEL)]),
+        inspect.Parameter(
+            "device",
+            K,
+            default="auto",
+            annotation=Annotated[str, O("--device", help="auto, cpu, cuda or cuda:N.", envvar="RNNTK_DEVICE", rich_help_panel=PANEL)],
+        ),
+        inspect.Parameter(
+            "seed",
+            K,
+            default="0",
+            annotation=Annotated[
+                str, O("--seed", help="Integer, or 'auto' (= SLURM_ARRAY_TASK_ID; 'auto+BASE' adds BASE).", envvar="RNNTK_SEED", rich_help_panel=PANEL)
+            ],
+        ),
+        inspect.Parameter(
+            "out",
+            K,
+            default=None,
+            annotation=Annotated[Optional[Path], O("--out", "-o", help="Run folder (default: runs/<command>-<UTC>-s<seed>).", rich_help_panel=PANEL)],
+        ),
+        inspect.Parameter(
+            "force", K, default=False, annotation=Annotated[bool, O("--force", help="Replace an existing run folder at --out.", rich_help_panel=PANEL)]
+        ),
+        inspect.Parameter(
+            "resume",
+            K,
+            default=None,
+            annotation=Annotated[
+                Optional[Path],
+                O(
+                    "--resume",
+                    metavar="RUN_DIR",
+                    help="Continue RUN_DIR from its last checkpoint (its config.toml is reused).",
+                    is_eager=True,
+                    callback=_load_resume,
+                    rich_help_panel=PANEL,
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "config",
+            K,
+            default=None,
+            annotation=Annotated[
+                Optional[Path],
+                O(
+                    "--config",
+                    metavar="FILE.toml",
+                    help="Option defaults from a TOML file (flags override it).",
+                    is_eager=True,
+                    callback=_load_config,
+                    rich_help_panel=PANEL,
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "quiet",
+            K,
+            default=False,
+            annotation=Annotated[bool, O("--quiet", "-q", help="No progress output (errors and the JSON line only).", rich_help_panel=PANEL)],
+        ),
+        inspect.Parameter(
+            "log_every",
+            K,
+            default=50,
+            annotation=Annotated[int, O("--log-every", min=1, help="Append metrics to run.h5 every N rows (or every 10 s).", rich_help_panel=PANEL)],
+        ),
+        inspect.Parameter(
+            "threads",
+            K,
+            default=None,
+            annotation=Annotated[
+                Optional[str],
+                O(
+                    "--threads",
+                    metavar="N|auto",
+                    help="CPU threads for torch: a number, or 'auto' (1 thread for small work, which more threads only slow down on a busy machine; every CPU of the affinity mask / SLURM_CPUS_PER_TASK where the command's work is large). Default: OMP_NUM_THREADS when set, else auto.",
+                    envvar="RNNTK_THREADS",
+                    rich_help_panel=PANEL,
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "checkpoint_every",
+            K,
+            default=None,
+            annotation=Annotated[
+                Optional[int],
+                O("--checkpoint-every", min=1, help="Write ckpt-last.pt every N steps (default: 10 x --log-every, and every 5 min).", rich_help_panel=PANEL),
+            ],
+        ),
     ]
-
 
 
 def _emit_json(outcome: dict[str, Any]) -> None:
@@ -224,11 +305,9 @@ def check_path_limits(path: Path | str, option: str) -> None:
     for comp in raw.split(b"/"):
         if len(comp) > name_max:
             shown = os.fsdecode(comp)
-            raise UserError(f"bad {option}: the name '{shown[:24]}...' is {len(comp)} bytes long; "
-                            f"this filesystem allows at most {name_max} bytes per name")
+            raise UserError(f"bad {option}: the name '{shown[:24]}...' is {len(comp)} bytes long; this filesystem allows at most {name_max} bytes per name")
     if len(raw) >= path_max:
-        raise UserError(f"bad {option}: the path is {len(raw)} bytes long (absolute); this system allows "
-                        f"paths shorter than {path_max} bytes")
+        raise UserError(f"bad {option}: the path is {len(raw)} bytes long (absolute); this system allows paths shorter than {path_max} bytes")
 
 
 def error_line(msg: str) -> None:
@@ -296,15 +375,16 @@ def _check_resume(ctx: typer.Context, values: dict[str, Any], resumable: Sequenc
         if src is not None and src.name in ("COMMANDLINE", "ENVIRONMENT") and not same:
             hint = f" (changeable: {', '.join('--' + r.replace('_', '-') for r in resumable)})" if resumable else ""
             raise UserError(
-                f"--resume: --{key.replace('_', '-')} {plain(new)} differs from the run's {key} = {stored[key]}; "
-                f"a resumed run keeps its config{hint}"
+                f"--resume: --{key.replace('_', '-')} {plain(new)} differs from the run's {key} = {stored[key]}; a resumed run keeps its config{hint}"
             )
 
 
 COMMON_NAMES = [p.name for p in _common_parameters()]
 
 
-def engine_command(app: typer.Typer, name: str, *, resumable: Sequence[str] = (), large_work: bool = False, **command_kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def engine_command(
+    app: typer.Typer, name: str, *, resumable: Sequence[str] = (), large_work: bool = False, **command_kwargs: Any
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``fn(opts: RunOptions, **method_options)`` as ``rnntk <name>`` with the
     common options appended. ``resumable``: options a ``--resume`` may change (e.g. iters).
     ``large_work``: the command's tensor work is big enough to gain from several CPU threads

@@ -75,8 +75,8 @@ class Progress:
         self._task = None
         if self.mode == "bar":
             from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress
-            from rich.progress import TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
 
             console = Console(file=self.stream, stderr=self.stream is sys.stderr)
             self._bar = RichProgress(
@@ -119,9 +119,7 @@ class Progress:
         if self.total:
             pct = 100.0 * self._step / self.total
             eta = (self.total - self._step) / rate if rate and rate > 0 else float("nan")
-            pos = f"step {self._step}/{self.total} ({pct:.0f}%) {rate:.3g} it/s " + (
-                f"eta {_fmt_secs(eta)}" if not final else f"in {_fmt_secs(el)}"
-            )
+            pos = f"step {self._step}/{self.total} ({pct:.0f}%) {rate:.3g} it/s " + (f"eta {_fmt_secs(eta)}" if not final else f"in {_fmt_secs(el)}")
         else:
             pos = f"step {self._step} {rate:.3g} it/s"
         print(f"[{self.desc}] {pos} {self._metrics_text()}".rstrip(), file=self.stream, flush=True)

@@ -47,9 +47,8 @@ from .checkpoint import load_checkpoint, load_state_into, save_checkpoint
 from .config import plain, to_toml
 from .device import device_generator, device_name, resolve_device
 from .errors import Interrupted, NonFiniteError, RnntkError, StorageError, UserError
+from .files import atomic_path, write_failure, write_json_atomic, write_text_atomic
 from .folder import RESERVE, RUN_FILES, RunLock, clear_run_folder, new_run_id, read_marker, register, replaceable_entries, write_marker
-from .files import write_failure
-from .files import atomic_path, write_json_atomic, write_text_atomic
 from .progress import Progress
 from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, seeds_record, set_rng_state, validate_rng_state
 from .store import RunFile
@@ -114,8 +113,7 @@ def _check_optimizer_state(opt: Any, sd: Any, src: str) -> None:
             raise UserError(f"--resume: {src} has a damaged optimizer state for parameter {i}")
         for k, v in st.items():
             if isinstance(v, torch.Tensor) and v.dim() > 0 and tuple(v.shape) != tuple(p.shape):
-                raise UserError(f"--resume: {src}: optimizer state '{k}' of parameter {i} has shape {tuple(v.shape)}, "
-                                f"the parameter has {tuple(p.shape)}")
+                raise UserError(f"--resume: {src}: optimizer state '{k}' of parameter {i} has shape {tuple(v.shape)}, the parameter has {tuple(p.shape)}")
             if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all():
                 raise UserError(f"--resume: {src}: optimizer state '{k}' of parameter {i} is not finite")
 
@@ -410,8 +408,7 @@ class Run:
         recorded = int(g.attrs["step"]) if g is not None and "step" in g.attrs else None
         bound = max(rows, recorded if recorded is not None else 0)
         if (rows or recorded is not None) and step > bound:
-            raise UserError(f"--resume: {path} is damaged: step {step} is past what run.h5 recorded "
-                            f"({rows} metric rows, checkpoint at step {recorded})")
+            raise UserError(f"--resume: {path} is damaged: step {step} is past what run.h5 recorded ({rows} metric rows, checkpoint at step {recorded})")
         if ck.get("rng") is not None:
             try:
                 validate_rng_state(ck["rng"], torch.Generator())
@@ -452,8 +449,13 @@ class Run:
                 self.last_metrics[k] = float(v[-1])
         prev = self.h5.f.attrs.get("resume_count", 0)
         self.h5.set_attrs(
-            resumed=_iso(self.created), resume_count=int(prev) + 1, resumed_from_step=self.start_step,
-            metrics_rows_kept=kept, finished="", error="", **self._provenance()
+            resumed=_iso(self.created),
+            resume_count=int(prev) + 1,
+            resumed_from_step=self.start_step,
+            metrics_rows_kept=kept,
+            finished="",
+            error="",
+            **self._provenance(),
         )
         self._write_config()
         (d / "summary.json").unlink(missing_ok=True)  # the run is no longer finished
@@ -483,8 +485,7 @@ class Run:
             return
         self._signal = signum
         print(
-            f"received {signal.Signals(signum).name}: checkpointing after the current step "
-            "(send again to stop at once)",
+            f"received {signal.Signals(signum).name}: checkpointing after the current step (send again to stop at once)",
             file=sys.stderr,
             flush=True,
         )
@@ -605,9 +606,7 @@ class Run:
                 if time_budget is not None and now - t_start >= time_budget and self.step < n:
                     self.stopped_early = f"time budget of {time_budget:g} s reached at step {self.step}"
                     break
-                if self._tracked and (
-                    self.step % self.checkpoint_every == 0 or now - self._last_ckpt_time >= self.checkpoint_secs
-                ):
+                if self._tracked and (self.step % self.checkpoint_every == 0 or now - self._last_ckpt_time >= self.checkpoint_secs):
                     self.save_checkpoint()
             # the loop is done: checkpoint now, before any post-loop code draws random numbers,
             # so that a later --resume with more steps continues bit-identically
@@ -692,7 +691,19 @@ class Run:
         self._register(Path(name).name if Path(name).parent == Path(".") else Path(name).parts[0])
         return self.dir / name
 
-    def trace(self, name: str, data: Any, *, dt: float, dims: Sequence[str] = ("trial", "time", "unit"), units: str = "a.u.", t0: float = 0.0, description: str = "", append: bool = False, **attrs: Any) -> None:
+    def trace(
+        self,
+        name: str,
+        data: Any,
+        *,
+        dt: float,
+        dims: Sequence[str] = ("trial", "time", "unit"),
+        units: str = "a.u.",
+        t0: float = 0.0,
+        description: str = "",
+        append: bool = False,
+        **attrs: Any,
+    ) -> None:
         """``/traces/<name>``: activity ``[trial, time, unit]`` (float32, gzip), ``dt`` in s."""
         if isinstance(data, torch.Tensor):
             data = data.detach().cpu().float().numpy()
@@ -793,7 +804,14 @@ class Run:
                 msg = exc.one_line() if isinstance(exc, RnntkError) else f"{type(exc).__name__}: {exc}"
                 status = "interrupted" if isinstance(exc, (Interrupted, KeyboardInterrupt)) else ("error" if isinstance(exc, UserError) else "failed")
                 self.status = status
-                self.outcome = {"status": status, "run_dir": str(self.dir), "command": self.command, "step": self.step, "error": msg, "note": "run folder left unchanged"}
+                self.outcome = {
+                    "status": status,
+                    "run_dir": str(self.dir),
+                    "command": self.command,
+                    "step": self.step,
+                    "error": msg,
+                    "note": "run folder left unchanged",
+                }
                 return
         error = ""
         if exc is None:
@@ -828,7 +846,16 @@ class Run:
             extra = {}
             if self.device.type == "cuda":
                 extra["peak_cuda_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
-            self.h5.set_attrs(finished=_iso(finished), wall_s=wall, peak_rss_mb=peak_mb, steps_done=self.step, error=error, stopped_early=self.stopped_early, final=json.dumps(self.final), **extra)
+            self.h5.set_attrs(
+                finished=_iso(finished),
+                wall_s=wall,
+                peak_rss_mb=peak_mb,
+                steps_done=self.step,
+                error=error,
+                stopped_early=self.stopped_early,
+                final=json.dumps(self.final),
+                **extra,
+            )
             self.h5.set_status(status)
         except Exception as e:  # noqa: BLE001 - still close the file and report
             close_error = close_error or f"cannot finish {self.dir / 'run.h5'}: {type(e).__name__}: {e}"
@@ -852,9 +879,16 @@ class Run:
             self.outcome["stopped_early"] = self.stopped_early
         if error:
             self.outcome["error"] = error
-        summary = dict(self.outcome, created=_iso(self.created), finished=_iso(finished), seed=self.seed,
-                       device=str(self.device), rnntk_version=__version__, peak_rss_mb=round(peak_mb, 1),
-                       checkpoint=CHECKPOINT if self._last_ckpt_step is not None else None)
+        summary = dict(
+            self.outcome,
+            created=_iso(self.created),
+            finished=_iso(finished),
+            seed=self.seed,
+            device=str(self.device),
+            rnntk_version=__version__,
+            peak_rss_mb=round(peak_mb, 1),
+            checkpoint=CHECKPOINT if self._last_ckpt_step is not None else None,
+        )
         self._free_reserve()  # the run is closed: its reserve is not needed any more
         try:
             write_json_atomic(self.dir / "summary.json", summary)

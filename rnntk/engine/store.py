@@ -22,12 +22,11 @@ The file uses HDF5's default format version (readable by MATLAB, HDFView, h5py).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
-
-import functools
 
 import h5py
 import numpy as np
@@ -254,9 +253,7 @@ class RunFile:
         if "step" not in g:
             return 0
         steps = g["step"][:]
-        keep = int(np.searchsorted(steps, before_step, side="left")) if np.all(np.diff(steps) >= 0) else int(
-            np.sum(steps < before_step)
-        )
+        keep = int(np.searchsorted(steps, before_step, side="left")) if np.all(np.diff(steps) >= 0) else int(np.sum(steps < before_step))
         for k in g:
             g[k].resize((keep,))
         self.flush()
@@ -307,9 +304,7 @@ class RunFile:
             compression_opts=1,
             shuffle=True,
         )
-        ds.attrs.update(
-            dt=float(dt), t0=float(t0), units=units, dims=json.dumps(list(dims)), description=description, precision="float32"
-        )
+        ds.attrs.update(dt=float(dt), t0=float(t0), units=units, dims=json.dumps(list(dims)), description=description, precision="float32")
         for k, v in attrs.items():
             ds.attrs[k] = _attr_value(v)
         for i, d in enumerate(dims):

@@ -116,8 +116,15 @@ def decide(spec: str | int | None = None, *, large: bool = False) -> ThreadPolic
     else:
         n = int(parsed)
     wait = os.environ.get("OMP_WAIT_POLICY", "").strip() or "PASSIVE"
-    return ThreadPolicy(threads=n, spec=str(parsed), source=source, wait_policy=wait.upper(), cpus=cpus, large=large,
-                        wait_policy_applied="torch" not in sys.modules or bool(os.environ.get("OMP_WAIT_POLICY")))
+    return ThreadPolicy(
+        threads=n,
+        spec=str(parsed),
+        source=source,
+        wait_policy=wait.upper(),
+        cpus=cpus,
+        large=large,
+        wait_policy_applied="torch" not in sys.modules or bool(os.environ.get("OMP_WAIT_POLICY")),
+    )
 
 
 def apply(spec: str | int | None = None, *, large: bool = False) -> ThreadPolicy:

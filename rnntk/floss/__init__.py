@@ -11,17 +11,17 @@ import types as _types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from rnntk.floss.flossing import floss, FlossSchedule, floss_step
+    from rnntk.floss.flossing import FlossSchedule, floss, floss_step
     from rnntk.floss.train import FlossConfig, train_floss
 
 _LAZY: dict[str, str] = {
-    'floss': 'rnntk.floss.flossing',
-    'FlossSchedule': 'rnntk.floss.flossing',
-    'floss_step': 'rnntk.floss.flossing',
-    'FlossConfig': 'rnntk.floss.train',
-    'train_floss': 'rnntk.floss.train',
+    "floss": "rnntk.floss.flossing",
+    "FlossSchedule": "rnntk.floss.flossing",
+    "floss_step": "rnntk.floss.flossing",
+    "FlossConfig": "rnntk.floss.train",
+    "train_floss": "rnntk.floss.train",
 }
-__all__ = ['FlossConfig', 'FlossSchedule', 'floss', 'floss_step', 'train_floss']
+__all__ = ["FlossConfig", "FlossSchedule", "floss", "floss_step", "train_floss"]
 
 
 def __getattr__(name: str) -> Any:

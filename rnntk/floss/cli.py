@@ -60,7 +60,15 @@ def floss_cmd(
     floss_target: Annotated[float, O("--floss-target", help="Target exponent.", rich_help_panel=F)] = 0.0,
     floss_len: Annotated[int, O("--floss-len", min=2, help="Steps per flossing estimate.", rich_help_panel=F)] = 55,
     floss_warmup: Annotated[int, O("--floss-warmup", min=0, help="Steps before accumulating.", rich_help_panel=F)] = 16,
-    floss_tons: Annotated[int, O("--floss-tons", min=1, help="Steps between QRs while flossing: 2 gives the same exponents as upstream's 1 (same window, exact in exact arithmetic, tested) with half the QRs.", rich_help_panel=F)] = 2,
+    floss_tons: Annotated[
+        int,
+        O(
+            "--floss-tons",
+            min=1,
+            help="Steps between QRs while flossing: 2 gives the same exponents as upstream's 1 (same window, exact in exact arithmetic, tested) with half the QRs.",
+            rich_help_panel=F,
+        ),
+    ] = 2,
     floss_lr: Annotated[float, O("--floss-lr", help="Flossing Adam learning rate.", rich_help_panel=F)] = 1e-3,
     floss_reduce: Annotated[Reduce, O("--floss-reduce", help="Mean (upstream) or sum of squared exponents.", rich_help_panel=F)] = Reduce.mean,
     eval_every: Annotated[int, O("--eval-every", min=1, help="Test accuracy on a held-out batch every N epochs.")] = 100,
@@ -74,9 +82,9 @@ def floss_cmd(
     QR-based spectrum, before training and in a few episodes during it; this keeps gradients
     from vanishing over long delays. [bold]--no-floss[/bold] is the baseline. Example:
     [bold]rnntk floss --task xor --delay 40[/bold] vs [bold]rnntk floss --task xor --delay 40 --no-floss[/bold]."""
+    from rnntk.floss.delayed_xor import check_delay
     from rnntk.floss.flossing import FlossSchedule
     from rnntk.floss.train import FlossConfig, train_floss
-    from rnntk.floss.delayed_xor import check_delay
 
     n_bits = {"xor": 2, "copy": 1, "parity": bits}[task.value]
     try:
@@ -95,17 +103,46 @@ def floss_cmd(
         raise UserError(f"bad --floss-len {floss_len}: must exceed --floss-warmup {floss_warmup}")
     from rnntk.engine.device import resolve_device
 
-    need = (nbytes_of(batch, trial_len, n_units) * 4 + nbytes_of(eval_batch, trial_len, n_units) * 2  # task BPTT and test batch (float32)
-            + nbytes_of(le_len, n_units, n_units + 2) + nbytes_of(floss_len, n_units, floss_k) * 4 + nbytes_of(n_units, n_units) * 8)
-    check_fits(need, resolve_device(opts.device),
-               f"a network of --n-units {n_units} with --batch {batch} x --trial-len {trial_len} and --le-len {le_len}",
-               hint="use smaller --n-units/--batch/--trial-len/--le-len/--eval-batch")
+    need = (
+        nbytes_of(batch, trial_len, n_units) * 4
+        + nbytes_of(eval_batch, trial_len, n_units) * 2  # task BPTT and test batch (float32)
+        + nbytes_of(le_len, n_units, n_units + 2)
+        + nbytes_of(floss_len, n_units, floss_k) * 4
+        + nbytes_of(n_units, n_units) * 8
+    )
+    check_fits(
+        need,
+        resolve_device(opts.device),
+        f"a network of --n-units {n_units} with --batch {batch} x --trial-len {trial_len} and --le-len {le_len}",
+        hint="use smaller --n-units/--batch/--trial-len/--le-len/--eval-batch",
+    )
     schedule = FlossSchedule(0, 0, 0, 0) if no_floss else FlossSchedule(floss_before, floss_every, floss_epochs, floss_times)
     cfg = FlossConfig(
-        n_bits=n_bits, delay=delay, n_units=n_units, g=g, init=init.value, alpha=alpha, trial_len=trial_len, batch=batch,
-        epochs=epochs, lr=lr, clip=clip, train_x0=train_x0, upstream_window=upstream_window, schedule=schedule, floss_k=floss_k,
-        floss_len=floss_len, floss_warmup=floss_warmup, floss_tons=floss_tons, floss_lr=floss_lr, floss_target=floss_target,
-        floss_reduce=floss_reduce.value, eval_every=eval_every, eval_batch=eval_batch, le_every=le_every, le_len=le_len,
+        n_bits=n_bits,
+        delay=delay,
+        n_units=n_units,
+        g=g,
+        init=init.value,
+        alpha=alpha,
+        trial_len=trial_len,
+        batch=batch,
+        epochs=epochs,
+        lr=lr,
+        clip=clip,
+        train_x0=train_x0,
+        upstream_window=upstream_window,
+        schedule=schedule,
+        floss_k=floss_k,
+        floss_len=floss_len,
+        floss_warmup=floss_warmup,
+        floss_tons=floss_tons,
+        floss_lr=floss_lr,
+        floss_target=floss_target,
+        floss_reduce=floss_reduce.value,
+        eval_every=eval_every,
+        eval_batch=eval_batch,
+        le_every=le_every,
+        le_len=le_len,
     )
     with opts.open_run() as run:
         run.h5.set_attrs(task=task.value, n_bits=n_bits, flossing=not no_floss)
@@ -120,7 +157,14 @@ class InputKind(str, Enum):
 
 def lyapunov_cmd(
     opts: RunOptions,
-    model_path: Annotated[Path, typer.Argument(metavar="MODEL.pt|RUN_DIR|run.h5", help="An rnntk checkpoint of a recurrent rate network (model.pt or ckpt-last.pt), or a run whose model.pt to use.", show_default=False)],
+    model_path: Annotated[
+        Path,
+        typer.Argument(
+            metavar="MODEL.pt|RUN_DIR|run.h5",
+            help="An rnntk checkpoint of a recurrent rate network (model.pt or ckpt-last.pt), or a run whose model.pt to use.",
+            show_default=False,
+        ),
+    ],
     k: Annotated[int, O("--k", min=0, help="Exponents (0 = all N).")] = 0,
     steps: Annotated[int, O("--steps", min=2, help="Steps per trajectory.")] = 2000,
     warmup: Annotated[int, O("--warmup", min=0, help="Steps before accumulating.")] = 500,
@@ -135,11 +179,11 @@ def lyapunov_cmd(
     Supports checkpoints of VanillaRNN (rnntk floss) and LeakyRNN (rnntk selftest)."""
     import torch
 
-    from rnntk.engine.checkpoint import load_checkpoint, load_state_into
-    from rnntk.engine.device import resolve_dtype
     from rnntk.analysis.lyapunov import condition_numbers, long_term_jacobian_singular_values, lyapunov_spectrum
     from rnntk.core.leaky_rnn import LeakyRNN
     from rnntk.core.vanilla_rnn import VanillaRNN
+    from rnntk.engine.checkpoint import load_checkpoint, load_state_into
+    from rnntk.engine.device import resolve_dtype
 
     registry = {"VanillaRNN": VanillaRNN, "LeakyRNN": LeakyRNN}
     if model_path.is_dir() or model_path.suffix == ".h5":
@@ -149,8 +193,14 @@ def lyapunov_cmd(
     if cls is None:
         raise UserError(f"{model_path} holds a {ck['model'] or 'unnamed'} model, not a recurrent rate network rnntk can analyse ({', '.join(registry)})")
     hp = ck["hparams"]
-    bad = [k for k, v in hp.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and (not math.isfinite(v) or v <= 0)
-           and k in ("n", "n_hidden", "n_in", "n_out", "batch", "dt", "tau", "alpha")]
+    bad = [
+        k
+        for k, v in hp.items()
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and (not math.isfinite(v) or v <= 0)
+        and k in ("n", "n_hidden", "n_in", "n_out", "batch", "dt", "tau", "alpha")
+    ]
     if bad:
         raise UserError(f"{model_path}: bad hyper-parameter {bad[0]} = {hp[bad[0]]} (must be a finite number > 0)")
     try:
@@ -177,11 +227,18 @@ def lyapunov_cmd(
 
     isz = torch.empty((), dtype=dt_).element_size()
     n_win = (steps - warmup) / t_ons + 2
-    need = (nbytes_of(n_traj, steps, model.n_in, itemsize=isz) * (input_kind != InputKind.none)  # the inputs
-            + nbytes_of(n_win, n_traj, kk, itemsize=isz) * 2  # log|R_ii| of every QR window, and their logs
-            + nbytes_of(n_traj, N, kk, itemsize=isz) * 4 + nbytes_of(N, N, len(hs) + 2, itemsize=8))  # bases, T_{t,0}, singular values
-    check_fits(need, resolve_device(opts.device), f"a spectrum of --k {kk} over --steps {steps} for --n-traj {n_traj}",
-               hint="use fewer --steps, a larger --tons, a smaller --k or --n-traj")
+    need = (
+        nbytes_of(n_traj, steps, model.n_in, itemsize=isz) * (input_kind != InputKind.none)  # the inputs
+        + nbytes_of(n_win, n_traj, kk, itemsize=isz) * 2  # log|R_ii| of every QR window, and their logs
+        + nbytes_of(n_traj, N, kk, itemsize=isz) * 4
+        + nbytes_of(N, N, len(hs) + 2, itemsize=8)
+    )  # bases, T_{t,0}, singular values
+    check_fits(
+        need,
+        resolve_device(opts.device),
+        f"a spectrum of --k {kk} over --steps {steps} for --n-traj {n_traj}",
+        hint="use fewer --steps, a larger --tons, a smaller --k or --n-traj",
+    )
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         model = model.to(device=run.device, dtype=dt_)
         gen = run.generator

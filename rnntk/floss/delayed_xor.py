@@ -33,8 +33,18 @@ def check_delay(delay: int, n_bits: int, steps: int) -> int:
     return delay // n_bits
 
 
-def delayed_parity_trials(batch: int, steps: int, delay: int, *, n_bits: int = 2, channels: int = 1, amplitude: float = 1.0,
-                          upstream_window: bool = False, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> TrialBatch:
+def delayed_parity_trials(
+    batch: int,
+    steps: int,
+    delay: int,
+    *,
+    n_bits: int = 2,
+    channels: int = 1,
+    amplitude: float = 1.0,
+    upstream_window: bool = False,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> TrialBatch:
     """Sample trials: inputs (B, T, S) in {0, amplitude}, targets (B, T, S) in {0, 1},
     mask (B, T) = 1 on scored steps. Table: ``n_scored`` per trial."""
     spacing = check_delay(delay, n_bits, steps)
@@ -46,8 +56,11 @@ def delayed_parity_trials(batch: int, steps: int, delay: int, *, n_bits: int = 2
     first = delay - 1 if upstream_window else delay
     mask = (torch.arange(steps) >= first).to(dtype).expand(batch, steps).contiguous()
     return TrialBatch(
-        amplitude * s[:, delay:].to(dtype), y.to(dtype), mask,
-        {"n_scored": torch.full((batch,), steps - first)}, dt=None,
+        amplitude * s[:, delay:].to(dtype),
+        y.to(dtype),
+        mask,
+        {"n_scored": torch.full((batch,), steps - first)},
+        dt=None,
     )
 
 

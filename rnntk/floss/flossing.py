@@ -55,9 +55,20 @@ class FlossStepInfo:
     finite: bool
 
 
-def floss_step(model: Any, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, k: int, *, x0: torch.Tensor,
-               warmup: int = 16, t_ons: int = 1, target: float = 0.0, reduce: str = "mean",
-               q0: Optional[torch.Tensor] = None, check: Optional[Callable[[], None]] = None) -> FlossStepInfo:
+def floss_step(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    k: int,
+    *,
+    x0: torch.Tensor,
+    warmup: int = 16,
+    t_ons: int = 1,
+    target: float = 0.0,
+    reduce: str = "mean",
+    q0: Optional[torch.Tensor] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> FlossStepInfo:
     """One flossing step: the k-exponent spectrum along ``inputs`` (B, T, S) from ``x0`` (B, N),
     the flossing loss, backward through states, Jacobian products and QRs, one optimiser step.
     A step whose gradient is not finite is skipped (``finite=False``). ``check`` is called at
@@ -90,13 +101,25 @@ def clip_per_tensor(params: Iterable[torch.nn.Parameter], max_norm: float) -> fl
         total += n * n
         if max_norm > 0 and n > max_norm:
             p.grad.mul_(max_norm / n)
-    return total ** 0.5
+    return total**0.5
 
 
-def floss(model: Any, inputs: torch.Tensor | Callable[[int], torch.Tensor], k: int, steps: int, *,
-          optimizer: Optional[torch.optim.Optimizer] = None, lr: float = 1e-3, x0: Optional[torch.Tensor] = None,
-          warmup: int = 16, t_ons: int = 1, target: float = 0.0, reduce: str = "mean", q0: Optional[torch.Tensor] = None,
-          generator: Optional[torch.Generator] = None) -> list[FlossStepInfo]:
+def floss(
+    model: Any,
+    inputs: torch.Tensor | Callable[[int], torch.Tensor],
+    k: int,
+    steps: int,
+    *,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    lr: float = 1e-3,
+    x0: Optional[torch.Tensor] = None,
+    warmup: int = 16,
+    t_ons: int = 1,
+    target: float = 0.0,
+    reduce: str = "mean",
+    q0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+) -> list[FlossStepInfo]:
     """Floss ``model`` for ``steps`` steps (e.g. before training) and return each step's info.
 
     inputs: a fixed (B, T, S) tensor, or ``inputs(i)`` returning a fresh one for step i (as

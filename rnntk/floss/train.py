@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 
-from rnntk.engine.limits import overflow_as_nonfinite
+from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
 from rnntk.core.vanilla_rnn import VanillaRNN
+from rnntk.engine.limits import overflow_as_nonfinite
 from rnntk.floss.delayed_xor import accuracy, bce_loss, delayed_parity_trials
 from rnntk.floss.flossing import FlossSchedule, clip_per_tensor, floss_step, flossed_parameters
-from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
 
 
 @dataclass
@@ -105,8 +105,19 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         for _ in range(n_fl):
             u = _bits(1, cfg.floss_len, fgen)
             with overflow_as_nonfinite(run.step, "floss_update"):  # e.g. --floss-lr 1e38: exit 3, last good checkpoint kept
-                info = floss_step(model, floss_opt, u, cfg.floss_k, x0=model.x0[:1].detach(), warmup=cfg.floss_warmup,
-                                  t_ons=cfg.floss_tons, target=cfg.floss_target, reduce=cfg.floss_reduce, q0=q0, check=stop_check)
+                info = floss_step(
+                    model,
+                    floss_opt,
+                    u,
+                    cfg.floss_k,
+                    x0=model.x0[:1].detach(),
+                    warmup=cfg.floss_warmup,
+                    t_ons=cfg.floss_tons,
+                    target=cfg.floss_target,
+                    reduce=cfg.floss_reduce,
+                    q0=q0,
+                    check=stop_check,
+                )
             st["floss_losses"].append(info.loss)
             st["floss_lambdas"].append([float(v) for v in info.exponents])
             st["nonfinite_floss"] += 0 if info.finite else 1
@@ -167,10 +178,17 @@ def _finish(cfg: FlossConfig, run: Any, model: VanillaRNN, horizons: list[int]) 
         if len(w) == 50 and sum(w) / 50 >= 0.9:
             to90 = i
             break
-    out = {"final_accuracy": final_acc if accs else float("nan"), "success": float(bool(accs) and final_acc >= 0.95), "epochs_to_90": float(to90),
-           "lambda_1_init": st["le"][0][0], "lambda_1_final": st["le"][-1][0],
-           "floss_seconds": st["floss_s"], "task_seconds": st["task_s"],
-           "floss_overhead": st["floss_s"] / max(st["floss_s"] + st["task_s"], 1e-9), "nonfinite_floss_steps": float(st["nonfinite_floss"])}
+    out = {
+        "final_accuracy": final_acc if accs else float("nan"),
+        "success": float(bool(accs) and final_acc >= 0.95),
+        "epochs_to_90": float(to90),
+        "lambda_1_init": st["le"][0][0],
+        "lambda_1_final": st["le"][-1][0],
+        "floss_seconds": st["floss_s"],
+        "task_seconds": st["task_s"],
+        "floss_overhead": st["floss_s"] / max(st["floss_s"] + st["task_s"], 1e-9),
+        "nonfinite_floss_steps": float(st["nonfinite_floss"]),
+    }
     run.result("lyapunov", st["le"], description="Lyapunov spectrum of the probe sequence (per step), one row per evaluation")
     run.result("lyapunov_epoch", st["le_epochs"], description="task updates done when each spectrum row was taken")
     run.result("lyapunov_after_floss", st["le_after_floss"], description="True where the row was taken right after a flossing episode")

@@ -12,11 +12,11 @@ if TYPE_CHECKING:
     from rnntk.ode.train import ODEConfig, train_ode
 
 _LAZY: dict[str, str] = {
-    'odeint_adjoint_gq': 'rnntk.ode.gq_adjoint',
-    'ODEConfig': 'rnntk.ode.train',
-    'train_ode': 'rnntk.ode.train',
+    "odeint_adjoint_gq": "rnntk.ode.gq_adjoint",
+    "ODEConfig": "rnntk.ode.train",
+    "train_ode": "rnntk.ode.train",
 }
-__all__ = ['ODEConfig', 'odeint_adjoint_gq', 'train_ode']
+__all__ = ["ODEConfig", "odeint_adjoint_gq", "train_ode"]
 
 
 def __getattr__(name: str) -> Any:

@@ -46,7 +46,6 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import torch
 from torch import nn
-
 from torchdiffeq import odeint, odeint_dense
 from torchdiffeq._impl.interp import _interp_evaluate
 from torchdiffeq._impl.misc import _all_adjoint_callback_names, _all_callback_names, _flat_to_shape, _mixed_norm, _rms_norm
@@ -110,8 +109,7 @@ def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0) -> tuple[np.ndarray,
     return m + h * z, h * w
 
 
-def gq_node_counts(nfe_forward: int, t: Sequence[float], *, gtol: float, nmin: int, nmax: int,
-                   nodes: Optional[int] = None) -> tuple[list[int], int]:
+def gq_node_counts(nfe_forward: int, t: Sequence[float], *, gtol: float, nmin: int, nmax: int, nodes: Optional[int] = None) -> tuple[list[int], int]:
     """Nodes per interval (spec 1.3) and the number of intervals where the cap ``nmax`` bound."""
     t = [float(v) for v in t]
     K = len(t) - 1
@@ -176,14 +174,13 @@ class _AugmentedDynamics:
 
     def __call__(self, t, state):
         self.nfe += 1
-        xs, adj = state[: self.n], state[self.n:]
+        xs, adj = state[: self.n], state[self.n :]
         with torch.enable_grad():
             xs_ = tuple(x.detach().requires_grad_(True) for x in xs)
             fx = self.f(t, xs_)
             pairs = [(o, g) for o, g in zip(fx, adj) if o.requires_grad]
             if pairs:
-                vjp = torch.autograd.grad([o for o, _ in pairs], xs_, [g for _, g in pairs],
-                                          allow_unused=True)
+                vjp = torch.autograd.grad([o for o, _ in pairs], xs_, [g for _, g in pairs], allow_unused=True)
             else:
                 vjp = (None,) * self.n
         da = tuple(torch.zeros_like(x) if v is None else -v for x, v in zip(xs, vjp))
@@ -221,8 +218,7 @@ def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float
     return {**base, "first_step": min(last_dt, abs(length))}
 
 
-def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, adj: tuple,
-               params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
+def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, adj: tuple, params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
     """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the quadrature nodes ``taus`` (n,) with ``weights`` (n,);
     returns (the gradient tuple, None where f does not depend on θ; the calls of f made).
 
@@ -265,8 +261,7 @@ def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, ad
     return (None if total is None else tuple(total)), n
 
 
-def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol, atol, method: Optional[str],
-                 options: dict):
+def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol, atol, method: Optional[str], options: dict):
     """Solve a tuple state from ``t_from`` to ``t_to`` (either direction) with one of torchdiffeq's
     adaptive Runge–Kutta solvers, keeping every accepted step's interpolant (what ``odeint``
     evaluates at requested output times). Returns (end state, ``at(taus)``), where ``at`` gives the
@@ -274,8 +269,7 @@ def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol,
     ones ``odeint`` takes (output times never force steps), so the values equal odeint's."""
     dev = state.device if torch.is_tensor(state) else state[0].device
     t = torch.tensor([t_from, t_to], dtype=torch.float64, device=dev)
-    shapes, f_, y0, t_, rtol_, atol_, method_, options_, _, rev = _td_check_inputs(
-        func, state, t, rtol, atol, method, options, None, _TD_SOLVERS)
+    shapes, f_, y0, t_, rtol_, atol_, method_, options_, _, rev = _td_check_inputs(func, state, t, rtol, atol, method, options, None, _TD_SOLVERS)
     solver = _TD_SOLVERS[method_](func=f_, y0=y0, rtol=rtol_, atol=atol_, **options_)
     t_ = t_.to(solver.dtype)
     solver._before_integrate(t_)
@@ -321,20 +315,17 @@ def _quad_error_ratio(acc: list, e: tuple, rtol: float, atol: float) -> float:
     parameter gradient including this interval's sum: the norm-wise tolerance of vector-valued
     quadrature (as scipy's ``quad_vec``), per tensor as torchdiffeq's mixed norm over its
     parameter-adjoint states. Two passes over the parameters (one sync)."""
-    rs = [torch.linalg.vector_norm(ei) / (atol * math.sqrt(ei.numel()) + rtol * torch.linalg.vector_norm(a))
-          for a, ei in zip(acc, e) if ei is not None]
+    rs = [torch.linalg.vector_norm(ei) / (atol * math.sqrt(ei.numel()) + rtol * torch.linalg.vector_norm(a)) for a, ei in zip(acc, e) if ei is not None]
     return float(torch.stack(rs).max()) if rs else 0.0
 
 
 def _auto_mode(cfg: dict) -> bool:
     """gq_nodes="auto" with an adaptive Runge–Kutta backward solver (its interpolants give the
     states at any node); fixed-grid solvers use the gtol rule."""
-    return cfg["nodes"] == "auto" and issubclass(_TD_SOLVERS[cfg["adjoint_method"] or "dopri5"],
-                                                 RKAdaptiveStepsizeODESolver)
+    return cfg["nodes"] == "auto" and issubclass(_TD_SOLVERS[cfg["adjoint_method"] or "dopri5"], RKAdaptiveStepsizeODESolver)
 
 
-def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f: Callable,
-                         params: tuple, p_grad: list, cfg: dict, tally: dict):
+def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f: Callable, params: tuple, p_grad: list, cfg: dict, tally: dict):
     """The n-point Gauss–Legendre quadrature of the adjoint integral over one output interval
     (fixed count or the gtol rule), solved from ``t_from`` back to ``t_to``; adds it to
     ``p_grad`` and returns the solve's end state. ``solve(taus)`` integrates the backward system
@@ -370,8 +361,7 @@ def _chunks(rules: list) -> list:
     return groups + [cur] if cur else groups
 
 
-def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, cfg: dict,
-                     tally: dict) -> tuple[list, list]:
+def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, cfg: dict, tally: dict) -> tuple[list, list]:
     """gq_nodes="auto": the adjoint integral over all output intervals with error control, after
     the backward sweep. ``intervals[i] = (t_from, t_to, at)``, ``at(taus)`` giving (x, a) at any
     times of that interval from the backward solve's own interpolants (the values odeint returns
@@ -401,8 +391,7 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
                 tally["calls"] += calls
                 tally["evals"] += len(taus)
                 if g:
-                    total = list(g) if total is None else [
-                        b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g)]
+                    total = list(g) if total is None else [b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g)]
             sums.append(tuple(total) if total is not None else (None,) * len(params))
         q, low = sums
         grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, q)]
@@ -421,8 +410,7 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
         del sums, q, low, grads, err  # free this round's parameter-sized buffers before the next
 
 
-def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optional[Callable] = None,
-                       to_user: Optional[Callable] = None) -> None:
+def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optional[Callable] = None, to_user: Optional[Callable] = None) -> None:
     """Set torchdiffeq's step callbacks of the user's ``func`` on ``target``, a vector field that
     rnntk hands to ``odeint``: the forward ones (``adjoint=False``) or the ``*_adjoint`` ones for a
     backward solve (as torchdiffeq's ``odeint_adjoint`` does), optionally with the arguments mapped
@@ -468,8 +456,7 @@ def _adjoint_norm(norm_opt, state_norm: Optional[Callable], n: int, is_tuple: bo
 def _start_counts(cfg: dict, stats: GQStats, t_list: list) -> tuple[list, int]:
     """Nodes per interval to start from: the fixed count, or the gtol rule (≥ 2 for "auto")."""
     fixed = cfg["nodes"] if _is_int(cfg["nodes"]) else None
-    counts, caps = gq_node_counts(stats.nfe_forward, t_list, gtol=cfg["gtol"], nmin=cfg["nmin"],
-                                  nmax=cfg["nmax"], nodes=fixed)
+    counts, caps = gq_node_counts(stats.nfe_forward, t_list, gtol=cfg["gtol"], nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=fixed)
     if cfg["nodes"] == "auto":
         return [min(max(c, 2), cfg["nmax"]) for c in counts], 0
     return counts, caps
@@ -490,8 +477,7 @@ class _GQAdjoint(torch.autograd.Function):
         event_fn = cfg["event_fn"]
         with torch.no_grad():
             y0_arg = tuple(y0) if cfg["is_tuple"] else y0[0]
-            sol = odeint(counter, y0_arg, t, rtol=cfg["rtol"], atol=cfg["atol"],
-                         method=cfg["method"], options=cfg["options"], event_fn=event_fn)
+            sol = odeint(counter, y0_arg, t, rtol=cfg["rtol"], atol=cfg["atol"], method=cfg["method"], options=cfg["options"], event_fn=event_fn)
         if event_fn is not None:
             event_t, sol = sol
             grid = torch.cat([t[:1].detach(), event_t.detach().reshape(1).to(t)])
@@ -511,7 +497,7 @@ class _GQAdjoint(torch.autograd.Function):
         if event_mode:  # as torchdiffeq: backprop up to the event time, not through it
             grad_y = grad_y[1:]
         saved = ctx.saved_tensors
-        t, sol, params = saved[0], saved[1:1 + n], saved[1 + n:]
+        t, sol, params = saved[0], saved[1 : 1 + n], saved[1 + n :]
         stats = cfg["stats"]
         f = _as_tuple_fn(cfg["func"], cfg["is_tuple"])
         K = len(t) - 1
@@ -531,20 +517,16 @@ class _GQAdjoint(torch.autograd.Function):
         for k in range(K, 0, -1):
             xs = tuple(s[k] for s in sol)
             if t64[k] != t64[k - 1]:  # (an event at t0 gives an empty interval)
-                opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.steps.hint(),
-                                         t64[k] - t64[k - 1])
+                opts = _interval_options(cfg["adjoint_options"], cfg["adjoint_method"], aug.steps.hint(), t64[k] - t64[k - 1])
 
                 def solve(taus, xs=xs, adj=adj, opts=opts, k=k):
                     grid = torch.tensor([t64[k], *taus.tolist(), t64[k - 1]], dtype=torch.float64, device=dev)
-                    out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                                 method=cfg["adjoint_method"], options=opts)
+                    out = odeint(aug, xs + adj, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"], method=cfg["adjoint_method"], options=opts)
                     m = len(taus)
-                    return (tuple(o[-1] for o in out[n:]), tuple(o[1:1 + m] for o in out[:n]),
-                            tuple(o[1:1 + m] for o in out[n:]))
+                    return (tuple(o[-1] for o in out[n:]), tuple(o[1 : 1 + m] for o in out[:n]), tuple(o[1 : 1 + m] for o in out[n:]))
 
                 if auto:
-                    end, at = _dense_solve(aug, xs + adj, t64[k], t64[k - 1], cfg["adjoint_rtol"],
-                                           cfg["adjoint_atol"], cfg["adjoint_method"], opts)
+                    end, at = _dense_solve(aug, xs + adj, t64[k], t64[k - 1], cfg["adjoint_rtol"], cfg["adjoint_atol"], cfg["adjoint_method"], opts)
                     pending.append((t64[k], t64[k - 1], lambda taus, at=at: (lambda v: (v[:n], v[n:]))(at(taus))))
                     slots.append(k - 1)
                     adj = end[n:]
@@ -596,8 +578,7 @@ class _GQAdjointStore(torch.autograd.Function):
             sol[0] = y0
             dense = None
             if len(t64) > 1:
-                dense = odeint_dense(F, y0, s64[0], s64[-1], rtol=cfg["rtol"], atol=cfg["atol"],
-                                     method="dopri5", options=cfg["options"])
+                dense = odeint_dense(F, y0, s64[0], s64[-1], rtol=cfg["rtol"], atol=cfg["atol"], method="dopri5", options=cfg["options"])
                 s_hi = torch.nextafter(s64[-1], torch.tensor(-math.inf, dtype=torch.float64))
                 for k in range(1, len(t64)):
                     sol[k] = dense(torch.minimum(s64[k], s_hi))
@@ -641,16 +622,16 @@ class _GQAdjointStore(torch.autograd.Function):
         opts = dict(cfg["adjoint_options"])
         step_t = [float(s_lo)]
         if "step_t" in opts:
-            step_t += [float(v) for v in torch.as_tensor(opts["step_t"]).reshape(-1).tolist()
-                       if float(v) != float(s_lo)]
+            step_t += [float(v) for v in torch.as_tensor(opts["step_t"]).reshape(-1).tolist() if float(v) != float(s_lo)]
         adaptive = (cfg["adjoint_method"] or "dopri5") in _ADAPTIVE
         if adaptive:
             opts["step_t"] = torch.tensor(sorted(set(step_t)), dtype=torch.float64)
 
         steps = _StepLog()
         # the user's *_adjoint callbacks get (t0, (x, a), dt) as in the recompute mode
-        _install_callbacks(adj_dyn, func, adjoint=True, record=steps.record if adaptive else None,
-                           to_user=lambda s0, a, ds: (sign * s0, (x_at(s0).to(dt_), a), ds))
+        _install_callbacks(
+            adj_dyn, func, adjoint=True, record=steps.record if adaptive else None, to_user=lambda s0, a, ds: (sign * s0, (x_at(s0).to(dt_), a), ds)
+        )
 
         def f_tuple(s_, xs):
             return (F(s_, xs[0]),)
@@ -664,21 +645,17 @@ class _GQAdjointStore(torch.autograd.Function):
 
             def solve(taus, a=a, o=o, k=k):
                 grid = torch.tensor([s_list[k], *taus.tolist(), s_list[k - 1]], dtype=torch.float64, device=dev)
-                out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"],
-                             method=cfg["adjoint_method"], options=o)
+                out = odeint(adj_dyn, a, grid, rtol=cfg["adjoint_rtol"], atol=cfg["adjoint_atol"], method=cfg["adjoint_method"], options=o)
                 m = len(taus)
                 x_nodes = torch.stack([x_at(tj) for tj in taus]).to(dt_)
-                return out[-1], (x_nodes,), (out[1:1 + m],)
+                return out[-1], (x_nodes,), (out[1 : 1 + m],)
 
             if auto:
-                end, at = _dense_solve(adj_dyn, a, s_list[k], s_list[k - 1], cfg["adjoint_rtol"],
-                                       cfg["adjoint_atol"], cfg["adjoint_method"], o)
-                pending.append((s_list[k], s_list[k - 1],
-                                lambda taus, at=at: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))))
+                end, at = _dense_solve(adj_dyn, a, s_list[k], s_list[k - 1], cfg["adjoint_rtol"], cfg["adjoint_atol"], cfg["adjoint_method"], o)
+                pending.append((s_list[k], s_list[k - 1], lambda taus, at=at: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))))
                 a = end[0]
             else:
-                a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, f_tuple, params, p_grad,
-                                         cfg, tally)
+                a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, f_tuple, params, p_grad, cfg, tally)
             if k > 1:
                 a = a + grad_y[k - 1]
         if p_grad is None and pending and params:
@@ -708,13 +685,28 @@ def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
-def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e-9,
-                      method: Optional[str] = None, options: Optional[dict] = None,
-                      event_fn: Optional[Callable] = None,
-                      adjoint_rtol=None, adjoint_atol=None, adjoint_method: Optional[str] = None,
-                      adjoint_options: Optional[dict] = None, adjoint_params=None,
-                      gtol: float = 0.1, gq_nodes: Union[int, str, None] = "auto", gq_nmin: int = 2,
-                      gq_nmax: int = 64, trajectory: str = "recompute", return_stats: bool = False):
+def odeint_adjoint_gq(
+    func: Callable,
+    y0,
+    t: torch.Tensor,
+    *,
+    rtol=1e-7,
+    atol=1e-9,
+    method: Optional[str] = None,
+    options: Optional[dict] = None,
+    event_fn: Optional[Callable] = None,
+    adjoint_rtol=None,
+    adjoint_atol=None,
+    adjoint_method: Optional[str] = None,
+    adjoint_options: Optional[dict] = None,
+    adjoint_params=None,
+    gtol: float = 0.1,
+    gq_nodes: Union[int, str, None] = "auto",
+    gq_nmin: int = 2,
+    gq_nmax: int = 64,
+    trajectory: str = "recompute",
+    return_stats: bool = False,
+):
     """Solve dy/dt = func(t, y) like ``torchdiffeq.odeint``; gradients by the GQ adjoint.
 
     Arguments mirror ``torchdiffeq.odeint_adjoint`` 0.2.5, all of them accepted: rtol, atol,
@@ -764,8 +756,7 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
             raise ValueError("t must be strictly monotone (increasing or decreasing)")
     if isinstance(gtol, bool) or not isinstance(gtol, (int, float)) or not math.isfinite(gtol) or gtol <= 0:
         raise ValueError(f"gtol must be a finite number > 0, got {gtol!r}")
-    if not (gq_nodes is None or (isinstance(gq_nodes, str) and gq_nodes == "auto")
-            or (_is_int(gq_nodes) and gq_nodes >= 1)):
+    if not (gq_nodes is None or (isinstance(gq_nodes, str) and gq_nodes == "auto") or (_is_int(gq_nodes) and gq_nodes >= 1)):
         raise ValueError(f"gq_nodes must be 'auto', None or an integer ≥ 1, got {gq_nodes!r}")
     if not _is_int(gq_nmin) or gq_nmin < 1:
         raise ValueError(f"gq_nmin must be an integer ≥ 1, got {gq_nmin!r}")
@@ -776,8 +767,9 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
     if trajectory == "store" and is_tuple:
         raise ValueError("trajectory='store' needs a tensor y0 (torchdiffeq odeint_dense)")
     if trajectory == "store" and method not in (None, "dopri5"):
-        raise ValueError(f"trajectory='store' needs method='dopri5' (the only torchdiffeq solver with a "
-                         f"dense output), got method={method!r}; use trajectory='recompute'")
+        raise ValueError(
+            f"trajectory='store' needs method='dopri5' (the only torchdiffeq solver with a dense output), got method={method!r}; use trajectory='recompute'"
+        )
     for name, m in (("method", method), ("adjoint_method", adjoint_method)):
         if m is not None and m not in _TD_SOLVERS:
             raise ValueError(f"{name} must be one of {sorted(_TD_SOLVERS)}, got {m!r}")
@@ -796,8 +788,10 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
     if adj_norm is not None and not callable(adj_norm) and not (isinstance(adj_norm, str) and adj_norm == "seminorm"):
         raise ValueError(f"adjoint_options['norm'] must be 'seminorm' or a callable, got {adj_norm!r}")
     if trajectory == "store" and callable(adj_norm):
-        raise ValueError("a callable adjoint_options['norm'] needs trajectory='recompute' (the 'store' "
-                         "backward state is the adjoint alone); use 'seminorm' or trajectory='recompute'")
+        raise ValueError(
+            "a callable adjoint_options['norm'] needs trajectory='recompute' (the 'store' "
+            "backward state is the adjoint alone); use 'seminorm' or trajectory='recompute'"
+        )
 
     # ---- defaults (torchdiffeq's odeint_adjoint conventions) --------------------------------
     if adjoint_rtol is None:
@@ -807,8 +801,7 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
     if adjoint_method is None:
         adjoint_method = method
     if adjoint_method != method and options is not None and adjoint_options is None:
-        raise ValueError("adjoint_options must be given when adjoint_method differs from method "
-                         "and options is given")
+        raise ValueError("adjoint_options must be given when adjoint_method differs from method and options is given")
     if adjoint_options is None:
         adjoint_options = {k: v for k, v in options.items() if k != "norm"} if options else {}
     else:
@@ -825,12 +818,27 @@ def odeint_adjoint_gq(func: Callable, y0, t: torch.Tensor, *, rtol=1e-7, atol=1e
         adjoint_options["norm"] = _adjoint_norm(adj_norm, state_norm, len(ys), is_tuple)
 
     stats = GQStats()
-    cfg = dict(func=func, is_tuple=is_tuple, rtol=rtol, atol=atol, method=method,
-               options=None if options is None else dict(options), event_fn=event_fn,
-               adjoint_rtol=_dup_tol(adjoint_rtol, len(ys)), adjoint_atol=_dup_tol(adjoint_atol, len(ys)),
-               adjoint_method=adjoint_method, adjoint_options=adjoint_options,
-               quad_rtol=_scalar_tol(adjoint_rtol), quad_atol=_scalar_tol(adjoint_atol), dtype=ys[0].dtype,
-               gtol=float(gtol), nodes=gq_nodes, nmin=int(gq_nmin), nmax=int(gq_nmax), stats=stats)
+    cfg = dict(
+        func=func,
+        is_tuple=is_tuple,
+        rtol=rtol,
+        atol=atol,
+        method=method,
+        options=None if options is None else dict(options),
+        event_fn=event_fn,
+        adjoint_rtol=_dup_tol(adjoint_rtol, len(ys)),
+        adjoint_atol=_dup_tol(adjoint_atol, len(ys)),
+        adjoint_method=adjoint_method,
+        adjoint_options=adjoint_options,
+        quad_rtol=_scalar_tol(adjoint_rtol),
+        quad_atol=_scalar_tol(adjoint_atol),
+        dtype=ys[0].dtype,
+        gtol=float(gtol),
+        nodes=gq_nodes,
+        nmin=int(gq_nmin),
+        nmax=int(gq_nmax),
+        stats=stats,
+    )
     if trajectory == "store":
         sol = _GQAdjointStore.apply(cfg, t, ys[0], *adjoint_params)
         return (sol, stats) if return_stats else sol

@@ -36,6 +36,8 @@ def auto_adjoint(n_intervals: int, n_params: int, state_numel: int) -> str:
     if n_intervals <= AUTO_MAX_INTERVALS and n_params >= AUTO_MIN_PARAMS_PER_STATE * state_numel:
         return "gq"
     return "direct"
+
+
 TASKS = ("spheres", "sines", "g1d", "rate-rnn", "ou")
 
 
@@ -126,8 +128,7 @@ def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) ->
     ``backward`` has run)."""
     kw = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
     if cfg.adjoint == "gq":
-        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nodes=cfg.gq_nodes, gq_nmin=cfg.gq_nmin,
-                                 trajectory=cfg.gq_trajectory, return_stats=True, **kw)
+        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nodes=cfg.gq_nodes, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
     counted = CountedField(func)
     if cfg.adjoint == "direct":
         y = odeint(counted, y0, t, **kw)
@@ -180,7 +181,9 @@ class ODEProblem:
             P = cfg.n_paths
             self.train = (y_tr, ode_tasks.ou_paths(y_tr, P, self.t, generator=g, dtype=torch.float32))
             self.test = (y_te, ode_tasks.ou_paths(y_te, P, self.t, generator=g, dtype=torch.float32))
-            self.sde = WongZakaiSDE(MLPField(1, cfg.width), MLPField(1, cfg.width), KLNoise(cfg.n_cos, 0.0, 10.0, generator=int(torch.randint(0, 2**31, (1,), generator=g))))
+            self.sde = WongZakaiSDE(
+                MLPField(1, cfg.width), MLPField(1, cfg.width), KLNoise(cfg.n_cos, 0.0, 10.0, generator=int(torch.randint(0, 2**31, (1,), generator=g)))
+            )
             self.field = self.sde
             self.readout = None
             self._bm_seed = int(torch.randint(0, 2**31, (1,), generator=g))
@@ -313,8 +316,7 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
         P = sum(p.numel() for p in prob.field.parameters())
         cfg.adjoint = auto_adjoint(K, P, S)
         run.h5.set_attrs(adjoint=cfg.adjoint, adjoint_requested="auto")
-        print(f"note: --adjoint auto: {K} output intervals, {P:,} parameters, {S:,} state numbers -> {cfg.adjoint}",
-              file=sys.stderr, flush=True)
+        print(f"note: --adjoint auto: {K} output intervals, {P:,} parameters, {S:,} state numbers -> {cfg.adjoint}", file=sys.stderr, flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     run.track(model, opt, hparams={"task": cfg.task, "width": cfg.width, "n_units": cfg.n_units, "tau": cfg.tau})
     train_time = run.state.setdefault("train_seconds", 0.0)
@@ -372,7 +374,13 @@ def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
             y0, data = prob.test
             pred, _ = prob._ou_paths(y0, dev, sde_eval=True)
         dt = float(prob.t[1] - prob.t[0])
-        run.trace("trajectory", pred.cpu().transpose(1, 2), dt=dt, dims=("trial", "time", "path"), description="model paths by torchsde (Stratonovich) per test initial value")
+        run.trace(
+            "trajectory",
+            pred.cpu().transpose(1, 2),
+            dt=dt,
+            dims=("trial", "time", "path"),
+            description="model paths by torchsde (Stratonovich) per test initial value",
+        )
         run.trace("truth", data.transpose(1, 2), dt=dt, dims=("trial", "time", "path"), description="OU data paths")
         mp, vp = prob._moments(pred.cpu())
         md, vd = prob._moments(data)
@@ -395,7 +403,7 @@ def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
             s0, x, times = prob.test
             grid = torch.linspace(0, float(times.max()), 100)
             traj = odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
-            truth = (s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None])
+            truth = s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None]
         elif cfg.task == "rate-rnn":
             x0, xs = prob.test
             grid = prob.t

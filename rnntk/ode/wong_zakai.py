@@ -29,7 +29,7 @@ __all__ = ["KLNoise", "WongZakaiSDE", "kl_variance_fraction", "sdeint_baseline"]
 
 def kl_variance_fraction(n_cos: int) -> float:
     """Var W_N(t1) / c = (2/π²) Σ_{n≤N} (n−½)^{-2} (→ 1 as N → ∞)."""
-    return 2.0 / math.pi ** 2 * sum((n - 0.5) ** -2 for n in range(1, n_cos + 1))
+    return 2.0 / math.pi**2 * sum((n - 0.5) ** -2 for n in range(1, n_cos + 1))
 
 
 class KLNoise(nn.Module):
@@ -39,8 +39,7 @@ class KLNoise(nn.Module):
     seeded generator). Its seed is recorded as ``self.seed``.
     """
 
-    def __init__(self, n_cos: int, t0: float = 0.0, t1: float = 1.0,
-                 generator: Union[torch.Generator, int, None] = None):
+    def __init__(self, n_cos: int, t0: float = 0.0, t1: float = 1.0, generator: Union[torch.Generator, int, None] = None):
         super().__init__()
         if isinstance(n_cos, bool) or not isinstance(n_cos, int) or n_cos < 1:
             raise ValueError(f"n_cos must be an integer ≥ 1, got {n_cos!r}")
@@ -62,8 +61,7 @@ class KLNoise(nn.Module):
         self._omega = (torch.arange(1, n_cos + 1, dtype=torch.float64) - 0.5) * math.pi / self.c
         self.register_buffer("xi", None, persistent=False)
 
-    def resample(self, shape: Sequence[int], *, dtype: Optional[torch.dtype] = None,
-                 device: Union[torch.device, str, None] = None) -> torch.Tensor:
+    def resample(self, shape: Sequence[int], *, dtype: Optional[torch.dtype] = None, device: Union[torch.device, str, None] = None) -> torch.Tensor:
         """Draw ξ of shape (N, *shape) from the dedicated generator; store it and return it."""
         shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,)))
         dtype = dtype or (self.xi.dtype if self.xi is not None else torch.get_default_dtype())
@@ -151,9 +149,18 @@ class WongZakaiSDE(nn.Module):
         return _TorchSDE(self.drift, self.diffusion, sde_type)
 
 
-def sdeint_baseline(sde, y0: torch.Tensor, ts: torch.Tensor, *, method: str = "reversible_heun",
-                    dt: float = 0.01, seed: int, adjoint: bool = False,
-                    adjoint_method: str = "adjoint_reversible_heun", **kwargs) -> torch.Tensor:
+def sdeint_baseline(
+    sde,
+    y0: torch.Tensor,
+    ts: torch.Tensor,
+    *,
+    method: str = "reversible_heun",
+    dt: float = 0.01,
+    seed: int,
+    adjoint: bool = False,
+    adjoint_method: str = "adjoint_reversible_heun",
+    **kwargs,
+) -> torch.Tensor:
     """Solve ``sde`` with real torchsde (``sdeint``, or ``sdeint_adjoint`` when ``adjoint``) on a
     seeded ``BrownianInterval(ts[0], ts[-1], y0.shape, entropy=seed)``.
 
@@ -170,11 +177,9 @@ def sdeint_baseline(sde, y0: torch.Tensor, ts: torch.Tensor, *, method: str = "r
         raise ValueError("ts must be a 1-D tensor with at least 2 times")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an int, got {seed!r}")
-    bm = torchsde.BrownianInterval(t0=float(ts[0]), t1=float(ts[-1]), size=tuple(y0.shape),
-                                   dtype=y0.dtype, device=y0.device, entropy=seed)
+    bm = torchsde.BrownianInterval(t0=float(ts[0]), t1=float(ts[-1]), size=tuple(y0.shape), dtype=y0.dtype, device=y0.device, entropy=seed)
     if adjoint:
         if not isinstance(sde, nn.Module):
             raise ValueError("adjoint=True needs an nn.Module SDE")
-        return torchsde.sdeint_adjoint(sde, y0, ts, bm=bm, method=method, adjoint_method=adjoint_method,
-                                       dt=dt, **kwargs)
+        return torchsde.sdeint_adjoint(sde, y0, ts, bm=bm, method=method, adjoint_method=adjoint_method, dt=dt, **kwargs)
     return torchsde.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt, **kwargs)

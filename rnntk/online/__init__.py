@@ -14,29 +14,47 @@ if TYPE_CHECKING:
     from rnntk.online.alignment import gradient_alignment, param_groups
     from rnntk.online.learner import ChunkLearner, StreamingLearner, layer_gradients, loss_weights, online_gradients, step_losses
     from rnntk.online.memory import SavedBytes, rule_memory
-    from rnntk.online.rules import ALIASES, FITS, RULES, canonical_rule, resolve_rule
     from rnntk.online.models.seq_model import SeqModel, build_seq_model
+    from rnntk.online.rules import ALIASES, FITS, RULES, canonical_rule, resolve_rule
 
 _LAZY: dict[str, str] = {
-    'gradient_alignment': 'rnntk.online.alignment',
-    'param_groups': 'rnntk.online.alignment',
-    'ChunkLearner': 'rnntk.online.learner',
-    'StreamingLearner': 'rnntk.online.learner',
-    'layer_gradients': 'rnntk.online.learner',
-    'loss_weights': 'rnntk.online.learner',
-    'online_gradients': 'rnntk.online.learner',
-    'step_losses': 'rnntk.online.learner',
-    'SavedBytes': 'rnntk.online.memory',
-    'rule_memory': 'rnntk.online.memory',
-    'ALIASES': 'rnntk.online.rules',
-    'FITS': 'rnntk.online.rules',
-    'RULES': 'rnntk.online.rules',
-    'canonical_rule': 'rnntk.online.rules',
-    'resolve_rule': 'rnntk.online.rules',
-    'SeqModel': 'rnntk.online.models.seq_model',
-    'build_seq_model': 'rnntk.online.models.seq_model',
+    "gradient_alignment": "rnntk.online.alignment",
+    "param_groups": "rnntk.online.alignment",
+    "ChunkLearner": "rnntk.online.learner",
+    "StreamingLearner": "rnntk.online.learner",
+    "layer_gradients": "rnntk.online.learner",
+    "loss_weights": "rnntk.online.learner",
+    "online_gradients": "rnntk.online.learner",
+    "step_losses": "rnntk.online.learner",
+    "SavedBytes": "rnntk.online.memory",
+    "rule_memory": "rnntk.online.memory",
+    "ALIASES": "rnntk.online.rules",
+    "FITS": "rnntk.online.rules",
+    "RULES": "rnntk.online.rules",
+    "canonical_rule": "rnntk.online.rules",
+    "resolve_rule": "rnntk.online.rules",
+    "SeqModel": "rnntk.online.models.seq_model",
+    "build_seq_model": "rnntk.online.models.seq_model",
 }
-__all__ = ['ALIASES', 'ChunkLearner', 'FITS', 'RULES', 'SavedBytes', 'SeqModel', 'StreamingLearner', 'build_seq_model', 'canonical_rule', 'gradient_alignment', 'layer_gradients', 'loss_weights', 'online_gradients', 'param_groups', 'resolve_rule', 'rule_memory', 'step_losses']
+__all__ = [
+    "ALIASES",
+    "ChunkLearner",
+    "FITS",
+    "RULES",
+    "SavedBytes",
+    "SeqModel",
+    "StreamingLearner",
+    "build_seq_model",
+    "canonical_rule",
+    "gradient_alignment",
+    "layer_gradients",
+    "loss_weights",
+    "online_gradients",
+    "param_groups",
+    "resolve_rule",
+    "rule_memory",
+    "step_losses",
+]
 
 
 def __getattr__(name: str) -> Any:

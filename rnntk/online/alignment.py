@@ -9,8 +9,8 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 
-from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.learner import online_gradients
+from rnntk.online.models.seq_model import SeqModel
 
 
 def param_groups(model: SeqModel) -> dict[str, list[str]]:
@@ -29,8 +29,9 @@ def param_groups(model: SeqModel) -> dict[str, list[str]]:
     return groups
 
 
-def gradient_of(model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec: str = "sequence", masks: Optional[list] = None,
-                check: Optional[Callable[[], None]] = None) -> dict[str, torch.Tensor]:
+def gradient_of(
+    model: SeqModel, batch: Sequence[torch.Tensor], rule: str, exec: str = "sequence", masks: Optional[list] = None, check: Optional[Callable[[], None]] = None
+) -> dict[str, torch.Tensor]:
     """{name: gradient} of ``rule`` on batch (x, y, mask), leaving ``.grad`` as it was.
     ``check`` is called before every streamed step (it may raise to stop)."""
     saved = {n: (None if p.grad is None else p.grad.clone()) for n, p in model.named_parameters()}
@@ -64,21 +65,30 @@ def compare(g: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], groups: di
         na, nb, ne = float(a.norm()), float(b.norm()), float((a - b).norm())
         dot = float(a @ b)
         total += na * na
-        out[grp] = {"cos": dot / (na * nb) if na > 0 and nb > 0 else 0.0, "relnorm": na / nb if nb > 0 else float("inf") if na > 0 else 1.0,
-                    "norm": na, "rel_err": ne / nb if nb > 0 else 0.0}
+        out[grp] = {
+            "cos": dot / (na * nb) if na > 0 and nb > 0 else 0.0,
+            "relnorm": na / nb if nb > 0 else float("inf") if na > 0 else 1.0,
+            "norm": na,
+            "rel_err": ne / nb if nb > 0 else 0.0,
+        }
         if nb > 0:  # the group rescaled by 1/‖ref_k‖
             dots += dot / nb**2
             na2 += (na / nb) ** 2
             ne2 += (ne / nb) ** 2
             G += 1
     if out:
-        out["all"] = {"cos": dots / (math.sqrt(na2) * math.sqrt(G)) if na2 > 0 else 0.0, "relnorm": math.sqrt(na2 / G) if G else 1.0,
-                      "norm": math.sqrt(total), "rel_err": math.sqrt(ne2 / G) if G else 0.0}
+        out["all"] = {
+            "cos": dots / (math.sqrt(na2) * math.sqrt(G)) if na2 > 0 else 0.0,
+            "relnorm": math.sqrt(na2 / G) if G else 1.0,
+            "norm": math.sqrt(total),
+            "rel_err": math.sqrt(ne2 / G) if G else 0.0,
+        }
     return out
 
 
-def gradient_alignment(model: SeqModel, batch: Sequence[torch.Tensor], rules: Sequence[str], exec: str = "sequence",
-                       check: Optional[Callable[[], None]] = None) -> dict[str, Any]:
+def gradient_alignment(
+    model: SeqModel, batch: Sequence[torch.Tensor], rules: Sequence[str], exec: str = "sequence", check: Optional[Callable[[], None]] = None
+) -> dict[str, Any]:
     """{rule: {group: {cos, relnorm, norm, rel_err}}} against BPTT on one batch
     (x, y, mask); dropout off. ``.grad`` is left untouched. ``check`` is called before each
     rule and every streamed step (a run's interrupt check; it may raise to stop)."""

@@ -51,9 +51,23 @@ class Act(str, Enum):
     none = "none"
 
 
-Rule = Annotated[str, O("--rule", help="online_full (LRU), online_snap (SnAp-1; = online_full on the LRU), online_truncated, online_spat, bptt; upstream spellings (online_spatial, online_1truncated, online_snap1) accepted.", rich_help_panel=R)]
+Rule = Annotated[
+    str,
+    O(
+        "--rule",
+        help="online_full (LRU), online_snap (SnAp-1; = online_full on the LRU), online_truncated, online_spat, bptt; upstream spellings (online_spatial, online_1truncated, online_snap1) accepted.",
+        rich_help_panel=R,
+    ),
+]
 ArchO = Annotated[Arch, O("--arch", help="lru, rnn (linear RNN baseline) or gru.", rich_help_panel=M)]
-TaskO = Annotated[Task, O("--task", help="copy, digits (sklearn 8x8, offline), listops-synth, or from --data-dir: cifar (CIFAR-10 binary), lra-listops (TSV), imdb (aclImdb).", rich_help_panel=T)]
+TaskO = Annotated[
+    Task,
+    O(
+        "--task",
+        help="copy, digits (sklearn 8x8, offline), listops-synth, or from --data-dir: cifar (CIFAR-10 binary), lra-listops (TSV), imdb (aclImdb).",
+        rich_help_panel=T,
+    ),
+]
 DataDir = Annotated[Optional[Path], O("--data-dir", help="Folder with the files of cifar / lra-listops / imdb (never downloaded).", rich_help_panel=T)]
 PatLen = Annotated[int, O("--pattern-len", min=1, help="Copy: pattern length P (T = 2P + pad + 1).", rich_help_panel=T)]
 PadLen = Annotated[int, O("--pad-len", min=0, help="Copy: steps between pattern and stop token (upstream's effective 7).", rich_help_panel=T)]
@@ -68,8 +82,22 @@ RnnAct = Annotated[str, O("--rnn-activation", help="RNN nonlinearity ρ: linear,
 Dtype = Annotated[str, O("--dtype", help="float32 or float64.")]
 
 
-def _model_opts(arch: Arch, layers: int, d_model: int, d_hidden: int, activation: Act, norm: str, dropout: float, pooling: str,
-                readout: int, r_min: float, r_max: float, max_phase: float, rnn_activation: str, task: str) -> dict[str, Any]:
+def _model_opts(
+    arch: Arch,
+    layers: int,
+    d_model: int,
+    d_hidden: int,
+    activation: Act,
+    norm: str,
+    dropout: float,
+    pooling: str,
+    readout: int,
+    r_min: float,
+    r_max: float,
+    max_phase: float,
+    rnn_activation: str,
+    task: str,
+) -> dict[str, Any]:
     from rnntk.online.data import default_pooling
     from rnntk.online.models.seq_model import POOLINGS
 
@@ -89,8 +117,21 @@ def _model_opts(arch: Arch, layers: int, d_model: int, d_hidden: int, activation
     if task == "copy" and pool not in ("none",):
         raise UserError(f"bad --pooling '{pool}' for the copy task: its outputs are per step (use none)")
     require_positive(max_phase=max_phase)
-    return dict(arch=arch.value, layers=layers, d_model=d_model, d_hidden=d_hidden, activation=activation.value, norm=norm, dropout=dropout,
-                pooling=pool, readout=readout, r_min=r_min, r_max=r_max, max_phase=max_phase, rnn_activation=rnn_activation)
+    return dict(
+        arch=arch.value,
+        layers=layers,
+        d_model=d_model,
+        d_hidden=d_hidden,
+        activation=activation.value,
+        norm=norm,
+        dropout=dropout,
+        pooling=pool,
+        readout=readout,
+        r_min=r_min,
+        r_max=r_max,
+        max_phase=max_phase,
+        rnn_activation=rnn_activation,
+    )
 
 
 def _rule(rule: str, arch: Arch, exec: str = "sequence", pooling: str = "none") -> str:
@@ -115,8 +156,12 @@ def _check_seq_fits(device: str, T: int, B: int, layers: int, width: int, isz: i
     from rnntk.engine.limits import check_fits
 
     need = float(B) * float(T) * (per_step * 4.0 + 32.0 * layers * width * isz)
-    check_fits(need, resolve_device(device), f"{B} sequences of {T} steps" + (f" through {layers} layers of width {width}" if layers else ""),
-               hint="use shorter sequences, a smaller --batch-size / sample count, or --exec streaming")
+    check_fits(
+        need,
+        resolve_device(device),
+        f"{B} sequences of {T} steps" + (f" through {layers} layers of width {width}" if layers else ""),
+        hint="use shorter sequences, a smaller --batch-size / sample count, or --exec streaming",
+    )
 
 
 def _data(task: Task, gen: Any, **kw: Any) -> Any:
@@ -157,7 +202,9 @@ def online_lru_cmd(
     r_max: RMax = 1.0,
     max_phase: Annotated[float, O("--max-phase", help="LRU ring init: max phase.", rich_help_panel=M)] = 6.28,
     rnn_activation: RnnAct = "linear",
-    opt_groups: Annotated[str, O("--opt-groups", help="standard (λ,γ,B at rec lr, no decay), b_fast_decay (B with the rest), b_decay (B at rec lr, decayed).", rich_help_panel=R)] = "standard",
+    opt_groups: Annotated[
+        str, O("--opt-groups", help="standard (λ,γ,B at rec lr, no decay), b_fast_decay (B with the rest), b_decay (B at rec lr, decayed).", rich_help_panel=R)
+    ] = "standard",
     lr: Annotated[float, O("--lr", help="Base learning rate.", rich_help_panel=R)] = 1e-3,
     rec_lr_factor: Annotated[Optional[float], O("--rec-lr-factor", help="Recurrent lr / lr (default 0.5 for lru, 1.0 for rnn/gru).", rich_help_panel=R)] = None,
     weight_decay: Annotated[float, O("--weight-decay", min=0.0, help="AdamW decay (never on the recurrent group).", rich_help_panel=R)] = 0.0,
@@ -168,9 +215,15 @@ def online_lru_cmd(
     accumulate: Annotated[int, O("--accumulate", min=1, help="Micro-batches per update (gradient accumulation).", rich_help_panel=R)] = 1,
     epochs: Annotated[int, O("--epochs", min=1, help="Passes over the training set.", rich_help_panel=R)] = 25,
     steps: Annotated[int, O("--steps", min=0, help="Total updates instead of --epochs (0 = use epochs).", rich_help_panel=R)] = 0,
-    exec: Annotated[Exec, O("--exec", help="sequence (vectorised over T) or streaming (one step at a time, memory constant in T).", rich_help_panel=R)] = Exec.sequence,
-    update_every: Annotated[int, O("--update-every", min=0, help="Streaming: update parameters every K steps (0 = once per batch, upstream).", rich_help_panel=R)] = 0,
-    grad_check_batches: Annotated[int, O("--grad-check-batches", min=0, help="Batches per epoch on which every rule's gradient is compared with BPTT (upstream 20).", rich_help_panel=R)] = 2,
+    exec: Annotated[
+        Exec, O("--exec", help="sequence (vectorised over T) or streaming (one step at a time, memory constant in T).", rich_help_panel=R)
+    ] = Exec.sequence,
+    update_every: Annotated[
+        int, O("--update-every", min=0, help="Streaming: update parameters every K steps (0 = once per batch, upstream).", rich_help_panel=R)
+    ] = 0,
+    grad_check_batches: Annotated[
+        int, O("--grad-check-batches", min=0, help="Batches per epoch on which every rule's gradient is compared with BPTT (upstream 20).", rich_help_panel=R)
+    ] = 2,
     eval_samples: Annotated[int, O("--eval-samples", min=0, help="Cap on val/test sequences evaluated per epoch (0 = all; the final test uses all).")] = 0,
     dtype: Dtype = "float32",
 ) -> None:
@@ -210,17 +263,44 @@ def online_lru_cmd(
     if task == Task.copy:  # the generated sequences, before generating them
         _check_seq_fits(opts.device, 2 * pattern_len + pad_len + 1, train_samples + val_samples + test_samples, 0, 0, 0, bits + 2)
     # data first: a missing or malformed file is reported before a run folder is created
-    data = _data(task, torch.Generator().manual_seed(resolve_seed(opts.seed) + 17), data_dir=data_dir, pattern_len=pattern_len, pad_len=pad_len,
-                 bits=bits, train_samples=train_samples, val_samples=val_samples, test_samples=test_samples, digits_order=digits_order,
-                 pad_to=pad_to, max_len=max_len, limit=limit)
+    data = _data(
+        task,
+        torch.Generator().manual_seed(resolve_seed(opts.seed) + 17),
+        data_dir=data_dir,
+        pattern_len=pattern_len,
+        pad_len=pad_len,
+        bits=bits,
+        train_samples=train_samples,
+        val_samples=val_samples,
+        test_samples=test_samples,
+        digits_order=digits_order,
+        pad_to=pad_to,
+        max_len=max_len,
+        limit=limit,
+    )
     if exec == Exec.sequence:  # activations kept over the whole sequence (measured: ~32 values per step, layer and width)
         _check_seq_fits(opts.device, data[0].steps, batch_size, layers, max(d_model, d_hidden), torch.empty((), dtype=dt).element_size())
     with opts.open_run(config={"rec_lr_factor": factor}) as run:
         model = build_model(data[0], run.generator, dt, **mo).to(run.device)
         run.h5.set_attrs(rule=r, arch=arch.value, task=task.value, seq_len=data[0].steps)
-        cfg = TrainConfig(rule=r, exec=exec.value, update_every=update_every, opt_groups=opt_groups, lr=lr, rec_lr_factor=factor,
-                          weight_decay=weight_decay, warmup_epochs=warmup_epochs, schedule=schedule, lr_min=lr_min, batch_size=batch_size,
-                          accumulate=accumulate, epochs=epochs, steps=steps, grad_check_batches=grad_check_batches, eval_samples=eval_samples)
+        cfg = TrainConfig(
+            rule=r,
+            exec=exec.value,
+            update_every=update_every,
+            opt_groups=opt_groups,
+            lr=lr,
+            rec_lr_factor=factor,
+            weight_decay=weight_decay,
+            warmup_epochs=warmup_epochs,
+            schedule=schedule,
+            lr_min=lr_min,
+            batch_size=batch_size,
+            accumulate=accumulate,
+            epochs=epochs,
+            steps=steps,
+            grad_check_batches=grad_check_batches,
+            eval_samples=eval_samples,
+        )
         train_online(model, data, cfg, run)
 
 
@@ -260,9 +340,9 @@ def online_lru_gradcheck_cmd(
 
     from rnntk.engine.device import resolve_dtype
     from rnntk.engine.files import write_text_atomic
+    from rnntk.online.alignment import gradient_alignment, param_groups
     from rnntk.online.data import build_model
     from rnntk.online.train import default_check_rules
-    from rnntk.online.alignment import gradient_alignment, param_groups
 
     mo = _model_opts(arch, layers, d_model, d_hidden, activation, "pre", 0.0, "auto", 0, r_min, r_max, 6.28, rnn_activation, task.value)
     names = [s.strip() for s in rules.split(",") if s.strip()] or list(default_check_rules(arch.value))
@@ -270,8 +350,18 @@ def online_lru_gradcheck_cmd(
     dt = resolve_dtype(dtype)
     from rnntk.engine.seeding import resolve_seed
 
-    data = _data(task, torch.Generator().manual_seed(resolve_seed(opts.seed) + 17), data_dir=data_dir, pattern_len=pattern_len, pad_len=pad_len,
-                 bits=bits, train_samples=batch_size, val_samples=1, test_samples=1, limit=max(batch_size, 1))
+    data = _data(
+        task,
+        torch.Generator().manual_seed(resolve_seed(opts.seed) + 17),
+        data_dir=data_dir,
+        pattern_len=pattern_len,
+        pad_len=pad_len,
+        bits=bits,
+        train_samples=batch_size,
+        val_samples=1,
+        test_samples=1,
+        limit=max(batch_size, 1),
+    )
     # the BPTT reference keeps the activations of the whole sequence
     _check_seq_fits(opts.device, data[0].steps, batch_size, layers, max(d_model, d_hidden), torch.empty((), dtype=dt).element_size())
     with opts.open_run() as run:
@@ -289,8 +379,13 @@ def online_lru_gradcheck_cmd(
                 print(f"{r_:<18}{g:<10}{v['cos']:>10.4f}{v['relnorm']:>12.4f}{v['rel_err']:>10.2e}", file=sys.stderr)
         write_text_atomic(run.path("gradcheck.csv"), "\n".join(lines) + "\n")
         for k in ("cos", "relnorm", "rel_err"):
-            run.result(f"grad_{k}", np.array([[al[r_][g][k] for g in groups] for r_ in rl]), rules=rl, groups=groups,
-                       description=f"{k} of each rule's gradient vs BPTT, (rule, group)")
+            run.result(
+                f"grad_{k}",
+                np.array([[al[r_][g][k] for g in groups] for r_ in rl]),
+                rules=rl,
+                groups=groups,
+                description=f"{k} of each rule's gradient vs BPTT, (rule, group)",
+            )
         run.finish(**{f"cos_{g}_{r_}": al[r_][g]["cos"] for r_ in rl for g in groups})
 
 
@@ -342,8 +437,9 @@ def online_lru_memory_cmd(
 
     isz = torch.empty((), dtype=dt).element_size()
     per_step = batch_size * (9 * isz + 56 + layers * (8 * d_model + 4 * d_hidden) * isz)  # inputs, targets, mask, activations kept
-    check_fits(float(max(Ts)) * per_step, resolve_device(opts.device), f"--seq-lens up to {max(Ts)} with --batch-size {batch_size}",
-               hint="use shorter --seq-lens")
+    check_fits(
+        float(max(Ts)) * per_step, resolve_device(opts.device), f"--seq-lens up to {max(Ts)} with --batch-size {batch_size}", hint="use shorter --seq-lens"
+    )
     with opts.open_run() as run:
         res = {k: np.zeros((len(combos), len(Ts))) for k in ("saved", "traces", "total")}
         print(f"{'rule':<18}{'exec':<10}" + "".join(f"{'T=' + str(t):>14}" for t in Ts) + "   (total bytes)", file=sys.stderr)

@@ -18,9 +18,22 @@ TASKS = ("copy", "digits", "listops-synth", "cifar", "lra-listops", "imdb")
 FILE_TASKS = ("cifar", "lra-listops", "imdb")
 
 
-def load_task(task: str, generator: torch.Generator, *, data_dir: Optional[Path] = None, pattern_len: int = 10, pad_len: int = 7,
-              bits: int = 7, train_samples: int = 20000, val_samples: int = 1000, test_samples: int = 1000,
-              digits_order: str = "pixel", pad_to: int = 0, max_len: int = 256, limit: int = 0) -> tuple[SeqData, SeqData, SeqData]:
+def load_task(
+    task: str,
+    generator: torch.Generator,
+    *,
+    data_dir: Optional[Path] = None,
+    pattern_len: int = 10,
+    pad_len: int = 7,
+    bits: int = 7,
+    train_samples: int = 20000,
+    val_samples: int = 1000,
+    test_samples: int = 1000,
+    digits_order: str = "pixel",
+    pad_to: int = 0,
+    max_len: int = 256,
+    limit: int = 0,
+) -> tuple[SeqData, SeqData, SeqData]:
     """(train, val, test) of ``task``. Synthetic tasks draw from ``generator``; file tasks
     read ``data_dir`` (:class:`DataError` if missing or malformed). ``limit`` > 0 keeps at
     most that many rows of each file split (quick runs)."""

@@ -80,8 +80,9 @@ def _carried_EB(c: dict[str, Any]) -> Optional[torch.Tensor]:
     return c.get("EB")
 
 
-def _snap_block(rec: nn.Module, c: dict[str, Any], d: torch.Tensor, delta: torch.Tensor,
-                items: list[tuple[str, Optional[torch.Tensor], Optional[torch.Tensor]]]) -> int:
+def _snap_block(
+    rec: nn.Module, c: dict[str, Any], d: torch.Tensor, delta: torch.Tensor, items: list[tuple[str, Optional[torch.Tensor], Optional[torch.Tensor]]]
+) -> int:
     """SnAp-1 credit of one chunk in closed form, added to ``.grad`` of ``rec``. Each item
     (name, g, v) is a trace J_t = d_t ⊙ J_{t−1} + g_t v_tᵀ (rows n, (batch, N, M); v None: the
     bias trace (batch, N); g None: ones) credited with Σ_t δ_t ⊙ J_t. With
@@ -207,9 +208,24 @@ class ChunkLearner:
             gQ = gN * r
             dg = lambda name: torch.diagonal(getattr(rec, name).detach())  # noqa: E731
             d = (1 - z) + gZ * dg("W_hz") + gQ * dg("W_hn") + gR * dg("W_hr")  # (b, T, N)
-            nbytes = _snap_block(rec, c, d, delta, [("W_iz", gZ, u), ("b_iz", gZ, None), ("W_hz", gZ, h_prev), ("W_in", gN, u),
-                                                    ("b_in", gN, None), ("W_ir", gR, u), ("b_ir", gR, None), ("W_hr", gR, h_prev),
-                                                    ("W_hn", gQ, h_prev), ("b_hn", gQ, None)])
+            nbytes = _snap_block(
+                rec,
+                c,
+                d,
+                delta,
+                [
+                    ("W_iz", gZ, u),
+                    ("b_iz", gZ, None),
+                    ("W_hz", gZ, h_prev),
+                    ("W_in", gN, u),
+                    ("b_in", gN, None),
+                    ("W_ir", gR, u),
+                    ("b_ir", gR, None),
+                    ("W_hr", gR, h_prev),
+                    ("W_hn", gQ, h_prev),
+                    ("b_hn", gQ, None),
+                ],
+            )
         self.trace_bytes += nbytes
 
     def layer(self, l: int, rec: nn.Module, u: torch.Tensor, backward: bool = True) -> torch.Tensor:
@@ -391,8 +407,9 @@ class ChunkLearner:
                 _acc(mod, "D", (G * U).sum(0))
             else:  # LayerNorm
                 Z, M, R, G = cols
-                _, gw, gb = torch.ops.aten.native_layer_norm_backward(G, Z, mod.normalized_shape, M, R, mod.weight, mod.bias,
-                                                                      [False, mod.weight is not None, mod.bias is not None])
+                _, gw, gb = torch.ops.aten.native_layer_norm_backward(
+                    G, Z, mod.normalized_shape, M, R, mod.weight, mod.bias, [False, mod.weight is not None, mod.bias is not None]
+                )
                 if gw is not None:
                     _acc(mod, "weight", gw)
                 if gb is not None:
@@ -404,8 +421,7 @@ class ChunkLearner:
 
     def _ln_back(self, mod: nn.Module, g: torch.Tensor, z: torch.Tensor, mean: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
         self._defer("ln", mod, z, mean, rstd, g)
-        return torch.ops.aten.native_layer_norm_backward(g, z, mod.normalized_shape, mean, rstd, mod.weight, mod.bias,
-                                                         [True, False, False])[0]
+        return torch.ops.aten.native_layer_norm_backward(g, z, mod.normalized_shape, mean, rstd, mod.weight, mod.bias, [True, False, False])[0]
 
     def _lin_back(self, mod: nn.Module, x: torch.Tensor, g: torch.Tensor, need_input: bool = True) -> Optional[torch.Tensor]:
         self._defer("lin", mod, x, g)
@@ -593,9 +609,17 @@ def layer_gradients(rec: nn.Module, u: torch.Tensor, loss_fn: Callable[[torch.Te
     return loss.detach()
 
 
-def online_gradients(model: SeqModel, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, rule: str, exec: str = "sequence",
-                     masks: Optional[list] = None, weights: Optional[torch.Tensor] = None,
-                     check: Optional[Callable[[], None]] = None) -> tuple[torch.Tensor, dict[str, Any]]:
+def online_gradients(
+    model: SeqModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    mask: torch.Tensor,
+    rule: str,
+    exec: str = "sequence",
+    masks: Optional[list] = None,
+    weights: Optional[torch.Tensor] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
     """Accumulate the gradient estimate of ``rule`` into ``.grad`` of ``model``'s parameters.
 
     x: (batch, T, d_in); y: (batch, T, n_out) int64 targets (dense labels); mask: (batch, T)
@@ -640,8 +664,9 @@ class StreamingLearner:
     With ``optimizer`` and ``update_every = K > 0`` the parameters are updated every K steps
     (extension, not upstream); otherwise gradients accumulate until the caller steps."""
 
-    def __init__(self, model: SeqModel, rule: str, optimizer: Optional[torch.optim.Optimizer] = None, update_every: int = 0,
-                 masks: Optional[list] = None) -> None:
+    def __init__(
+        self, model: SeqModel, rule: str, optimizer: Optional[torch.optim.Optimizer] = None, update_every: int = 0, masks: Optional[list] = None
+    ) -> None:
         if model.pooling == "pool":
             raise ValueError("pooling 'pool' cannot stream (use pool_st)")
         self.learner = ChunkLearner(model, rule)

@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.learner import ChunkLearner, loss_weights
+from rnntk.online.models.seq_model import SeqModel
 
 
 class SavedBytes:

@@ -24,8 +24,10 @@ def canonical_rule(rule: str) -> str:
     """The rnntk name of ``rule`` (upstream spellings accepted); ValueError if unknown."""
     r = ALIASES.get(rule, rule)
     if r not in RULES:
-        raise ValueError(f"unknown rule '{rule}' (choose one of {', '.join(RULES)}; upstream spellings "
-                         f"{', '.join(k for k in ALIASES if k.startswith('online'))} are accepted)")
+        raise ValueError(
+            f"unknown rule '{rule}' (choose one of {', '.join(RULES)}; upstream spellings "
+            f"{', '.join(k for k in ALIASES if k.startswith('online'))} are accepted)"
+        )
     return r
 
 

@@ -17,12 +17,12 @@ from typing import Any, Optional
 
 import torch
 
-from rnntk.online.models.lru import linear_scan
-from rnntk.online.models.seq_model import SeqModel
-from rnntk.online.tasks.seq_loaders import SeqData
 from rnntk.online.alignment import gradient_alignment
 from rnntk.online.learner import StreamingLearner, loss_weights, online_gradients, step_losses
+from rnntk.online.models.lru import linear_scan
+from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.rules import canonical_rule
+from rnntk.online.tasks.seq_loaders import SeqData
 
 
 @dataclass
@@ -240,8 +240,18 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
     return _finish(model, best, test, cfg, run, dev, dtype)
 
 
-def _epoch_end(model: SeqModel, val: SeqData, test: SeqData, cfg: TrainConfig, dev: torch.device, dtype: torch.dtype,
-               st: dict, best: SeqModel, step: int, agg: dict[str, list[float]]) -> dict[str, float]:
+def _epoch_end(
+    model: SeqModel,
+    val: SeqData,
+    test: SeqData,
+    cfg: TrainConfig,
+    dev: torch.device,
+    dtype: torch.dtype,
+    st: dict,
+    best: SeqModel,
+    step: int,
+    agg: dict[str, list[float]],
+) -> dict[str, float]:
     row: dict[str, float] = {}
     v = evaluate(model, val, max(cfg.batch_size, 64), dev, dtype, cfg.eval_samples)
     te = evaluate(model, test, max(cfg.batch_size, 64), dev, dtype, cfg.eval_samples)
@@ -273,11 +283,23 @@ def _finish(model: SeqModel, best: SeqModel, test: SeqData, cfg: TrainConfig, ru
         if "hidden_phase" in tr:
             run.trace("hidden_phase", tr["hidden_phase"], dt=1.0, units="rad", description="top LRU layer, arg h_t")
         if "trace_norm" in tr:
-            run.trace("trace_norm", tr["trace_norm"], dt=1.0, dims=("trial", "time", "layer"), units="a.u.",
-                      description="Frobenius norm of online_full's B trace E^B_t per layer")
+            run.trace(
+                "trace_norm",
+                tr["trace_norm"],
+                dt=1.0,
+                dims=("trial", "time", "layer"),
+                units="a.u.",
+                description="Frobenius norm of online_full's B trace E^B_t per layer",
+            )
     run.save_model(chosen)
-    out = {"test_loss": te["loss"], "test_acc": te["acc"], "best_val_loss": st["best_val"], "best_step": float(st["best_step"]),
-           "last_test_loss": last["loss"], "last_test_acc": last["acc"]}
+    out = {
+        "test_loss": te["loss"],
+        "test_acc": te["acc"],
+        "best_val_loss": st["best_val"],
+        "best_step": float(st["best_step"]),
+        "last_test_loss": last["loss"],
+        "last_test_acc": last["acc"],
+    }
     for k, v in out.items():
         run.result(k, v)
     run.finish(**out)

@@ -1,13 +1,11 @@
-"""``rnntk selftest``: a tiny leaky-RNN integration task that exercises the whole engine.
-"""
+"""``rnntk selftest``: a tiny leaky-RNN integration task that exercises the whole engine."""
 
 from __future__ import annotations
 
 import importlib as _importlib
 from typing import Any
 
-_LAZY: dict[str, str] = {
-}
+_LAZY: dict[str, str] = {}
 __all__ = []
 
 

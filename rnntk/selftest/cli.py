@@ -25,8 +25,7 @@ def _check_fits(hidden: int, batch: int, steps: int, device: str) -> None:
     from rnntk.engine.limits import check_fits, nbytes_of
 
     need = 4 * nbytes_of(hidden, hidden) + 3 * nbytes_of(batch + 64, steps, hidden)
-    check_fits(need, resolve_device(device), f"--hidden {hidden} with --batch {batch} over --steps {steps}",
-               "use a smaller --hidden/--batch/--steps")
+    check_fits(need, resolve_device(device), f"--hidden {hidden} with --batch {batch} over --steps {steps}", "use a smaller --hidden/--batch/--steps")
 
 
 def selftest(

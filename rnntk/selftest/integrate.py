@@ -11,7 +11,9 @@ import torch
 from rnntk.core.trials import TrialBatch
 
 
-def integration_trials(batch: int, steps: int = 50, *, noise: float = 0.5, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32) -> TrialBatch:
+def integration_trials(
+    batch: int, steps: int = 50, *, noise: float = 0.5, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> TrialBatch:
     """Sample ``batch`` integration trials of ``steps`` time steps (1 input, 1 output)."""
     c = torch.rand(batch, 1, 1, generator=generator, dtype=dtype) * 2 - 1
     u = c + noise * torch.randn(batch, steps, 1, generator=generator, dtype=dtype)

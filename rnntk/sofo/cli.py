@@ -92,24 +92,36 @@ def _check_fits(task: str, res: dict, duration: float, device: str) -> None:
     T = float(res["steps"]) if task == "kalman" else (32.0 if task == "lorenz" else duration / res["dt"])
     P = h * h + 8 * h
     need = 4.0 * (P * (min(K, P) + 4) + B * T * h * 3 + B * min(K, P) * h * 4)
-    check_fits(need, resolve_device(device), f"--hidden {int(h)} with -K {int(K)} tangents and --batch {int(B)} over {int(T)} steps",
-               hint="use smaller --hidden/-K/--batch")
+    check_fits(
+        need,
+        resolve_device(device),
+        f"--hidden {int(h)} with -K {int(K)} tangents and --batch {int(B)} over {int(T)} steps",
+        hint="use smaller --hidden/-K/--batch",
+    )
 
 
 def sofo_train(
     opts: RunOptions,
     task: Annotated[Task, O("--task", "-t", help="Task to train on.")] = Task.double_reach,
-    preset: Annotated[Preset, O("--preset", help="Sizes for unset options: cpu-small (about a minute on 2 cores) or paper (upstream sizes, GPU).")] = Preset.cpu_small,
+    preset: Annotated[
+        Preset, O("--preset", help="Sizes for unset options: cpu-small (about a minute on 2 cores) or paper (upstream sizes, GPU).")
+    ] = Preset.cpu_small,
     optimizer: Annotated[Optim, O("--optimizer", help="sofo, adam (BPTT), or both side by side on identical data.")] = Optim.sofo,
-    n_tangents: Annotated[Optional[int], O("--n-tangents", "-K", help="Tangent directions per iteration (capped at the parameter count).", rich_help_panel=S)] = None,
+    n_tangents: Annotated[
+        Optional[int], O("--n-tangents", "-K", help="Tangent directions per iteration (capped at the parameter count).", rich_help_panel=S)
+    ] = None,
     damping: Annotated[Optional[float], O("--damping", help="Damping γ (relative to the top eigenvalue of the sketch by default).", rich_help_panel=S)] = None,
     damping_mode: Annotated[DampingMode, O("--damping-mode", rich_help_panel=S)] = DampingMode.relative,
     lr: Annotated[Optional[float], O("--lr", help="Learning rate η in Gauss–Newton units (1 = full step in the subspace).", rich_help_panel=S)] = None,
     tangents: Annotated[Tangents, O("--tangents", help="Tangent sampling.", rich_help_panel=S)] = Tangents.orthonormal,
-    tangent_impl: Annotated[TangentImpl, O("--tangent-impl", help="auto = hand-written tangents for built-in cells, generic = vmap(jvp).", rich_help_panel=S)] = TangentImpl.auto,
+    tangent_impl: Annotated[
+        TangentImpl, O("--tangent-impl", help="auto = hand-written tangents for built-in cells, generic = vmap(jvp).", rich_help_panel=S)
+    ] = TangentImpl.auto,
     max_step_norm: Annotated[float, O("--max-step-norm", min=0.0, help="Cap ‖η·Δ‖ at this fraction of ‖θ‖ (0 = off).", rich_help_panel=S)] = 0.0,
     iters: Annotated[Optional[int], O("--iters", min=1, help="Training iterations.")] = None,
-    time_budget: Annotated[Optional[float], O("--time-budget", min=0.0, metavar="SEC", help="Stop after this many seconds (equal wall-clock comparisons).")] = None,
+    time_budget: Annotated[
+        Optional[float], O("--time-budget", min=0.0, metavar="SEC", help="Stop after this many seconds (equal wall-clock comparisons).")
+    ] = None,
     batch: Annotated[Optional[int], O("--batch", min=1, help="Trials per iteration.", rich_help_panel=M)] = None,
     hidden: Annotated[Optional[int], O("--hidden", min=1, help="Hidden units.", rich_help_panel=M)] = None,
     dt: Annotated[Optional[float], O("--dt", help="Time step (s), reach tasks.", rich_help_panel=M)] = None,
@@ -117,8 +129,23 @@ def sofo_train(
     duration: Annotated[float, O("--duration", help="Trial duration (s), reach tasks.", rich_help_panel=M)] = 2.0,
     steps: Annotated[Optional[int], O("--steps", min=2, help="Time steps per trial (kalman).", rich_help_panel=M)] = None,
     noise: Annotated[bool, O("--noise/--no-noise", help="Multiplicative rate noise (reach tasks).", rich_help_panel=M)] = True,
-    supervise: Annotated[Optional[Supervise], O("--supervise", help="lorenz: supervise the final state only (default; the paper, upstream OCaml) or all 32 steps (upstream PyTorch/JAX lorenz.py).", rich_help_panel=M)] = None,
-    target_noise: Annotated[Optional[float], O("--target-noise", metavar="SIGMA", help="lorenz: N(0, SIGMA^2) noise on the training targets, drawn once per data point (upstream PyTorch: 0.0125 with --supervise all). Default 0.", rich_help_panel=M)] = None,
+    supervise: Annotated[
+        Optional[Supervise],
+        O(
+            "--supervise",
+            help="lorenz: supervise the final state only (default; the paper, upstream OCaml) or all 32 steps (upstream PyTorch/JAX lorenz.py).",
+            rich_help_panel=M,
+        ),
+    ] = None,
+    target_noise: Annotated[
+        Optional[float],
+        O(
+            "--target-noise",
+            metavar="SIGMA",
+            help="lorenz: N(0, SIGMA^2) noise on the training targets, drawn once per data point (upstream PyTorch: 0.0125 with --supervise all). Default 0.",
+            rich_help_panel=M,
+        ),
+    ] = None,
     adam_lr: Annotated[Optional[float], O("--adam-lr", help="Adam learning rate.", rich_help_panel=A)] = None,
     adam_eps: Annotated[float, O("--adam-eps", help="Adam epsilon.", rich_help_panel=A)] = 1e-7,
     eval_every: Annotated[int, O("--eval-every", min=1, help="Validation every N iterations (fixed batch and noise).")] = 10,
@@ -151,15 +178,36 @@ def sofo_train(
     try:
         if task.value != "lorenz" and (supervise is not None or target_noise is not None):
             raise ValueError(f"--supervise/--target-noise apply to --task lorenz only, not {task.value}")
-        problem = make_problem(task.value, hidden=res["hidden"], dt=res["dt"], tau=tau, duration=duration, noise=noise, steps=res["steps"],
-                               supervise=supervise.value if supervise is not None else None, target_noise=target_noise)
+        problem = make_problem(
+            task.value,
+            hidden=res["hidden"],
+            dt=res["dt"],
+            tau=tau,
+            duration=duration,
+            noise=noise,
+            steps=res["steps"],
+            supervise=supervise.value if supervise is not None else None,
+            target_noise=target_noise,
+        )
     except ValueError as e:
         raise UserError(str(e)) from None
     cfg = TrainConfig(
-        optimizer=optimizer.value, n_tangents=res["n_tangents"], damping=res["damping"], damping_mode=damping_mode.value.replace("-", "_"),
-        lr=res["lr"], tangents=tangents.value, tangent_impl=tangent_impl.value, max_step_norm=max_step_norm, iters=res["iters"],
-        time_budget=time_budget, batch=res["batch"], eval_every=eval_every, eval_batch=eval_batch, adam_lr=res["adam_lr"],
-        adam_eps=adam_eps, save_traces=save_traces,
+        optimizer=optimizer.value,
+        n_tangents=res["n_tangents"],
+        damping=res["damping"],
+        damping_mode=damping_mode.value.replace("-", "_"),
+        lr=res["lr"],
+        tangents=tangents.value,
+        tangent_impl=tangent_impl.value,
+        max_step_norm=max_step_norm,
+        iters=res["iters"],
+        time_budget=time_budget,
+        batch=res["batch"],
+        eval_every=eval_every,
+        eval_batch=eval_batch,
+        adam_lr=res["adam_lr"],
+        adam_eps=adam_eps,
+        save_traces=save_traces,
     )
     if tangent_impl == TangentImpl.manual and not problem.has_manual_tangents:
         raise UserError(f"--tangent-impl manual: task {task.value} has no hand-written tangents; use auto or generic")

@@ -477,7 +477,7 @@ def sketch_recurrent(
         total = torch.zeros((), dtype=torch.float64, device=inputs.device)
         outs = []
         for t in range(T):
-            nt = None if noise is None else torch.utils._pytree.tree_map(lambda n: n[:, t], noise)
+            nt = None if noise is None else torch.utils._pytree.tree_map(lambda n: n[:, t], noise)  # noqa: B023 - called at once, inside the loop
             state, y, dstate, dY = tstep(params, state, dstate, V, inputs[:, t], nt)
             w = None if weights is None else weights[:, t]
             if record:
@@ -683,8 +683,13 @@ class SOFO:
     def state_dict(self) -> dict[str, Any]:
         """Hyper-parameters, per-group learning rates, iteration count and the tangent
         generator's state."""
-        return {"iterations": self.iterations, "generator": self.generator.get_state(), "lr": self.lr, "damping": self.damping,
-                "group_lrs": [float(g["lr"]) for g in self.param_groups]}
+        return {
+            "iterations": self.iterations,
+            "generator": self.generator.get_state(),
+            "lr": self.lr,
+            "damping": self.damping,
+            "group_lrs": [float(g["lr"]) for g in self.param_groups],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.iterations = int(state["iterations"])

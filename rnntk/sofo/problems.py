@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import abc
 import math
-
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Optional
 
 import torch
 from torch import nn
 
+from rnntk.core.trials import TrialBatch
 from rnntk.sofo.models.kalman_rnn import KalmanRNN
 from rnntk.sofo.models.lorenz_map import LorenzMap
 from rnntk.sofo.models.motor_rnn import MotorRNN, noise_sigma, rate_noise
-from rnntk.sofo.tasks import kalman, linreg, lorenz, reach
-from rnntk.core.trials import TrialBatch
 from rnntk.sofo.optimizer import MSE, Params, Sketch, sketch_feedforward, sketch_recurrent
+from rnntk.sofo.tasks import kalman, linreg, lorenz, reach
 
 TANGENT_IMPLS = ("auto", "generic", "manual")
 
@@ -39,7 +38,14 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         tr = self.trials
-        moved = TrialBatch(tr.inputs.to(device), tr.targets.to(device), tr.mask.to(device), tr.table, tr.dt, {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tr.extra.items()})
+        moved = TrialBatch(
+            tr.inputs.to(device),
+            tr.targets.to(device),
+            tr.mask.to(device),
+            tr.table,
+            tr.dt,
+            {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in tr.extra.items()},
+        )
         noise = self.noise.to(device) if isinstance(self.noise, torch.Tensor) else self.noise
         return Batch(moved, noise, self.extra)
 
@@ -100,7 +106,9 @@ class ReachProblem(Problem):
 
     has_manual_tangents = True
 
-    def __init__(self, task: str = "double-reach", *, hidden: int = 64, dt: float = 0.002, tau: float = 0.02, duration: float = 2.0, noise: bool = True) -> None:
+    def __init__(
+        self, task: str = "double-reach", *, hidden: int = 64, dt: float = 0.002, tau: float = 0.02, duration: float = 2.0, noise: bool = True
+    ) -> None:
         if task not in ("double-reach", "single-reach"):
             raise ValueError(task)
         self.name, self.hidden, self.dt, self.tau, self.duration, self.noise = task, hidden, dt, tau, duration, noise
@@ -125,8 +133,17 @@ class ReachProblem(Problem):
         B = b.trials.batch
         tstep = model.tangent_step if impl in ("auto", "manual") else None
         return sketch_recurrent(
-            model.step, p, V, model.initial_state(p, B), b.trials.inputs, b.trials.targets, b.trials.mask, self.mse,
-            dstate0=model.initial_tangent(V, B), noise=b.noise, tangent_step=tstep,
+            model.step,
+            p,
+            V,
+            model.initial_state(p, B),
+            b.trials.inputs,
+            b.trials.targets,
+            b.trials.mask,
+            self.mse,
+            dstate0=model.initial_tangent(V, B),
+            noise=b.noise,
+            tangent_step=tstep,
         )
 
     def _loss_from(self, hand: torch.Tensor, b: Batch) -> torch.Tensor:
@@ -167,8 +184,13 @@ class ReachProblem(Problem):
         out = {key: v[:k] for key, v in full.items()}
         err = reach.reach_errors(full["hand"], b.trials.extra["hold_masks"], b.trials.extra["hold_targets"])
         for key in ("end", "mean"):
-            run.result(f"reach_error_{key}_trials", err[key], units="m", dims="trial, reach",
-                       description=f"hand distance to target {'at the end of' if key == 'end' else 'averaged over'} each hold period, every validation trial")
+            run.result(
+                f"reach_error_{key}_trials",
+                err[key],
+                units="m",
+                dims="trial, reach",
+                description=f"hand distance to target {'at the end of' if key == 'end' else 'averaged over'} each hold period, every validation trial",
+            )
         run.result("reach_reachable_trials", err["reachable"], dims="trial, reach", description="target within reach (|p| <= 0.6 m)")
         dt = self.dt
         run.trace("activity", out["rates"], dt=dt, units="a.u.", description="rates r = eta * relu(z)")
@@ -217,7 +239,9 @@ class KalmanProblem(Problem):
     def sketch(self, model: KalmanRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
         p = model.params()
         tstep = model.tangent_step if impl in ("auto", "manual") else None
-        return sketch_recurrent(model.step, p, V, model.initial_state(p, b.trials.batch), b.trials.inputs, b.trials.targets, b.trials.mask, self.mse, tangent_step=tstep)
+        return sketch_recurrent(
+            model.step, p, V, model.initial_state(p, b.trials.batch), b.trials.inputs, b.trials.targets, b.trials.mask, self.mse, tangent_step=tstep
+        )
 
     def loss(self, model: KalmanRNN, b: Batch) -> torch.Tensor:
         xhat, _ = model.rollout(dict(model.named_parameters()), b.trials.inputs)
@@ -277,8 +301,9 @@ class LorenzProblem(Problem):
     name = "lorenz"
     has_manual_tangents = True
 
-    def __init__(self, *, hidden: int = 400, n_chunks: int = 4000, chunk_len: int = 33, free_run: int = 2000,
-                 supervise: str = "final", target_noise: float = 0.0) -> None:
+    def __init__(
+        self, *, hidden: int = 400, n_chunks: int = 4000, chunk_len: int = 33, free_run: int = 2000, supervise: str = "final", target_noise: float = 0.0
+    ) -> None:
         if supervise not in ("final", "all"):
             raise ValueError(f"supervise must be 'final' or 'all', got {supervise!r}")
         if not (target_noise >= 0 and math.isfinite(target_noise)):

@@ -6,8 +6,8 @@ resume, non-finite guard, traces, figures).
 from __future__ import annotations
 
 import copy
-import sys
 import math
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -83,8 +83,16 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     for i, name in enumerate(names):
         m = model if i == 0 else copy.deepcopy(model)
         if name == "sofo":
-            opt: Any = SOFO(dict(m.named_parameters()), n_tangents=cfg.n_tangents, damping=cfg.damping, lr=cfg.lr, tangents=cfg.tangents,
-                            damping_mode=cfg.damping_mode, max_step_norm=cfg.max_step_norm, generator=run.device_generator)
+            opt: Any = SOFO(
+                dict(m.named_parameters()),
+                n_tangents=cfg.n_tangents,
+                damping=cfg.damping,
+                lr=cfg.lr,
+                tangents=cfg.tangents,
+                damping_mode=cfg.damping_mode,
+                max_step_norm=cfg.max_step_norm,
+                generator=run.device_generator,
+            )
         else:
             opt = torch.optim.Adam(m.parameters(), lr=cfg.adam_lr, eps=cfg.adam_eps)
         arms[name] = {"model": m, "opt": opt}
@@ -112,10 +120,19 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
             arm = arms[name]
             t0 = time.perf_counter()
             if name == "sofo":
-                info = arm["opt"].step(lambda V, m=arm["model"]: problem.sketch(m, V, b, impl))
-                row.update({prefix(name, "loss"): info.loss, prefix(name, "eig_max"): info.eig_max, prefix(name, "eig_min"): info.eig_min,
-                            prefix(name, "lam"): info.lam, prefix(name, "step_norm"): info.step_norm, prefix(name, "g_hat_norm"): info.g_hat_norm,
-                            prefix(name, "pred_decrease"): info.pred_decrease, prefix(name, "lr"): cfg.lr})
+                info = arm["opt"].step(lambda V, m=arm["model"]: problem.sketch(m, V, b, impl))  # noqa: B023 - called at once, inside the loop
+                row.update(
+                    {
+                        prefix(name, "loss"): info.loss,
+                        prefix(name, "eig_max"): info.eig_max,
+                        prefix(name, "eig_min"): info.eig_min,
+                        prefix(name, "lam"): info.lam,
+                        prefix(name, "step_norm"): info.step_norm,
+                        prefix(name, "g_hat_norm"): info.g_hat_norm,
+                        prefix(name, "pred_decrease"): info.pred_decrease,
+                        prefix(name, "lr"): cfg.lr,
+                    }
+                )
             else:
                 loss = problem.loss(arm["model"], b)
                 arm["opt"].zero_grad()
@@ -177,5 +194,3 @@ def loss_figure(run: Any, names: list[str]) -> None:
         ax.legend()
         ax.grid(alpha=0.3)
     run.figure(fig, "loss_curves")
-
-

@@ -58,8 +58,9 @@ def linear_scan_loop(a: torch.Tensor, x: torch.Tensor, h0: Optional[torch.Tensor
     return torch.stack(out, dim=1)
 
 
-def ring_init(n: int, r_min: float, r_max: float, max_phase: float, generator: Optional[torch.Generator] = None,
-              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def ring_init(
+    n: int, r_min: float, r_max: float, max_phase: float, generator: Optional[torch.Generator] = None, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(nu_log, theta_log, gamma_log)``, each (n,): |λ|² uniform on [r_min², r_max²],
     phase uniform on [0, max_phase], γ = sqrt(1 − |λ|²). Uniform draws are clamped to
     [1e−7, 1) so that no log sees 0 and |λ| stays < 1."""
@@ -107,8 +108,9 @@ class LRU(nn.Module):
     kind = "lru"
     rec_names = ("nu_log", "theta_log", "gamma_log", "B_re", "B_im")  # credited by the online rules
 
-    def __init__(self, d_model: int, d_hidden: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28,
-                 generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self, d_model: int, d_hidden: int, *, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28, generator: Optional[torch.Generator] = None
+    ) -> None:
         super().__init__()
         H, N = d_model, d_hidden
         self.d_model, self.d_hidden = H, N
@@ -148,8 +150,9 @@ class LRU(nn.Module):
         """y_t = Re(C h_t) + D ⊙ u_t: (batch, T, H). h may also be the real view of the
         state, (batch, T, 2N) with (Re, Im) interleaved (see :meth:`drive_weight`)."""
         if not h.is_complex():
-            return _RealReadout.apply(h.reshape(-1, 2 * self.d_hidden), u.reshape(-1, self.d_model), self.frozen("readout_weight"),
-                                      self.C_re, self.C_im, self.D).view(u.shape)
+            return _RealReadout.apply(
+                h.reshape(-1, 2 * self.d_hidden), u.reshape(-1, self.d_model), self.frozen("readout_weight"), self.C_re, self.C_im, self.D
+            ).view(u.shape)
         return (h @ self.C().transpose(0, 1)).real + self.D * u
 
     # real forms for the one-step path: a state h (batch, N) complex is used as its real view

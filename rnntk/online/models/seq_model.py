@@ -43,8 +43,16 @@ def dense(d_in: int, d_out: int, generator: Optional[torch.Generator]) -> nn.Lin
 class SequenceLayer(nn.Module):
     """Norm + recurrent layer + GLU/MLP + residual (see module doc)."""
 
-    def __init__(self, rec: nn.Module, d_model: int, *, activation: str = "full_glu", norm: str = "pre", dropout: float = 0.1,
-                 generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self,
+        rec: nn.Module,
+        d_model: int,
+        *,
+        activation: str = "full_glu",
+        norm: str = "pre",
+        dropout: float = 0.1,
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation '{activation}' ({', '.join(ACTIVATIONS)})")
@@ -93,10 +101,27 @@ class SeqModel(nn.Module):
     ``forward(x)`` → log-probs (batch, T', n_out, n_classes) with T' = 1 for ``pool`` and T
     otherwise; gradients of ``forward`` are those of BPTT (parallel scan for the LRU)."""
 
-    def __init__(self, d_in: int, n_classes: int, *, n_out: int = 1, arch: str = "lru", layers: int = 4, d_model: int = 128,
-                 d_hidden: int = 64, activation: str = "full_glu", norm: str = "pre", dropout: float = 0.1, pooling: str = "none",
-                 readout: int = 0, r_min: float = 0.0, r_max: float = 1.0, max_phase: float = 6.28, rnn_activation: str = "linear",
-                 generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self,
+        d_in: int,
+        n_classes: int,
+        *,
+        n_out: int = 1,
+        arch: str = "lru",
+        layers: int = 4,
+        d_model: int = 128,
+        d_hidden: int = 64,
+        activation: str = "full_glu",
+        norm: str = "pre",
+        dropout: float = 0.1,
+        pooling: str = "none",
+        readout: int = 0,
+        r_min: float = 0.0,
+        r_max: float = 1.0,
+        max_phase: float = 6.28,
+        rnn_activation: str = "linear",
+        generator: Optional[torch.Generator] = None,
+    ) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown arch '{arch}' ({', '.join(ARCHS)})")
@@ -122,8 +147,9 @@ class SeqModel(nn.Module):
     def recs(self) -> list[nn.Module]:
         return [lay.rec for lay in self.layers]
 
-    def sample_masks(self, batch: int, generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None,
-                     dtype: torch.dtype = torch.float32) -> list[Optional[tuple[torch.Tensor, torch.Tensor]]]:
+    def sample_masks(
+        self, batch: int, generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
+    ) -> list[Optional[tuple[torch.Tensor, torch.Tensor]]]:
         """Dropout masks shared across time, per layer: two (batch, 1, H) inverted-dropout
         masks, or None when not training or dropout is 0."""
         out: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = []

@@ -11,8 +11,9 @@ import torch
 from rnntk.online.tasks.seq_loaders import SeqData, classification
 
 
-def seq_digits(order: str = "pixel", pad_to: int = 0, generator: torch.Generator | None = None, n_val: int = 150,
-               n_test: int = 297) -> tuple[SeqData, SeqData, SeqData]:
+def seq_digits(
+    order: str = "pixel", pad_to: int = 0, generator: torch.Generator | None = None, n_val: int = 150, n_test: int = 297
+) -> tuple[SeqData, SeqData, SeqData]:
     """(train, val, test) splits, shuffled by ``generator``; x (n, T, d_in)."""
     from sklearn.datasets import load_digits
 

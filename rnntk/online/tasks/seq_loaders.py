@@ -61,8 +61,12 @@ class SeqData:
         x = self.x[idx]
         if self.vocab:
             x = torch.nn.functional.one_hot(x, self.vocab)
-        return (x.to(device=device, dtype=dtype), self.y[idx].to(device), self.mask[idx].to(device=device, dtype=dtype),
-                self.eval_mask[idx].to(device=device, dtype=dtype))
+        return (
+            x.to(device=device, dtype=dtype),
+            self.y[idx].to(device),
+            self.mask[idx].to(device=device, dtype=dtype),
+            self.eval_mask[idx].to(device=device, dtype=dtype),
+        )
 
 
 def classification(x: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor, n_classes: int, vocab: int = 0) -> SeqData:
@@ -79,8 +83,10 @@ def classification(x: torch.Tensor, labels: torch.Tensor, lengths: torch.Tensor,
 def split_off(data: SeqData, n_val: int, generator: torch.Generator) -> tuple[SeqData, SeqData]:
     """Random (train, val) split of ``data`` with ``n_val`` validation rows."""
     perm = torch.randperm(len(data), generator=generator)
+
     def take(i: torch.Tensor) -> SeqData:
         return SeqData(data.x[i], data.y[i], data.mask[i], data.eval_mask[i], data.n_classes, data.vocab)
+
     return take(perm[n_val:]), take(perm[:n_val])
 
 

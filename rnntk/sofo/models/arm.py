@@ -75,8 +75,9 @@ def acceleration(theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor)
     return torch.stack([(m22 * r1 - m12 * r2) / det, (-m12 * r1 + m11 * r2) / det], dim=-1)
 
 
-def acceleration_tangent(theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, acc: torch.Tensor,
-                         dtheta: torch.Tensor, domega: torch.Tensor, dtorque: torch.Tensor) -> torch.Tensor:
+def acceleration_tangent(
+    theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, acc: torch.Tensor, dtheta: torch.Tensor, domega: torch.Tensor, dtorque: torch.Tensor
+) -> torch.Tensor:
     """Tangent of :func:`acceleration`: d(θ̈) = M⁻¹ (dτ − dc − B dω − dM θ̈)."""
     th2 = theta[..., 1]
     w1, w2 = omega[..., 0], omega[..., 1]
@@ -125,8 +126,9 @@ def arm_step(theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, dt:
     return theta + dt * omega, omega + dt * acc
 
 
-def arm_step_tangent(theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, dtheta: torch.Tensor,
-                     domega: torch.Tensor, dtorque: torch.Tensor, dt: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def arm_step_tangent(
+    theta: torch.Tensor, omega: torch.Tensor, torque: torch.Tensor, dtheta: torch.Tensor, domega: torch.Tensor, dtorque: torch.Tensor, dt: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Primal and tangent of :func:`arm_step`: returns ``(θ', ω', dθ', dω')``."""
     acc = acceleration(theta, omega, torque)
     dacc = acceleration_tangent(theta, omega, torque, acc, dtheta, domega, dtorque)

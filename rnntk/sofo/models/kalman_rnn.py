@@ -48,7 +48,9 @@ class KalmanRNN(nn.Module):
         z1 = first * pre + (1 - first) * ((1 - self.alpha) * z + self.alpha * pre)
         return z1, z1 @ p["O"]
 
-    def tangent_step(self, p: Params, z: torch.Tensor, dz: torch.Tensor, V: Params, u: torch.Tensor, noise: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def tangent_step(
+        self, p: Params, z: torch.Tensor, dz: torch.Tensor, V: Params, u: torch.Tensor, noise: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Hand-written K-batched tangents of :meth:`step` (dz: (K, B, n))."""
         first = u[:, 2:3]
         arg = z @ p["C"] + u[:, :2] @ p["B"]

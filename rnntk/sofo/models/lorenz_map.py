@@ -35,7 +35,9 @@ class LorenzMap(nn.Module):
         y1 = y @ p["A"] + h @ p["W"]
         return y1, y1
 
-    def tangent_step(self, p: Params, y: torch.Tensor, dy: torch.Tensor, V: Params, u: Any = None, noise: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def tangent_step(
+        self, p: Params, y: torch.Tensor, dy: torch.Tensor, V: Params, u: Any = None, noise: Any = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Hand-written K-batched tangents of :meth:`step` (dy: (K, B, d))."""
         arg = y @ p["C"][:-1] + p["C"][-1]
         gate = (arg > 0).to(y.dtype)

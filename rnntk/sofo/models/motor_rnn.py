@@ -46,7 +46,9 @@ class MotorRNN(nn.Module):
     """Rate RNN + arm. Functional API (``step``, ``tangent_step``, ``rollout``) takes an
     explicit params dict so that SOFO (forward mode) and Adam (autograd) share one model."""
 
-    def __init__(self, n_in: int = 6, n: int = 64, *, dt: float = 0.002, tau: float = 0.02, noise: bool = True, generator: Optional[torch.Generator] = None) -> None:
+    def __init__(
+        self, n_in: int = 6, n: int = 64, *, dt: float = 0.002, tau: float = 0.02, noise: bool = True, generator: Optional[torch.Generator] = None
+    ) -> None:
         super().__init__()
         self.n_in, self.n, self.dt, self.tau, self.noise = int(n_in), int(n), float(dt), float(tau), bool(noise)
         g = generator
@@ -93,7 +95,9 @@ class MotorRNN(nn.Module):
         theta1, omega1 = arm.arm_step(theta, omega, torque, self.dt)
         return (z1, theta1, omega1), arm.hand(theta1, omega1)
 
-    def tangent_step(self, p: Params, state: tuple[torch.Tensor, ...], dstate: tuple[torch.Tensor, ...], V: Params, u: torch.Tensor, eta: torch.Tensor) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
+    def tangent_step(
+        self, p: Params, state: tuple[torch.Tensor, ...], dstate: tuple[torch.Tensor, ...], V: Params, u: torch.Tensor, eta: torch.Tensor
+    ) -> tuple[Any, torch.Tensor, Any, torch.Tensor]:
         """Hand-written K-batched forward tangents of :meth:`step` (tested equal to vmap(jvp)).
 
         dstate: (dz (K, B, n), dθ (K, B, 2), dω (K, B, 2)); V: parameter tangents (K, *shape).

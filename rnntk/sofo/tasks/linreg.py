@@ -62,8 +62,11 @@ def ill_conditioned_regression(
     x = torch.randn(n_samples, n_in, generator=generator, dtype=dtype) * s.sqrt()
     y = x @ teacher
     return TrialBatch(
-        x.unsqueeze(1), y.unsqueeze(1), torch.ones(n_samples, 1, dtype=dtype),
-        dt=None, extra={"teacher": teacher, "spectrum": s},
+        x.unsqueeze(1),
+        y.unsqueeze(1),
+        torch.ones(n_samples, 1, dtype=dtype),
+        dt=None,
+        extra={"teacher": teacher, "spectrum": s},
     )
 
 

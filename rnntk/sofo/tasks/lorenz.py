@@ -192,9 +192,15 @@ def make_lorenz_data(
     if target_noise > 0:
         noisy = (z + target_noise * torch.randn(z.shape, generator=generator, dtype=torch.float64)).to(dtype)
     return LorenzData(
-        chunks=z.to(dtype), mean=mean.to(dtype), std=std.to(dtype),
-        run=idx // per_run, start=(idx % per_run) * chunk_len, dt=dt, burn_in=burn_in,
-        noisy=noisy, target_noise=float(target_noise),
+        chunks=z.to(dtype),
+        mean=mean.to(dtype),
+        std=std.to(dtype),
+        run=idx // per_run,
+        start=(idx % per_run) * chunk_len,
+        dt=dt,
+        burn_in=burn_in,
+        noisy=noisy,
+        target_noise=float(target_noise),
     )
 
 

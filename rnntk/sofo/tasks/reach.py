@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import torch
 
+from rnntk.core.trials import TrialBatch
 from rnntk.sofo.models import arm as _arm
 from rnntk.sofo.models.arm import central_spot
-from rnntk.core.trials import TrialBatch
 
 REACH_MAX = 0.6  # m: L1 + L2
 
@@ -41,8 +41,9 @@ def _steps(seconds: torch.Tensor, dt: float) -> torch.Tensor:
     return torch.round(seconds / dt).long()
 
 
-def double_reach_trials(batch: int, *, dt: float = 0.002, duration: float = 2.0, generator: torch.Generator | None = None,
-                        dtype: torch.dtype = torch.float32) -> TrialBatch:
+def double_reach_trials(
+    batch: int, *, dt: float = 0.002, duration: float = 2.0, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> TrialBatch:
     """Sample ``batch`` double-reach trials: inputs (B, T, 6), targets (B, T, 4), mask (B, T)."""
     T = int(round(duration / dt))
     go1_s = 0.2 + 0.4 * torch.rand(batch, generator=generator, dtype=torch.float64)
@@ -67,16 +68,22 @@ def double_reach_trials(batch: int, *, dt: float = 0.002, duration: float = 2.0,
     pos = torch.where(ph2[..., None], tg2[:, None, :], pos)
     targets = torch.cat([pos, torch.zeros(batch, T, 2, dtype=dtype)], -1)
     table = {
-        "go1_s": go1_s, "go2_s": go2_s,
-        "target1_x": tg1[:, 0], "target1_y": tg1[:, 1], "target2_x": tg2[:, 0], "target2_y": tg2[:, 1],
-        "unreachable1": tg1.norm(dim=-1) > REACH_MAX, "unreachable2": tg2.norm(dim=-1) > REACH_MAX,
+        "go1_s": go1_s,
+        "go2_s": go2_s,
+        "target1_x": tg1[:, 0],
+        "target1_y": tg1[:, 1],
+        "target2_x": tg2[:, 0],
+        "target2_y": tg2[:, 1],
+        "unreachable1": tg1.norm(dim=-1) > REACH_MAX,
+        "unreachable2": tg2.norm(dim=-1) > REACH_MAX,
     }
     extra = {"hold_masks": reach_mask, "hold_targets": torch.stack([tg1, tg2], 1)}
     return TrialBatch(u, targets, w, table, dt=dt, extra=extra)
 
 
-def single_reach_trials(batch: int, *, dt: float = 0.002, duration: float = 2.0, generator: torch.Generator | None = None,
-                        dtype: torch.dtype = torch.float32) -> TrialBatch:
+def single_reach_trials(
+    batch: int, *, dt: float = 0.002, duration: float = 2.0, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float32
+) -> TrialBatch:
     """Sample ``batch`` single-reach trials: inputs (B, T, 3), targets (B, T, 4), mask (B, T)."""
     T = int(round(duration / dt))
     idle_s = 0.1 + 0.4 * torch.rand(batch, generator=generator, dtype=torch.float64)
@@ -103,7 +110,6 @@ def single_reach_trials(batch: int, *, dt: float = 0.002, duration: float = 2.0,
 def loss_scale(steps: int) -> float:
     """Upstream's loss scale 10/T."""
     return 10.0 / steps
-
 
 
 SUCCESS_RADIUS = 0.02  # m: a hold counts as a success when the hand ends it this close
@@ -232,7 +238,10 @@ def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Ten
                 ax.annotate(str(r + 1), (x, y), xytext=(4, 4), textcoords="offset points", color=c, fontsize=8, weight="bold")
     summ = reach_summary(err)
     parts = [f"hold {r + 1} {100 * summ[f'reach_error_hold{r + 1}']:.1f} cm" for r in range(R)]
-    ax.set_title(f"{title}: median end-of-hold error {', '.join(parts)}\nsuccess (within 2 cm) {100 * summ['reach_success']:.0f}% of reachable holds; circles 2 cm", fontsize=8)
+    ax.set_title(
+        f"{title}: median end-of-hold error {', '.join(parts)}\nsuccess (within 2 cm) {100 * summ['reach_success']:.0f}% of reachable holds; circles 2 cm",
+        fontsize=8,
+    )
     ax.set_aspect("equal")
     ax.set_xlim(-0.62, 0.62)
     ax.set_ylim(-0.3, 0.75)
