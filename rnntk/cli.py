@@ -72,6 +72,7 @@ def _root(
 
 def _register_commands() -> None:
     """Each slice adds its commands to `app`; no command module imports this one."""
+    from rnntk.analysis import cli as analysis
     from rnntk.cordsnet import cli as cordsnet
     from rnntk.engine import inspect
     from rnntk.floss import cli as floss
@@ -80,7 +81,7 @@ def _register_commands() -> None:
     from rnntk.selftest import cli as selftest
     from rnntk.sofo import cli as sofo
 
-    for part in (inspect, selftest, sofo, floss, ode, online, cordsnet):
+    for part in (inspect, selftest, sofo, floss, analysis, ode, online, cordsnet):
         part.register(app)
 
 
