@@ -34,6 +34,10 @@ class VanillaContract:
     def tangent(self, x: torch.Tensor, Q: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
         return self.model.tangent(x, Q, u)
 
+    def recurrent_weight(self) -> torch.Tensor:
+        """``J (n, n)``."""
+        return self.model.J
+
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.readout(x)
 
@@ -62,6 +66,10 @@ class LeakyContract:
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         m = self.model
         return ACTIVATIONS[m.activation](x) @ m.C.T + m.d
+
+    def recurrent_weight(self) -> torch.Tensor:
+        """``W (n, n)``."""
+        return self.model.W
 
     def hparams(self) -> dict[str, Any]:
         return self.model.hparams()

@@ -18,6 +18,12 @@ can be rebuilt by name: :func:`build_model`, :func:`load_model`. A slice registe
 with ``@register_model`` (or ``register_model(Cls)``) and its adapters with
 ``@register_adapter(Cls)`` in its ``contract`` module; :data:`PROVIDERS` lists those modules,
 imported on first lookup only, so the core never imports a slice at import time.
+
+A model made of recurrent layers in series (an ``online-lru`` stack) is a :class:`RecurrentStack`:
+each layer speaks the contract and is analysed on its own, driven by what the layers below feed
+it; :func:`as_recurrent_layers` gives every model as such a list (one layer for most). An adapter
+may also expose the optional ``recurrent_weight() -> (n, n)`` (:class:`WeightModel`): the
+state-independent matrix of its recurrence (the ``W`` that multiplies the activation).
 """
 
 from __future__ import annotations
@@ -77,6 +83,43 @@ class TangentModel(RecurrentModel, Protocol):
         ...
 
 
+@runtime_checkable
+class WeightModel(RecurrentModel, Protocol):
+    """A model whose recurrence has a state-independent linear operator (its recurrent weight)."""
+
+    def recurrent_weight(self) -> torch.Tensor:
+        """``(n, n)``: ``W`` with the recurrence ``... + W phi(x)`` acting on column states."""
+        ...
+
+
+@runtime_checkable
+class RecurrentStack(Protocol):
+    """Recurrent layers in series, each analysed on its own (see the module doc)."""
+
+    n_in: int
+
+    def layers(self) -> list[tuple[str, RecurrentModel]]:
+        """``(name, layer)`` for each recurrent layer, input side first."""
+        ...
+
+    def layer_inputs(self, u: torch.Tensor) -> list[torch.Tensor]:
+        """``u (batch, T, n_in)`` of the whole model -> each layer's input ``(batch, T, n_in_l)``."""
+        ...
+
+
+class _OneLayer:
+    """A single recurrent model as a one-layer :class:`RecurrentStack`."""
+
+    def __init__(self, model: RecurrentModel) -> None:
+        self.model, self.n_in = model, model.n_in
+
+    def layers(self) -> list[tuple[str, RecurrentModel]]:
+        return [("", self.model)]
+
+    def layer_inputs(self, u: torch.Tensor) -> list[torch.Tensor]:
+        return [u]
+
+
 def tangent(model: RecurrentModel, x: torch.Tensor, Q: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``A Q`` by the model's analytic tangent when it has one, else by forward-mode autograd
     (``torch.func.jvp``, vmapped over the k columns of ``Q (batch, n, k)``)."""
@@ -96,21 +139,24 @@ def euler_step(model: ContinuousModel, x: torch.Tensor, u: Optional[torch.Tensor
 
 # ------------------------------------------------------------------ registry
 _REGISTRY: dict[str, type] = {}
+_BUILDERS: dict[str, Callable[..., Any]] = {}
 _ADAPTERS: dict[type, Callable[[Any], Any]] = {}
 PROVIDERS: tuple[str, ...] = ("rnntk.core.adapters", "rnntk.sofo.contract", "rnntk.online.contract", "rnntk.ode.contract", "rnntk.cordsnet.contract")
 _loaded = False
 C = TypeVar("C", bound=type)
 
 
-def register_model(cls: Optional[C] = None, *, name: Optional[str] = None) -> Any:
+def register_model(cls: Optional[C] = None, *, name: Optional[str] = None, build: Optional[Callable[..., Any]] = None) -> Any:
     """Register a model class under ``name`` (default: its ``__name__``, which is what checkpoints
-    store as ``model_class``). Use as ``@register_model`` or ``register_model(Cls)``."""
+    store as ``model_class``). Use as ``@register_model`` or ``register_model(Cls)``. ``build``:
+    ``build(**hparams) -> model`` when the class itself does not take the stored ``hparams``."""
 
     def deco(c: C) -> C:
         key = name or c.__name__
         if key in _REGISTRY and _REGISTRY[key] is not c:
             raise ValueError(f"model_class {key!r} is registered twice ({_REGISTRY[key].__module__} and {c.__module__})")
         _REGISTRY[key] = c
+        _BUILDERS[key] = build or c
         return c
 
     return deco(cls) if cls is not None else deco
@@ -146,10 +192,23 @@ def as_recurrent_model(model: Any) -> RecurrentModel:
     for klass in type(model).__mro__:
         if klass in _ADAPTERS:
             adapted: RecurrentModel = _ADAPTERS[klass](model)
+            if isinstance(adapted, RecurrentStack) and not isinstance(adapted, RecurrentModel):
+                raise TypeError(f"{type(model).__name__} is a stack of recurrent layers: take them from as_recurrent_layers")
             return adapted
     if isinstance(model, RecurrentModel):
         return model
     raise TypeError(f"{type(model).__name__} does not speak the recurrent-model contract and has no adapter")
+
+
+def as_recurrent_layers(model: Any) -> RecurrentStack:
+    """Every model as a :class:`RecurrentStack`: the registered adapter when it gives a stack,
+    else the model (or its adapter) as a single layer."""
+    _load_providers()
+    for klass in type(model).__mro__:
+        if klass in _ADAPTERS:
+            adapted = _ADAPTERS[klass](model)
+            return adapted if isinstance(adapted, RecurrentStack) else _OneLayer(adapted)
+    return _OneLayer(as_recurrent_model(model))
 
 
 def build_model(model_class: str, hparams: Mapping[str, Any], state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> nn.Module:
@@ -161,7 +220,7 @@ def build_model(model_class: str, hparams: Mapping[str, Any], state_dict: Option
     classes = model_classes()
     if model_class not in classes:
         raise UserError(f"unknown model_class {model_class!r} (known: {', '.join(sorted(classes))})")
-    model = classes[model_class](**dict(hparams))
+    model = _BUILDERS[model_class](**dict(hparams))
     if state_dict is not None:
         load_state_into(model, state_dict, source=f"{model_class} weights")
     return model

@@ -8,17 +8,24 @@
 The layers' skip term ``D u`` (LRU, LinearRNN) depends on the input, not the state: it is not
 part of ``readout`` (a layer's output is ``readout(x_t) + D * u_t``). The online rules' detach
 flags stay in the slice (:meth:`LinearRNN.step`, :meth:`GRUCell.step`).
+
+A whole :class:`~rnntk.online.models.seq_model.SeqModel` (what ``online-lru`` checkpoints) is a
+:class:`~rnntk.core.models.RecurrentStack` (:class:`SeqModelLayers`): its recurrent layers, each
+driven by its own input ``lay.pre(z)`` computed by the stack in eval mode (no dropout).
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 import torch
 
-from rnntk.core.models import register_adapter
+from rnntk.core.models import RecurrentModel, register_adapter, register_model
 from rnntk.online.models.lru import LRU
 from rnntk.online.models.rnns import GRUCell, LinearRNN
+from rnntk.online.models.seq_model import SeqModel, SequenceLayer, build_seq_model
+
+register_model(SeqModel, build=build_seq_model)  # build_seq_model keeps the hparams for checkpoints
 
 
 class _Layer:
@@ -52,6 +59,12 @@ class LRUContract(_Layer):
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return (self._complex(x) @ self.layer.C().transpose(0, 1)).real
 
+    def recurrent_weight(self) -> torch.Tensor:
+        """``diag(lambda)`` on ``[Re h, Im h]``: ``[[Re L, -Im L], [Im L, Re L]]`` ``(2N, 2N)``."""
+        lam = self.layer.lam()
+        re, im = torch.diag(lam.real), torch.diag(lam.imag)
+        return torch.cat([torch.cat([re, -im], 1), torch.cat([im, re], 1)], 0)
+
 
 class LinearRNNContract(_Layer):
     """LinearRNN layer: ``x' = A rho(x) + B u``, ``readout = C x``."""
@@ -64,6 +77,10 @@ class LinearRNNContract(_Layer):
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.layer.C.transpose(0, 1)
+
+    def recurrent_weight(self) -> torch.Tensor:
+        """``A (N, N)``."""
+        return self.layer.A
 
     def hparams(self) -> dict[str, Any]:
         return {**super().hparams(), "activation": self.layer.activation}
@@ -82,6 +99,36 @@ class GRUContract(_Layer):
         return x
 
 
+class SeqModelLayers:
+    """The recurrent layers of a :class:`SeqModel` (a :class:`~rnntk.core.models.RecurrentStack`)."""
+
+    def __init__(self, model: SeqModel) -> None:
+        self.model = model
+        self.n_in = model.encoder.in_features
+        wrap = {LRU: LRUContract, LinearRNN: LinearRNNContract, GRUCell: GRUContract}
+        self._layers: list[tuple[str, RecurrentModel]] = [(f"layer{i}", wrap[type(lay.rec)](lay.rec)) for i, lay in enumerate(model.layers)]
+
+    def layers(self) -> list[tuple[str, RecurrentModel]]:
+        return list(self._layers)
+
+    def layer_inputs(self, u: torch.Tensor) -> list[torch.Tensor]:
+        """``u (batch, T, d_in)`` -> each layer's input ``lay.pre(z) (batch, T, d_model)`` (eval mode)."""
+        was = self.model.training
+        self.model.eval()
+        try:
+            z = self.model.encoder(u)
+            out = []
+            for layer in self.model.layers:
+                lay = cast(SequenceLayer, layer)
+                v = lay.pre(z)
+                out.append(v)
+                z = lay.post(z, lay.rec(v))
+            return out
+        finally:
+            self.model.train(was)
+
+
 register_adapter(LRU)(LRUContract)
+register_adapter(SeqModel)(SeqModelLayers)
 register_adapter(LinearRNN)(LinearRNNContract)
 register_adapter(GRUCell)(GRUContract)

@@ -48,6 +48,10 @@ class MotorContract:
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x) @ self.model.params()["C"]
 
+    def recurrent_weight(self) -> torch.Tensor:
+        """``W[:-1]^T (n, n)`` (the model stores row-vector weights; the last row is the bias)."""
+        return self.model.params()["W"][:-1].T
+
     def hparams(self) -> dict[str, Any]:
         return self.model.hparams()
 
@@ -68,6 +72,10 @@ class KalmanContract:
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.model.params()["O"]
+
+    def recurrent_weight(self) -> torch.Tensor:
+        """``C^T (n, n)`` (the model stores row-vector weights)."""
+        return self.model.params()["C"].T
 
     def hparams(self) -> dict[str, Any]:
         return self.model.hparams()

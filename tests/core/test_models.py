@@ -206,3 +206,74 @@ def test_registry_round_trip_from_run_h5(tmp_path):
     u = torch.randn(3, T, 2, generator=gen(1))
     torch.testing.assert_close(back(u)[0], net(u)[0], rtol=1e-6, atol=1e-6)  # /model stores float32
     assert math.isclose(as_recurrent_model(back).tau, 0.1)
+
+
+def test_registry_rebuilds_online_lru_stacks_and_ode_rate_rnn_runs(tmp_path):
+    """Regression (issue 16.3): the checkpoints of `online-lru` (SeqModel) and `ode-train --task
+    rate-rnn` (a ModuleDict) were not in the registry. Oracle: the saved model's own forward."""
+    from torch import nn
+
+    from rnntk.core.models import RecurrentStack, as_recurrent_layers
+    from rnntk.engine.checkpoint import save_checkpoint
+    from rnntk.engine.errors import UserError
+    from rnntk.ode.train import RateRNNField
+    from rnntk.online.models.seq_model import build_seq_model
+
+    net = build_seq_model(d_in=3, n_classes=2, n_out=1, layers=2, d_model=4, d_hidden=5, generator=gen())
+    save_checkpoint(tmp_path / "seq.pt", model=net, hparams=net.hparams())
+    back = load_model(tmp_path / "seq.pt")
+    net.eval(), back.eval()
+    u = torch.randn(2, T, 3, generator=gen(1))
+    torch.testing.assert_close(back(u), net(u))
+    assert back.hparams() == net.hparams()
+    stack = as_recurrent_layers(back)
+    assert isinstance(stack, RecurrentStack) and [n for n, _ in stack.layers()] == ["layer0", "layer1"]
+    with pytest.raises(TypeError, match="stack"):
+        as_recurrent_model(back)
+    # each layer, driven by its input from the stack, reproduces the layer's own scan
+    for (_, layer), v, lay in zip(stack.layers(), stack.layer_inputs(u), back.layers):
+        X, _ = roll(layer, torch.zeros(2, layer.n), v)
+        h = lay.rec.states(v)
+        torch.testing.assert_close(X, torch.cat([h.real, h.imag], -1), rtol=1e-5, atol=1e-5)
+
+    field = RateRNNField(6, 0.05, generator=gen())
+    mods = nn.ModuleDict({"field": field})
+    hp = {"task": "rate-rnn", "width": 100, "n_units": 6, "tau": 0.05}
+    save_checkpoint(tmp_path / "ode.pt", model=mods, hparams=hp)
+    m = as_recurrent_model(load_model(tmp_path / "ode.pt"))
+    check_contract(m)
+    x = torch.randn(2, 6, generator=gen(2))
+    torch.testing.assert_close(m.rhs(x, None) / m.tau, field(torch.tensor(0.0), x))
+    save_checkpoint(tmp_path / "spheres.pt", model=mods, hparams={**hp, "task": "spheres"})
+    with pytest.raises(UserError, match="not a recurrent network"):
+        load_model(tmp_path / "spheres.pt")
+
+
+@pytest.mark.parametrize("family", ["vanilla", "leaky", "motor", "kalman", "lru", "rnn", "ode"])
+def test_recurrent_weight_is_the_linear_part_of_the_jacobian(family):
+    """Oracle: torch.autograd.functional.jacobian of step (discrete) or rhs (continuous) where the
+    activation's slope is 1 (tanh at 0, relu at positive states; linear maps anywhere)."""
+    from rnntk.ode.train import RateRNNField
+    from rnntk.online.models.lru import LRU
+    from rnntk.online.models.rnns import LinearRNN
+    from rnntk.sofo.models.kalman_rnn import KalmanRNN
+    from rnntk.sofo.models.motor_rnn import MotorRNN
+
+    model = {"vanilla": lambda: VanillaRNN(6, 1, 1, batch=1, generator=gen()), "leaky": lambda: LeakyRNN(1, 6, 1),
+             "motor": lambda: MotorRNN(2, 6, generator=gen()), "kalman": lambda: KalmanRNN(6, generator=gen()),
+             "lru": lambda: LRU(3, 4, r_min=0.5, generator=gen()), "rnn": lambda: LinearRNN(3, 6, generator=gen()),
+             "ode": lambda: RateRNNField(6, 0.1, generator=gen())}[family]().double()
+    m = as_recurrent_model(model)
+    W = m.recurrent_weight()
+    x = torch.zeros(1, m.n, dtype=torch.float64) + (1.0 if family == "motor" else 0.0)
+    u = torch.zeros(1, m.n_in, dtype=torch.float64)
+    if family == "kalman":  # relu active everywhere: a state with z C + [y, 1] B > 0 for every unit
+        x = torch.linalg.solve(model.C.detach().T, (1.0 - model.B[1].detach()))[None]
+    f = (lambda s: m.rhs(s, u)) if m.time == "continuous" else (lambda s: m.step(s, u))
+    Jac = torch.autograd.functional.jacobian(f, x)[0, :, 0]
+    I = torch.eye(m.n, dtype=torch.float64)
+    if family == "kalman":
+        expected = (1 - model.alpha) * I + model.alpha * W
+    else:
+        expected = W - I if m.time == "continuous" else W
+    torch.testing.assert_close(Jac, expected)
