@@ -35,7 +35,7 @@ import time
 import torch
 from peakmem import peak_rss, reset_peak_rss
 
-from rnntk.sofo.cli import DEFAULTS, PRESETS
+from rnntk.sofo.config import preset_values
 from rnntk.sofo.optimizer import SOFO
 from rnntk.sofo.problems import ReachProblem, make_problem
 
@@ -44,7 +44,7 @@ ADAM_FACTORS = (1 / 3, 1.0, 3.0)
 
 def preset(task: str) -> dict:
     """The quick start's values for ``task`` (the cpu-small preset of ``rnntk sofo-train``)."""
-    return {**DEFAULTS, **PRESETS["cpu-small"][task]}
+    return preset_values("cpu-small", task)
 
 
 def iteration(kind: str, opt, prob, model, b) -> None:

@@ -9,37 +9,15 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rnntk.engine.device import device_generator
 from rnntk.engine.seeding import derive_seed
+from rnntk.sofo.config import TrainConfig
 from rnntk.sofo.optimizer import SOFO
 from rnntk.sofo.problems import Problem
-
-
-@dataclass
-class TrainConfig:
-    """Options of ``rnntk sofo-train`` that the training loop uses (see its --help)."""
-
-    optimizer: str = "sofo"  # sofo | adam | both
-    n_tangents: int = 32
-    damping: float = 1e-3
-    damping_mode: str = "relative"
-    lr: float = 1.0
-    tangents: str = "orthonormal"
-    tangent_impl: str = "auto"
-    max_step_norm: float = 0.0
-    iters: int = 300
-    time_budget: float | None = None
-    batch: int = 32
-    eval_every: int = 10
-    eval_batch: int = 64
-    adam_lr: float = 1e-2
-    adam_eps: float = 1e-7
-    save_traces: int = 8
 
 
 class DataStreams:
@@ -89,7 +67,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
                 damping=cfg.damping,
                 lr=cfg.lr,
                 tangents=cfg.tangents,
-                damping_mode=cfg.damping_mode,
+                damping_mode=cfg.damping_mode.replace("-", "_"),
                 max_step_norm=cfg.max_step_norm,
                 generator=run.device_generator,
             )
