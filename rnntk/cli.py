@@ -78,10 +78,11 @@ def _register_commands() -> None:
     from rnntk.floss import cli as floss
     from rnntk.ode import cli as ode
     from rnntk.online import cli as online
+    from rnntk.runs import cli as runs
     from rnntk.selftest import cli as selftest
     from rnntk.sofo import cli as sofo
 
-    for part in (inspect, selftest, sofo, floss, analysis, ode, online, cordsnet):
+    for part in (inspect, selftest, sofo, floss, analysis, ode, online, cordsnet, runs):
         part.register(app)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "rnntk"
 SLICES = ("sofo", "online", "floss", "cordsnet", "ode", "selftest")
-SHARED = ("engine", "core", "analysis")
+SHARED = ("engine", "core", "analysis", "runs")
 OLD_LAYERS = ("methods", "nets", "commands", "tasks")  # the horizontal layers before the slices
 
 
