@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rnntk.online.learner import ChunkLearner, StreamingLearner, layer_gradients, loss_weights, online_gradients, step_losses
     from rnntk.online.memory import SavedBytes, rule_memory
     from rnntk.online.models.seq_model import SeqModel, build_seq_model
-    from rnntk.online.rules import ALIASES, FITS, RULES, canonical_rule, resolve_rule
+    from rnntk.online.rules import ALIASES, FITS, RULE_CLASSES, RULES, Rule, canonical_rule, make_rule, resolve_rule
 
 _LAZY: dict[str, str] = {
     "gradient_alignment": "rnntk.online.alignment",
@@ -31,6 +31,9 @@ _LAZY: dict[str, str] = {
     "ALIASES": "rnntk.online.rules",
     "FITS": "rnntk.online.rules",
     "RULES": "rnntk.online.rules",
+    "RULE_CLASSES": "rnntk.online.rules",
+    "Rule": "rnntk.online.rules",
+    "make_rule": "rnntk.online.rules",
     "canonical_rule": "rnntk.online.rules",
     "resolve_rule": "rnntk.online.rules",
     "SeqModel": "rnntk.online.models.seq_model",
@@ -41,6 +44,8 @@ __all__ = [
     "ChunkLearner",
     "FITS",
     "RULES",
+    "RULE_CLASSES",
+    "Rule",
     "SavedBytes",
     "SeqModel",
     "StreamingLearner",
@@ -49,6 +54,7 @@ __all__ = [
     "gradient_alignment",
     "layer_gradients",
     "loss_weights",
+    "make_rule",
     "online_gradients",
     "param_groups",
     "resolve_rule",

@@ -135,17 +135,17 @@ def _model_opts(
 
 
 def _rule(rule: str, arch: Arch, exec: str = "sequence", pooling: str = "none") -> str:
-    from rnntk.online.rules import resolve_rule
+    from rnntk.online.rules import make_rule
 
     try:
-        r = resolve_rule(rule, arch.value)
+        r = make_rule(rule, arch.value)  # the rule's name -> its object (rnntk.online.rules.RULE_CLASSES)
     except ValueError as e:
         raise UserError(f"bad --rule: {e}") from None
-    if exec == "streaming" and r == "bptt":
-        raise UserError("bad --exec streaming: bptt needs the whole sequence (use --exec sequence)")
+    if exec == "streaming" and not r.streams:
+        raise UserError(f"bad --exec streaming: {r.name} needs the whole sequence (use --exec sequence)")
     if exec == "streaming" and pooling == "pool":
         raise UserError("bad --exec streaming with --pooling pool: the error exists only at the end (use pool_st)")
-    return r
+    return r.name
 
 
 def _check_seq_fits(device: str, T: int, B: int, layers: int, width: int, isz: int, per_step: int = 0) -> None:

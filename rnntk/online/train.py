@@ -21,7 +21,7 @@ from rnntk.online.alignment import gradient_alignment
 from rnntk.online.learner import StreamingLearner, loss_weights, online_gradients, step_losses
 from rnntk.online.models.lru import linear_scan
 from rnntk.online.models.seq_model import SeqModel
-from rnntk.online.rules import canonical_rule
+from rnntk.online.rules import make_rule
 from rnntk.online.tasks.seq_loaders import SeqData
 
 
@@ -172,7 +172,7 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
     train, val, test = data
     dev = run.device
     dtype = next(model.parameters()).dtype
-    rule = canonical_rule(cfg.rule)
+    rule = make_rule(cfg.rule, model.arch)  # the rule object, from its name
     spe = max(1, math.ceil(len(train) / cfg.batch_size))
     total = cfg.steps if cfg.steps else cfg.epochs * spe
     warm = int(round(cfg.warmup_epochs * spe))
@@ -185,7 +185,7 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
     check_rules = [r for r in (cfg.grad_check_rules or default_check_rules(model.arch)) if r != "bptt"]
     floor = cfg.lr_min / cfg.lr if cfg.lr > 0 else 0.0
     st.setdefault("grad_agg", {})  # this epoch's gradient alignments, in the checkpoint: a resumed epoch keeps them
-    for step in run.steps(total, desc=f"online-lru {rule}"):
+    for step in run.steps(total, desc=f"online-lru {rule.name}"):
         epoch, pos = divmod(step, spe)
         if pos == 0:
             st["grad_agg"] = {}

@@ -1,14 +1,15 @@
 """Streaming online_full on the LRU has a hand-written per-step backward with deferred weight
-gradients (``ChunkLearner._fast_step``). Oracle: the generic autograd path of the same learner
+gradients (``rnntk.online.streaming_backward.StreamingBackward.step``). Oracle: the generic autograd path of the same learner
 (itself tested against BPTT and sequence mode), float64, over activations, norms, poolings,
 readout and dropout, with T = 37 (two 16-step folds plus a partial block)."""
 
 import pytest
 import torch
 
-from rnntk.online import ChunkLearner, online_gradients
+from rnntk.online import online_gradients
 from rnntk.online.alignment import gradient_of
 from rnntk.online.models.seq_model import build_seq_model
+from rnntk.online.streaming_backward import StreamingBackward
 
 D64 = torch.float64
 # every value of every option appears (the full 180-point grid passed at 1.8e-15 when written)
@@ -29,15 +30,15 @@ def _grads(monkeypatch, cfg, fast: bool):
     masks = m.sample_masks(b, generator=g, dtype=D64) if drop else None
     calls = {"n": 0}
     if fast:
-        real = ChunkLearner._fast_step
+        real = StreamingBackward.step
 
         def counted(self, *a, **k):
             calls["n"] += 1
             return real(self, *a, **k)
 
-        monkeypatch.setattr(ChunkLearner, "_fast_step", counted)
+        monkeypatch.setattr(StreamingBackward, "step", counted)
     else:
-        monkeypatch.setattr(ChunkLearner, "_fast_ok", lambda self: False)
+        monkeypatch.setattr(StreamingBackward, "applies", staticmethod(lambda model: False))
     grads = gradient_of(m, (x, y, mask), "online_full", "streaming", masks=masks)
     loss, _ = online_gradients(m, x, y, mask, "online_full", "streaming", masks=masks)
     monkeypatch.undo()

@@ -155,6 +155,26 @@ class LRU(nn.Module):
             ).view(u.shape)
         return (h @ self.C().transpose(0, 1)).real + self.D * u
 
+    def spatial(self, u: torch.Tensor, h_prev: torch.Tensor, *, freeze_recurrent: bool = False, freeze_input: bool = False) -> tuple[torch.Tensor, None]:
+        """The online rules' spatial graph: h_t = λ ⊙ h_{t−1} + γ ⊙ (B u_t) with the previous
+        states given, u (batch, T, H), h_prev (batch, T, N) → ((batch, T, N) complex, None: no
+        intermediates). ``freeze_recurrent``: λ constant; ``freeze_input``: γ, B constant."""
+        lam = self.lam()
+        if freeze_recurrent:
+            lam = lam.detach()
+        return lam * h_prev + self.drive(u, detach_params=freeze_input), None
+
+    def affine_step(self, h0: torch.Tensor, *, freeze_recurrent: bool = False, freeze_input: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of the spatial graph in real arithmetic, for the state h0 (batch, N):
+        (p (batch, 2N), W (H, 2N)) with the real view of h_t = p + u_t @ W, p = the real view of
+        λ ⊙ h_{t−1} and W = :meth:`drive_weight`. Constants (``freeze_recurrent``: λ;
+        ``freeze_input``: γ, B; W too when grad is disabled) come from :meth:`frozen`."""
+        b, N = h0.shape
+        lam = self.frozen("lam") if freeze_recurrent else self.lam()
+        p = torch.view_as_real(lam * h0).view(b, 2 * N)
+        W = self.frozen("drive_weight") if freeze_input or not torch.is_grad_enabled() else self.drive_weight()
+        return p, W
+
     # real forms for the one-step path: a state h (batch, N) complex is used as its real view
     # (batch, 2N) = view_as_real(h) flattened, (Re h_n, Im h_n) interleaved
     def drive_weight(self) -> torch.Tensor:

@@ -28,6 +28,8 @@ def _trunc_normal(shape: tuple[int, ...], std: float, generator: Optional[torch.
     return x * std
 
 
+SnapItem = tuple[str, Optional[torch.Tensor], Optional[torch.Tensor]]  # (parameter name, g, v) of a SnAp-1 trace
+
 RHO = {
     "linear": (lambda h: h, lambda h: torch.ones_like(h)),
     "tanh": (torch.tanh, lambda h: 1 - torch.tanh(h) ** 2),
@@ -64,6 +66,17 @@ class LinearRNN(nn.Module):
         A = self.A.detach() if detach_A else self.A
         B = self.B.detach() if detach_B else self.B
         return self.rho(h_prev) @ A.transpose(0, 1) + u @ B.transpose(0, 1)
+
+    def spatial(self, u: torch.Tensor, h_prev: torch.Tensor, *, freeze_recurrent: bool = False, freeze_input: bool = False) -> tuple[torch.Tensor, None]:
+        """The online rules' spatial graph (:meth:`step` with the previous states given):
+        ``freeze_recurrent``: A constant; ``freeze_input``: B constant. Returns (h, None)."""
+        return self.step(u, h_prev, detach_A=freeze_recurrent, detach_B=freeze_input), None
+
+    def snap1_terms(self, u: torch.Tensor, h_prev: torch.Tensor, parts: None = None) -> tuple[torch.Tensor, list[SnapItem]]:
+        """SnAp-1 of h_t = A ρ(h_{t−1}) + B u_t: the decays d_t = diag(A) ⊙ ρ'(h_{t−1}) (batch, T, N)
+        and the trace items (name, g, v) of :func:`rnntk.online.rules.snap_block` (g None: ones)."""
+        d = torch.diagonal(self.A.detach()) * self.drho(h_prev)
+        return d, [("A", None, self.rho(h_prev)), ("B", None, u)]
 
     def states(self, u: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
         """(batch, T, N) by a loop over time."""
@@ -132,6 +145,37 @@ class GRUCell(nn.Module):
         Npre = u @ p["W_in"].T + p["b_in"] + r * Q
         n = torch.tanh(Npre)
         return (1 - z) * h + z * n, GRUParts(r, z, n, Q, R, Z, Npre)
+
+    def spatial(self, u: torch.Tensor, h_prev: torch.Tensor, *, freeze_recurrent: bool = False, freeze_input: bool = False) -> tuple[torch.Tensor, GRUParts]:
+        """The online rules' spatial graph (:meth:`step` with the previous states given):
+        ``freeze_recurrent``: the hidden weights constant; ``freeze_input``: the input weights
+        and biases constant. Returns (h, intermediates)."""
+        detach = (self.hidden_names if freeze_recurrent else ()) + (self.input_names if freeze_input else ())
+        return self.step(u, h_prev, detach=detach)
+
+    def snap1_terms(self, u: torch.Tensor, h_prev: torch.Tensor, parts: GRUParts) -> tuple[torch.Tensor, list[SnapItem]]:
+        """SnAp-1 of the GRU: the decays d_t = ∂h_t/∂h_{t−1} diagonal (batch, T, N) and the trace
+        items (name, g, v) of :func:`rnntk.online.rules.snap_block`, from the step's intermediates."""
+        r, z, n, Q = parts.r.detach(), parts.z.detach(), parts.n.detach(), parts.Q.detach()
+        gZ = (n - h_prev) * z * (1 - z)
+        gN = z * (1 - n * n)
+        gR = gN * Q * r * (1 - r)
+        gQ = gN * r
+        dg = lambda name: torch.diagonal(getattr(self, name).detach())  # noqa: E731
+        d = (1 - z) + gZ * dg("W_hz") + gQ * dg("W_hn") + gR * dg("W_hr")  # (b, T, N)
+        items: list[SnapItem] = [
+            ("W_iz", gZ, u),
+            ("b_iz", gZ, None),
+            ("W_hz", gZ, h_prev),
+            ("W_in", gN, u),
+            ("b_in", gN, None),
+            ("W_ir", gR, u),
+            ("b_ir", gR, None),
+            ("W_hr", gR, h_prev),
+            ("W_hn", gQ, h_prev),
+            ("b_hn", gQ, None),
+        ]
+        return d, items
 
     def states(self, u: torch.Tensor, h0: Optional[torch.Tensor] = None) -> torch.Tensor:
         h = self.zero_state(u.shape[0], u.device, u.dtype) if h0 is None else h0
