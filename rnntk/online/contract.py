@@ -59,6 +59,13 @@ class LRUContract(_Layer):
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return (self._complex(x) @ self.layer.C().transpose(0, 1)).real
 
+    def tangent(self, x: torch.Tensor, Q: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``diag(lambda) Q`` on ``[Re, Im]`` rows of ``Q (batch, 2N, k)`` (the state drops out)."""
+        lam, N = self.layer.lam(), self.layer.d_hidden
+        lr, li = lam.real.to(Q.dtype)[:, None], lam.imag.to(Q.dtype)[:, None]
+        top, bot = Q[:, :N], Q[:, N:]
+        return torch.cat([lr * top - li * bot, li * top + lr * bot], 1)
+
     def recurrent_weight(self) -> torch.Tensor:
         """``diag(lambda)`` on ``[Re h, Im h]``: ``[[Re L, -Im L], [Im L, Re L]]`` ``(2N, 2N)``."""
         lam = self.layer.lam()
@@ -77,6 +84,10 @@ class LinearRNNContract(_Layer):
 
     def readout(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.layer.C.transpose(0, 1)
+
+    def tangent(self, x: torch.Tensor, Q: torch.Tensor, u: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``A (rho'(x) Q)`` for ``Q (batch, N, k)``."""
+        return self.layer.A @ (self.layer.drho(x)[..., :, None] * Q)
 
     def recurrent_weight(self) -> torch.Tensor:
         """``A (N, N)``."""
