@@ -64,6 +64,7 @@ def sofo_train(opts: RunOptions, cfg: TrainConfig, preset: Preset) -> None:
             tau=cfg.tau,
             duration=cfg.duration,
             noise=cfg.noise,
+            init_gain=cfg.init_gain,
             steps=cfg.steps,
             supervise=cfg.supervise,
             target_noise=cfg.target_noise,

@@ -104,6 +104,13 @@ class TrainConfig:
     duration: float = option(2.0, "Trial duration (s), reach tasks.", panel=M)
     steps: int = option(500, "Time steps per trial (kalman).", panel=M, min=2, preset=True)
     noise: bool = option(True, "Multiplicative rate noise (reach tasks).", flags=("--noise/--no-noise",), panel=M)
+    init_gain: Optional[float] = option(
+        None,
+        "Reach tasks: spectral radius G of the initial recurrent weights (std G/sqrt(hidden)). Default: upstream's weak init, about 0.5/sqrt(hidden+1).",
+        panel=M,
+        min=0.0,
+        metavar="G",
+    )
     supervise: Optional[str] = option(
         None,
         "lorenz: supervise the final state only (default; the paper, upstream OCaml) or all 32 steps (upstream PyTorch/JAX lorenz.py).",
@@ -136,6 +143,8 @@ class TrainConfig:
             raise ValueError(f"bad --dt {self.dt:g}: must be <= --tau {self.tau:g} (the Euler update is unstable for dt > tau)")
         if self.task != "lorenz" and (self.supervise is not None or self.target_noise is not None):
             raise ValueError(f"--supervise/--target-noise apply to --task lorenz only, not {self.task}")
+        if self.init_gain is not None and self.task not in ("double-reach", "single-reach"):
+            raise ValueError(f"--init-gain applies to the reach tasks only, not {self.task}")
 
 
 def preset_values(preset: str, task: str) -> dict[str, Any]:

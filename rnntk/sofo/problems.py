@@ -107,11 +107,20 @@ class ReachProblem(Problem):
     has_manual_tangents = True
 
     def __init__(
-        self, task: str = "double-reach", *, hidden: int = 64, dt: float = 0.002, tau: float = 0.02, duration: float = 2.0, noise: bool = True
+        self,
+        task: str = "double-reach",
+        *,
+        hidden: int = 64,
+        dt: float = 0.002,
+        tau: float = 0.02,
+        duration: float = 2.0,
+        noise: bool = True,
+        init_gain: Optional[float] = None,
     ) -> None:
         if task not in ("double-reach", "single-reach"):
             raise ValueError(task)
         self.name, self.hidden, self.dt, self.tau, self.duration, self.noise = task, hidden, dt, tau, duration, noise
+        self.init_gain = init_gain
         self.steps = int(round(duration / dt))
         self.n_in = 6 if task == "double-reach" else 3
         self.mse = MSE(reach.loss_scale(self.steps))
@@ -120,7 +129,7 @@ class ReachProblem(Problem):
         return {"steps": self.steps, "n_in": self.n_in, "loss": f"(10/T) sum_t mean_b w (|p-p*|^2 + |v|^2), T={self.steps}"}
 
     def make_model(self, generator: torch.Generator) -> MotorRNN:
-        return MotorRNN(self.n_in, self.hidden, dt=self.dt, tau=self.tau, noise=self.noise, generator=generator)
+        return MotorRNN(self.n_in, self.hidden, dt=self.dt, tau=self.tau, noise=self.noise, generator=generator, init_gain=self.init_gain)
 
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
         fn = reach.double_reach_trials if self.name == "double-reach" else reach.single_reach_trials
@@ -412,7 +421,7 @@ class LinregProblem(Problem):
 def make_problem(task: str, **kw: Any) -> Problem:
     """Build the problem for ``task`` (one of :data:`TASKS`)."""
     if task in ("double-reach", "single-reach"):
-        return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise")})
+        return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise", "init_gain")})
     if task == "kalman":
         return KalmanProblem(**{k: v for k, v in kw.items() if k in ("hidden", "steps")})
     if task == "lorenz":

@@ -7,7 +7,6 @@ import h5py
 import numpy as np
 import pytest
 import torch
-
 from conftest import assert_user_error, run_cli
 
 TINY = ("--hidden", "8", "--batch", "4", "--eval-batch", "4", "-K", "8", "--dt", "0.02", "--duration", "0.8", "--eval-every", "2", "--save-traces", "3", "-q")
@@ -49,6 +48,8 @@ def test_both_optimizers_write_everything(tmp_path):
         (("--lr", "0"), "bad --lr 0.0"),
         (("--optimizer", "lbfgs"), "'lbfgs' is not one of"),
         (("--dt", "0.05"), "must be <= --tau"),
+        (("--init-gain", "-1"), "--init-gain"),
+        (("--task", "kalman", "--init-gain", "0.9"), "--init-gain applies to the reach tasks only"),
     ],
 )
 def test_bad_input(tmp_path, args, needle):

@@ -8,10 +8,11 @@ import torch
 from conftest import assert_sketch_matches_autograd
 from torch.func import jvp
 
-from rnntk.sofo.optimizer import generic_tangent_step, sample_tangents
-from rnntk.sofo.problems import ReachProblem
 from rnntk.sofo.models import arm
 from rnntk.sofo.models.motor_rnn import MotorRNN
+from rnntk.sofo.optimizer import generic_tangent_step, sample_tangents
+from rnntk.sofo.problems import ReachProblem
+from rnntk.sofo.tasks import reach
 from rnntk.sofo.tasks.reach import double_reach_trials, single_reach_trials
 
 pytestmark = pytest.mark.filterwarnings("error:There is a performance drop")
@@ -49,7 +50,9 @@ def test_acceleration_solves_the_equation_of_motion():
     theta, omega, tau = (torch.randn(4, 2, generator=g, dtype=D64) for _ in range(3))
     acc = arm.acceleration(theta, omega, tau)
     c2, s2 = torch.cos(theta[:, 1]), torch.sin(theta[:, 1])
-    M = torch.stack([torch.stack([arm.A1 + 2 * arm.A2 * c2, arm.A3 + arm.A2 * c2], -1), torch.stack([arm.A3 + arm.A2 * c2, torch.full_like(c2, arm.A3)], -1)], -2)
+    M = torch.stack(
+        [torch.stack([arm.A1 + 2 * arm.A2 * c2, arm.A3 + arm.A2 * c2], -1), torch.stack([arm.A3 + arm.A2 * c2, torch.full_like(c2, arm.A3)], -1)], -2
+    )
     c = arm.A2 * s2[:, None] * torch.stack([-omega[:, 1] * (2 * omega[:, 0] + omega[:, 1]), omega[:, 0] ** 2], -1)
     Bv = torch.tensor(arm.VISC, dtype=D64)
     torch.testing.assert_close(torch.einsum("bij,bj->bi", M, acc) + c + omega @ Bv.T, tau, rtol=1e-12, atol=1e-13)
@@ -142,7 +145,7 @@ def test_single_reach_generator():
     go = torch.round(tr.table["go_s"] / 0.01).long()
     i = 0
     assert tr.mask[i, int(go[i]) - 1] == 1 and tr.mask[i, int(go[i])] == 0 and tr.mask[i, -1] == 4
-    assert float(tr.inputs[i, int(go[i]):].abs().max()) == 0.0
+    assert float(tr.inputs[i, int(go[i]) :].abs().max()) == 0.0
 
 
 def test_noise_is_shared_and_clipped():
@@ -154,7 +157,6 @@ def test_noise_is_shared_and_clipped():
 
 
 # ----------------------------------------------------------------- task-level metrics (issue 14)
-from rnntk.sofo.tasks import reach
 
 
 def test_inverse_dynamics_and_kinematics_invert_the_arm():
@@ -234,3 +236,22 @@ def test_single_reach_reports_its_one_hold():
     hold = b.trials.extra["hold_masks"][:, 0]
     assert torch.equal(hold, b.trials.mask == 4)  # the hold is where the target weighs 4
     assert set(prob.progress_metrics(task)) == {"val_reach_err_cm", "val_reach_success", "val_reach_err1_cm"}
+
+
+def test_init_gain_sets_the_spectral_radius_of_the_same_draw():
+    """--init-gain G: the recurrent block of W has spectral radius ≈ G (dense eigenvalues, the
+    circular law), the default keeps upstream's weak ≈ 0.5/√(n+1), and the draw is the same one:
+    the bias row, B_in, F and C are untouched and the recurrent block is only rescaled."""
+    n = 200
+    base = MotorRNN(6, n, dt=0.01, generator=torch.Generator().manual_seed(3))
+    radius = lambda m: float(torch.linalg.eigvals(m.W.detach()[:-1].double()).abs().max())
+    assert radius(base) == pytest.approx(0.5 / math.sqrt(n + 1), rel=0.1)
+    for g in (0.5, 0.9):
+        m = MotorRNN(6, n, dt=0.01, generator=torch.Generator().manual_seed(3), init_gain=g)
+        assert radius(m) == pytest.approx(g, rel=0.1)
+        torch.testing.assert_close(m.W.detach()[:-1], base.W.detach()[:-1] * (g * math.sqrt(n + 1) / 0.5))
+        for k in ("B_in", "F", "C", "z0"):
+            torch.testing.assert_close(getattr(m, k), getattr(base, k))
+        torch.testing.assert_close(m.W.detach()[-1], base.W.detach()[-1])
+    prob = ReachProblem("double-reach", hidden=n, dt=0.01, init_gain=0.9)
+    assert radius(prob.make_model(torch.Generator().manual_seed(3))) == pytest.approx(0.9, rel=0.1)

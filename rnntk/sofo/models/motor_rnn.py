@@ -11,7 +11,10 @@ Per step (dt, τ in seconds, a = dt/τ), with multiplicative rate noise η (B, n
 
 Parameters (upstream init, std): z0 (n,) zeros, learned, shared by all trials; W (n+1, n)
 std 0.5/(√n·√(n+1)), its last row the bias; B_in (n_in, n) std 0.1/√n_in; F (4, n) std 0.1
-(the four feedback vectors f1..f4); C (n, 2) std 0.1/n. Deliberately weak, non-chaotic.
+(the four feedback vectors f1..f4); C (n, 2) std 0.1/n. Deliberately weak, non-chaotic:
+the recurrent block W[:n] has spectral radius ≈ 0.5/√(n+1) (0.09 at n = 32). ``init_gain=g``
+(rnntk's option, not upstream's) rescales that same draw to std g/√n, spectral radius ≈ g;
+the bias row and every other parameter keep upstream's init.
 Noise: η ~ U(1 − σ, 1 + σ) clipped at 0, σ = 0.2·√(τ/dt), fresh per step, trial and unit.
 """
 
@@ -47,13 +50,24 @@ class MotorRNN(nn.Module):
     explicit params dict so that SOFO (forward mode) and Adam (autograd) share one model."""
 
     def __init__(
-        self, n_in: int = 6, n: int = 64, *, dt: float = 0.002, tau: float = 0.02, noise: bool = True, generator: Optional[torch.Generator] = None
+        self,
+        n_in: int = 6,
+        n: int = 64,
+        *,
+        dt: float = 0.002,
+        tau: float = 0.02,
+        noise: bool = True,
+        generator: Optional[torch.Generator] = None,
+        init_gain: Optional[float] = None,
     ) -> None:
         super().__init__()
         self.n_in, self.n, self.dt, self.tau, self.noise = int(n_in), int(n), float(dt), float(tau), bool(noise)
         g = generator
         self.z0 = nn.Parameter(torch.zeros(n))
-        self.W = nn.Parameter(torch.randn(n + 1, n, generator=g) * 0.5 / (math.sqrt(n) * math.sqrt(n + 1)))
+        W = torch.randn(n + 1, n, generator=g) * 0.5 / (math.sqrt(n) * math.sqrt(n + 1))
+        if init_gain is not None:  # same draw, recurrent block rescaled to std g/√n (spectral radius ≈ g)
+            W[:-1] *= float(init_gain) * math.sqrt(n + 1) / 0.5
+        self.W = nn.Parameter(W)
         self.B_in = nn.Parameter(torch.randn(n_in, n, generator=g) * 0.1 / math.sqrt(n_in))
         self.F = nn.Parameter(torch.randn(4, n, generator=g) * 0.1)
         self.C = nn.Parameter(torch.randn(n, 2, generator=g) * 0.1 / n)
