@@ -11,14 +11,15 @@ import types as _types
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnntk.floss.config import FlossConfig
     from rnntk.floss.flossing import FlossSchedule, floss, floss_step
-    from rnntk.floss.train import FlossConfig, train_floss
+    from rnntk.floss.train import train_floss
 
 _LAZY: dict[str, str] = {
     "floss": "rnntk.floss.flossing",
     "FlossSchedule": "rnntk.floss.flossing",
     "floss_step": "rnntk.floss.flossing",
-    "FlossConfig": "rnntk.floss.train",
+    "FlossConfig": "rnntk.floss.config",
     "train_floss": "rnntk.floss.train",
 }
 __all__ = ["FlossConfig", "FlossSchedule", "floss", "floss_step", "train_floss"]

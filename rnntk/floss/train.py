@@ -10,7 +10,6 @@ before/after every flossing episode and every ``le_every`` epochs.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,40 +17,9 @@ import torch
 from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
 from rnntk.core.vanilla_rnn import VanillaRNN
 from rnntk.engine.limits import overflow_as_nonfinite
+from rnntk.floss.config import FlossConfig
 from rnntk.floss.delayed_xor import accuracy, bce_loss, delayed_parity_trials
-from rnntk.floss.flossing import FlossSchedule, clip_per_tensor, floss_step, flossed_parameters
-
-
-@dataclass
-class FlossConfig:
-    """Options of ``rnntk floss`` used by the loop (defaults: upstream's README call)."""
-
-    n_bits: int = 2
-    delay: int = 20
-    n_units: int = 80
-    g: float = 1.0
-    init: str = "gaussian"
-    alpha: float = 1.0
-    trial_len: int = 300
-    batch: int = 16
-    epochs: int = 3001
-    lr: float = 1e-3
-    clip: float = 0.03
-    train_x0: bool = True
-    upstream_window: bool = False
-    schedule: FlossSchedule = field(default_factory=FlossSchedule)
-    floss_k: int = 75
-    floss_len: int = 55
-    floss_warmup: int = 16
-    floss_tons: int = 2  # same exponents as upstream's 1 (tested), half the QRs
-    floss_lr: float = 1e-3
-    floss_target: float = 0.0
-    floss_reduce: str = "mean"
-    eval_every: int = 100
-    eval_batch: int = 256
-    le_every: int = 500
-    le_len: int = 1000
-    horizons: tuple[int, ...] = (10, 25, 50)
+from rnntk.floss.flossing import clip_per_tensor, floss_step, flossed_parameters
 
 
 def _task(cfg: FlossConfig, batch: int, steps: int, gen: torch.Generator):
