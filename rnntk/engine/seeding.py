@@ -64,6 +64,19 @@ def derive_seed(seed: int, stream: str) -> int:
     return int.from_bytes(h[:8], "little") & MAX_SEED
 
 
+def stream_generator(seed: int, stream: str, *, device: str | torch.device = "cpu", legacy_offset: int | None = None) -> torch.Generator:
+    """A fresh :class:`torch.Generator` on ``device`` for the named random stream of a run
+    seeded ``seed``: seeded with :func:`derive_seed` ``(seed, stream)``, so streams never
+    overlap and adding one changes no other.
+
+    ``legacy_offset``: seed it with ``seed + legacy_offset`` instead, the derivation of
+    rnntk before named streams, kept where a published figure or a pinned test depends on
+    those exact draws (the stream name then only documents the site).
+    """
+    s = int(seed) + int(legacy_offset) if legacy_offset is not None else derive_seed(seed, stream)
+    return torch.Generator(device=device).manual_seed(s)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy's global RNG, torch (CPU and every CUDA device).
 

@@ -169,6 +169,15 @@ class RunFile:
         for k, v in attrs.items():
             self.f.attrs[k] = _attr_value(v)
 
+    def root_attr(self, name: str, default: Any = None) -> Any:
+        """The root attribute ``name`` as plain Python (``default`` when absent)."""
+        return _decode(self.f.attrs[name]) if name in self.f.attrs else default
+
+    def checkpoint_step(self) -> int | None:
+        """The step of the last checkpoint recorded in ``/checkpoints/last``, if any."""
+        g = self.f.get("checkpoints/last")
+        return int(g.attrs["step"]) if isinstance(g, h5py.Group) and "step" in g.attrs else None
+
     def set_status(self, status: str, **attrs: Any) -> None:
         """Set ``/`` attr ``status`` (one of :data:`STATUSES`) plus any extra attrs; flush."""
         if status not in STATUSES:
@@ -360,6 +369,80 @@ class RunFile:
         for k, v in attrs.items():
             ds.attrs[k] = _attr_value(v)
         return ds
+
+    @_guarded(after_failure=True)
+    def set_group_attrs(self, group: str, /, **attrs: Any) -> None:
+        """Set attributes of ``/<group>`` (made if missing; containers stored as JSON)."""
+        self._writable()
+        g = self.f.require_group(group)
+        for k, v in attrs.items():
+            g.attrs[k] = _attr_value(v)
+
+    @_guarded()
+    def require_rows(self, group: str, name: str, row_shape: Sequence[int], dtype: Any = "f4", chunk_rows: int = 64, **attrs: Any) -> None:
+        """Make ``/<group>/<name>`` a dataset that grows along axis 0 (``[0, *row_shape]``,
+        gzip-1, ``chunk_rows`` rows a chunk, ``attrs`` set), unless it exists already."""
+        self._writable()
+        g = self.f.require_group(group)
+        if name in g:
+            return
+        shape = tuple(int(s) for s in row_shape)
+        ds = g.create_dataset(
+            name,
+            shape=(0, *shape),
+            maxshape=(None, *shape),
+            dtype=dtype,
+            chunks=(max(1, int(chunk_rows)), *shape),
+            compression="gzip",
+            compression_opts=1,
+        )
+        for k, v in attrs.items():
+            ds.attrs[k] = _attr_value(v)
+
+    def _rows(self, group: str, name: str) -> h5py.Dataset:
+        ds = self.f[group][name]
+        if not isinstance(ds, h5py.Dataset):
+            raise ValueError(f"/{group}/{name} is not a dataset")
+        return ds
+
+    def n_rows_of(self, group: str, name: str) -> int | None:
+        """Rows (length of axis 0) of ``/<group>/<name>``, or None when it does not exist."""
+        g = self.f.get(group)
+        return int(self._rows(group, name).shape[0]) if g is not None and name in g else None
+
+    @_guarded()
+    def append_rows(self, group: str, name: str, data: Any) -> None:
+        """Append ``data`` (``[k, *row_shape]``) to a growing dataset, after its last row."""
+        self._writable()
+        ds = self._rows(group, name)
+        arr = np.asarray(data, dtype=ds.dtype)
+        n0 = ds.shape[0]
+        ds.resize((n0 + arr.shape[0],) + ds.shape[1:])
+        ds[n0:] = arr
+
+    @_guarded()
+    def truncate_rows(self, group: str, name: str, n: int) -> None:
+        """Keep the first ``n`` rows of a growing dataset (``--resume`` cuts what the
+        checkpoint does not cover); no-op when it does not exist."""
+        if self.n_rows_of(group, name) is None:
+            return
+        self._writable()
+        ds = self._rows(group, name)
+        ds.resize((int(n),) + ds.shape[1:])
+
+    def read_array(self, group: str, name: str, stop: int | None = None) -> np.ndarray:
+        """``/<group>/<name>`` (its first ``stop`` rows) as a NumPy array."""
+        ds = self._rows(group, name)
+        return np.asarray(ds[:stop] if stop is not None else ds[()])
+
+    def read_metric_columns(self, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """``/metrics`` columns as arrays: ``step`` and each of ``names`` that was logged
+        (all columns when ``names`` is None)."""
+        g = self.f.get("metrics")
+        if g is None or "step" not in g:
+            return {}
+        want = list(g) if names is None else ["step", *[n for n in names if n != "step"]]
+        return {k: np.asarray(g[k][:]) for k in want if k in g}
 
     @_guarded()
     def flush(self) -> None:
