@@ -157,5 +157,8 @@ def sweep_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``rnntk sweep`` to ``app``."""
+    """Add ``rnntk sweep``, ``ls``, ``compare`` and ``cite`` to ``app``."""
+    from . import browse_cli
+
     app.command("sweep")(sweep_cmd)
+    browse_cli.register(app)
