@@ -39,6 +39,7 @@ interpolant's range.
 from __future__ import annotations
 
 import bisect
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence, Union
@@ -94,6 +95,16 @@ class GQStats:
 # ----------------------------------------------------------------------------------------------
 # quadrature
 # ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
+def _leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's n-point rule on [−1, 1], cached (0.2 ms a call; "auto" asks for it per interval
+    and round). Read-only arrays."""
+    z, w = np.polynomial.legendre.leggauss(n)
+    z.setflags(write=False)
+    w.setflags(write=False)
+    return z, w
+
+
 def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """n-point Gauss–Legendre rule on [a, b] (float64 numpy arrays).
 
@@ -103,7 +114,7 @@ def gauss_legendre(n: int, a: float = -1.0, b: float = 1.0) -> tuple[np.ndarray,
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
-    z, w = np.polynomial.legendre.leggauss(int(n))
+    z, w = _leggauss(int(n))
     m = 0.5 * (float(a) + float(b))
     h = 0.5 * (float(b) - float(a))
     return m + h * z, h * w
@@ -218,34 +229,44 @@ def _interval_options(base: dict, method: Optional[str], last_dt: Optional[float
     return {**base, "first_step": min(last_dt, abs(length))}
 
 
-def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, adj: tuple, params: tuple, cfg: dict) -> tuple[Optional[tuple], int]:
-    """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the quadrature nodes ``taus`` (n,) with ``weights`` (n,);
-    returns (the gradient tuple, None where f does not depend on θ; the calls of f made).
+def _param_vjp(
+    f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, adj: tuple, params: tuple, cfg: dict, sinks: Optional[Sequence[Optional[Callable]]] = None
+) -> tuple:
+    """Σ_j w_j a_jᵀ ∂f/∂θ(τ_j, x_j) over the quadrature nodes ``taus`` (n,), for ``weights`` (n,)
+    or for each row of ``weights`` (R, n); returns (the gradient tuple, or a list of R of them
+    for 2-D weights, None where f does not depend on θ; the calls of f made). ``sinks[r]``, if
+    given, maps row r's gradient tuple to what is returned in its place, as soon as it exists
+    (e.g. its norms, so that its parameter-sized buffers are freed before the next row's).
 
     f maps (t, tuple of states) to a tuple; xs and adj are tuples of (n, *shape) tensors. The
-    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP (cotangents
-    w_j a_j); a field that cannot be vmapped (``.item()``, data-dependent control flow, in-place
-    updates of captured tensors, random ops) is evaluated node by node instead, remembered in
-    ``cfg``.
+    nodes go through one ``torch.func.vmap``-ed evaluation of f and one VJP per weight row
+    (cotangents w_rj a_j, the graph kept for the next row); a field that cannot be vmapped
+    (``.item()``, data-dependent control flow, in-place updates of captured tensors, random ops)
+    is evaluated node by node instead, remembered in ``cfg``.
     """
+    single = np.ndim(weights) == 1
+    wmat = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    R = wmat.shape[0]
     dev, dt_ = xs[0].device, xs[0].dtype
     n = len(taus)
     tj = torch.as_tensor(np.asarray(taus), dtype=dt_, device=dev)
-    wj = torch.as_tensor(np.asarray(weights), dtype=dt_, device=dev)
+    wj = torch.as_tensor(wmat, dtype=dt_, device=dev)
     xs = tuple(x.detach() for x in xs)
     if cfg.get("vmap_ok", True):
         try:
+            out: list = [None] * R
             with torch.enable_grad():
                 fx = torch.func.vmap(lambda t_, *x_: tuple(f(t_, tuple(x_))))(tj, *xs)
                 outs = [(o, a) for o, a in zip(fx, adj) if o.requires_grad]
-                if not outs:
-                    return None, 1
-                cots = [wj.view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
-                grads = torch.autograd.grad([o for o, _ in outs], params, cots, allow_unused=True)
-            return grads, 1
+                for r in range(R if outs else 0):
+                    cots = [wj[r].view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
+                    out[r] = torch.autograd.grad([o for o, _ in outs], params, cots, retain_graph=r < R - 1, allow_unused=True)
+                    if sinks is not None and sinks[r] is not None:
+                        out[r] = sinks[r](out[r])
+            return (out[0] if single else out), 1
         except Exception:  # not vmappable: fall back to one node at a time (real errors re-raise there)
             cfg["vmap_ok"] = False
-    total: Optional[list] = None
+    totals: list = [None] * R
     for j in range(n):
         with torch.enable_grad():
             fx = f(tj[j], tuple(x[j] for x in xs))
@@ -253,12 +274,20 @@ def _param_vjp(f: Callable, taus: np.ndarray, weights: np.ndarray, xs: tuple, ad
             if not outs:
                 continue
             gr = torch.autograd.grad([o for o, _ in outs], params, [c for _, c in outs], allow_unused=True)
-        if total is None:
-            total = [None] * len(params)
-        for i, g in enumerate(gr):
-            if g is not None:
-                total[i] = float(weights[j]) * g if total[i] is None else total[i] + float(weights[j]) * g
-    return (None if total is None else tuple(total)), n
+        for r in range(R):
+            wr = float(wmat[r, j])
+            if wr == 0.0:
+                continue
+            if totals[r] is None:
+                totals[r] = [None] * len(params)
+            acc = totals[r]
+            for i, g in enumerate(gr):
+                if g is not None:
+                    acc[i] = wr * g if acc[i] is None else acc[i].add_(g, alpha=wr)
+    res = [None if t is None else tuple(t) for t in totals]
+    if sinks is not None:
+        res = [v if v is None or sk is None else sk(v) for v, sk in zip(res, sinks)]
+    return (res[0] if single else res), n
 
 
 def _dense_solve(func: Callable, state: tuple, t_from: float, t_to: float, rtol, atol, method: Optional[str], options: dict):
@@ -310,12 +339,18 @@ def _scalar_tol(tol) -> float:
     return float(torch.as_tensor(tol).min())
 
 
-def _quad_error_ratio(acc: list, e: tuple, rtol: float, atol: float) -> float:
-    """max over parameter tensors of RMS(e) / (atol + rtol·RMS(acc)), with ``acc`` the running
-    parameter gradient including this interval's sum: the norm-wise tolerance of vector-valued
-    quadrature (as scipy's ``quad_vec``), per tensor as torchdiffeq's mixed norm over its
-    parameter-adjoint states. Two passes over the parameters (one sync)."""
-    rs = [torch.linalg.vector_norm(ei) / (atol * math.sqrt(ei.numel()) + rtol * torch.linalg.vector_norm(a)) for a, ei in zip(acc, e) if ei is not None]
+def _norms(ts) -> list:
+    """Euclidean norm of each tensor (None stays None)."""
+    return [None if t is None else torch.linalg.vector_norm(t) for t in ts]
+
+
+def _quad_error_ratio(acc: list, e_norms: list, rtol: float, atol: float) -> float:
+    """max over parameter tensors of RMS(e) / (atol + rtol·RMS(acc)), from the error estimate's
+    norms ``e_norms`` (:func:`_norms`; None: no estimate for that tensor) and the gradient
+    ``acc``: the norm-wise tolerance of vector-valued quadrature (as scipy's ``quad_vec``), per
+    tensor as torchdiffeq's mixed norm over its parameter-adjoint states. One pass over the
+    parameters, one sync."""
+    rs = [en / (atol * math.sqrt(a.numel()) + rtol * torch.linalg.vector_norm(a)) for a, en in zip(acc, e_norms) if en is not None]
     return float(torch.stack(rs).max()) if rs else 0.0
 
 
@@ -347,67 +382,130 @@ def _quadrature_interval(n: int, t_from: float, t_to: float, solve: Callable, f:
 _CHUNK_NUMBERS = 1 << 22  # state numbers (nodes × state size) per vmapped VJP call
 
 
-def _chunks(rules: list) -> list:
-    """Consecutive groups of per-interval rules whose nodes hold at most _CHUNK_NUMBERS state
-    numbers (one group unless the batch, the intervals and the nodes are all large)."""
+def _chunks(items: list) -> list:
+    """Consecutive groups of per-interval node sets ``(taus, weights, (xs, adj))`` whose nodes
+    hold at most _CHUNK_NUMBERS state numbers (one group unless the batch, the intervals and the
+    nodes are all large)."""
     groups, cur, size = [], [], 0
-    for r in rules:
-        numel = len(r[1]) * sum(x[0].numel() for x in r[3][0])
+    for it in items:
+        numel = len(it[0]) * sum(x[0].numel() for x in it[2][0])
         if cur and size + numel > _CHUNK_NUMBERS:
             groups.append(cur)
             cur, size = [], 0
-        cur.append(r)
+        cur.append(it)
         size += numel
     return groups + [cur] if cur else groups
+
+
+def _rule_sums(intervals: list, hi: list, lo: Optional[list], f: Callable, params: tuple, cfg: dict, tally: dict) -> tuple[list, Optional[list]]:
+    """The adjoint integral Σ_k by the hi[k]-point rule on every interval, G_hi (a list, None
+    where f does not depend on that parameter), and with ``lo`` the norms (:func:`_norms`) of
+    the error estimate G_lo − G_hi, the lo[k]-point rules' sum minus G_hi (a 0-point rule is 0);
+    else None. Both come from one vmapped evaluation of f over both rules' nodes and one VJP
+    each: the difference is the VJP with the cotangents w_lo a on the lo nodes and −w_hi a on
+    the hi nodes, taken first and reduced to its norms at once, so that one parameter-sized
+    gradient is alive at a time (unless the nodes are chunked)."""
+    items = []
+    for (t_from, t_to, at), n, m in zip(intervals, hi, lo if lo is not None else [None] * len(hi)):
+        tau, w = gauss_legendre(n, t_from, t_to)
+        w = -w  # ∫_{t_to}^{t_from} (odeint ran backwards)
+        if m is None:
+            wts = w[None]
+        else:  # rows: [G_lo − G_hi, G_hi]
+            tau_lo, w_lo = gauss_legendre(m, t_from, t_to) if m > 0 else (np.zeros(0), np.zeros(0))
+            wts = np.stack([np.concatenate([-w, -w_lo]), np.concatenate([w, np.zeros(m)])])
+            tau = np.concatenate([tau, tau_lo])
+        items.append((tau, wts, at(tau)))
+    R = len(items[0][1])
+    groups = _chunks(items)
+    sinks = [_norms, None] if R == 2 and len(groups) == 1 else None
+    totals: list = [None] * R
+    for sel in groups:
+        taus = np.concatenate([it[0] for it in sel])
+        wts = np.concatenate([it[1] for it in sel], axis=1)
+        xs = tuple(torch.cat(parts) for parts in zip(*[it[2][0] for it in sel]))
+        adj = tuple(torch.cat(parts) for parts in zip(*[it[2][1] for it in sel]))
+        gs, calls = _param_vjp(f, taus, wts, xs, adj, params, cfg, sinks)
+        tally["calls"] += calls
+        tally["evals"] += len(taus)
+        for r, g in enumerate(gs):
+            if g is None:
+                continue
+            if totals[r] is None or sinks is not None:
+                totals[r] = list(g)
+            else:
+                totals[r] = [b if a is None else (a if b is None else a.add_(b)) for a, b in zip(totals[r], g)]
+    totals = [t if t is not None else [None] * len(params) for t in totals]
+    if R == 1:
+        return totals[0], None
+    e_norms = totals[0] if sinks is not None else _norms(totals[0])
+    return totals[1], e_norms
+
+
+# gq_nodes="auto" picks its next node counts from the error estimates by assuming the quadrature
+# error shrinks geometrically, by a factor q per added node: q from the last two estimates,
+# _Q_GUESS before there are two, clamped to [_Q_MIN, _Q_MAX]. The guess only steers the choice of
+# counts; a sum is accepted only on an estimate within tolerance.
+_Q_GUESS, _Q_MIN, _Q_MAX = 0.1, 1e-4, 0.7
+_SAFE = 0.5  # a count is predicted fine when its predicted estimate is ≤ _SAFE × tolerance
 
 
 def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, cfg: dict, tally: dict) -> tuple[list, list]:
     """gq_nodes="auto": the adjoint integral over all output intervals with error control, after
     the backward sweep. ``intervals[i] = (t_from, t_to, at)``, ``at(taus)`` giving (x, a) at any
     times of that interval from the backward solve's own interpolants (the values odeint returns
-    at output times); ``counts[i]`` is the starting n. Per round, the n-point sums of all
-    intervals (one vmapped VJP over all their nodes) are the answer and the (n−1)-point sums
-    (distinct nodes, a second VJP) give the error estimate G_{n−1} − G_n of the whole gradient;
-    while it exceeds the adjoint rtol/atol (norm-wise, :func:`_quad_error_ratio`; rtol at least 10
-    machine epsilons) every n doubles, up to ``gq_nmax``, with no new solve. Returns (the counts,
-    the parameter gradients)."""
+    at output times); ``counts[i]`` is the starting n. The counts move together by a level s:
+    n_i(s) = min(counts[i] + s, gq_nmax). Every round computes one sum G(s) (the answer: all
+    intervals' nodes in one vmapped VJP) and an error estimate of the whole gradient, checked
+    norm-wise against the adjoint rtol/atol (:func:`_quad_error_ratio`; rtol at least 10 machine
+    epsilons); the first passing round's G(s) is returned. Two kinds of round:
+
+    - pair: G(s) and the (n_i − 1)-point sums at the same time, one evaluation of f over both
+      node sets (the first round, and after an estimate far above tolerance);
+    - step: G(s + 1) alone, compared with the previous round's G(s) (no new (n−1)-point
+      nodes), when the last estimates predict that G(s) is already within tolerance.
+
+    Either way the estimate is the difference between a rule and a lower one, which bounds the
+    error of the returned (higher) rule from above for a converging quadrature. After a failed
+    estimate the next level is the lowest that the geometric model predicts within tolerance
+    (at most doubling the counts), with no new solve. Returns (the counts, the parameter
+    gradients)."""
     rtol = max(cfg["quad_rtol"], 10 * torch.finfo(cfg["dtype"]).eps)
-    ns = list(counts)
+    atol, nmax = cfg["quad_atol"], cfg["nmax"]
+    level, pair = 0, True
+    G: Optional[list] = None
+    history: list = []  # (level whose sum the estimate measures, estimate / tolerance)
     while True:
-        rules = []
-        for (t_from, t_to, at), n in zip(intervals, ns):
-            for m in (n, n - 1):
-                tau, w = gauss_legendre(m, t_from, t_to)
-                rules.append((m == n, tau, -w, at(tau)))  # -w: ∫_{t_to}^{t_from} (odeint ran backwards)
-        sums = []
-        for high in (True, False):
-            total: Optional[list] = None
-            for sel in _chunks([r for r in rules if r[0] == high]):
-                taus = np.concatenate([r[1] for r in sel])
-                w = np.concatenate([r[2] for r in sel])
-                xs = tuple(torch.cat(parts) for parts in zip(*[r[3][0] for r in sel]))
-                adj = tuple(torch.cat(parts) for parts in zip(*[r[3][1] for r in sel]))
-                g, calls = _param_vjp(f, taus, w, xs, adj, params, cfg)
-                tally["calls"] += calls
-                tally["evals"] += len(taus)
-                if g:
-                    total = list(g) if total is None else [b if a is None else (a if b is None else a.add_(b)) for a, b in zip(total, g)]
-            sums.append(tuple(total) if total is not None else (None,) * len(params))
-        q, low = sums
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, q)]
-        if all(v is None for v in q):
+        ns = [min(n + level, nmax) for n in counts]
+        if pair:
+            G, e_norms = _rule_sums(intervals, ns, [n - 1 for n in ns], f, params, cfg, tally)
+        else:
+            prev, (G, _) = G, _rule_sums(intervals, ns, None, f, params, cfg, tally)
+            # G(s) − G(s + 1) in place (no new parameter-sized buffers: their page faults dominate)
+            e_norms = _norms([None if g is None else (g if p is None else p.sub_(g)) for p, g in zip(prev, G)])
+            del prev
+        measured = level - 1  # the level whose sum the estimate measures
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, G)]
+        if all(g is None for g in G):
             return ns, grads
-        # G_{n-1} − G_n in place (no new parameter-sized buffers: their page faults dominate)
-        err = tuple(None if g is None else (g if lo is None else lo.sub_(g)) for g, lo in zip(q, low))
-        ratio = _quad_error_ratio(grads, err, rtol, cfg["quad_atol"])
-        if ratio <= 1.0 or all(n >= cfg["nmax"] for n in ns):
+        ratio = _quad_error_ratio(grads, e_norms, rtol, atol)
+        if ratio <= 1.0 or (pair and all(n >= nmax for n in ns)):
             if ratio > 1.0:
                 tally["caps"] += len(ns)
             tally["ratio"] = ratio
             return ns, grads
-        ns = [min(2 * n, cfg["nmax"]) for n in ns]
+        history.append((measured, ratio))
+        q = _Q_GUESS
+        if len(history) >= 2:
+            (s_a, r_a), (s_b, r_b) = history[-2:]
+            q = (r_b / r_a) ** (1.0 / (s_b - s_a)) if r_a > 0 and r_b > 0 else _Q_GUESS
+        q = min(max(q, _Q_MIN), _Q_MAX)
+        if ratio * q ** (level - measured) <= _SAFE and all(n < nmax for n in ns):
+            level, pair = level + 1, False  # G(level) predicted fine: check it against G(level + 1)
+        else:  # the lowest level predicted fine, checked by a pair round one level above it
+            need = measured + math.ceil(math.log(_SAFE / ratio) / math.log(q) - 1e-9)
+            level, pair = level + min(max(need + 1 - level, 1), max(min(ns), 1)), True
         tally["refinements"] += 1
-        del sums, q, low, grads, err  # free this round's parameter-sized buffers before the next
 
 
 def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optional[Callable] = None, to_user: Optional[Callable] = None) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -368,6 +369,39 @@ def test_auto_nodes_meet_the_tolerance(rtol):
     assert st.nodes_per_interval[0] > errs[None][1].nodes_per_interval[0] and st.cap_hits == 0
     assert st.quad_error_ratio <= 1.0 and st.refinements >= 1
     assert errs["default"][0] == err  # "auto" is the default
+
+
+def _gl_cos(n: int, omega: float, T: float) -> float:
+    """The n-point Gauss–Legendre sum of ∫_0^T cos(ωt) dt (numpy's nodes; 0 for n = 0)."""
+    if n == 0:
+        return 0.0
+    z, w = np.polynomial.legendre.leggauss(n)
+    return float(np.sum(0.5 * T * w * np.cos(omega * 0.5 * T * (1.0 + z))))
+
+
+@pytest.mark.parametrize("omega,nodes,evals,rounds", [(0.25, 3, 3 + 3, 2), (3.0, 4, 3 + 7, 2)])
+def test_auto_estimate_is_the_rule_difference(omega, nodes, evals, rounds):
+    """Oracle: the closed-form Gauss–Legendre sums G_n of ∫_0^1 cos(ωt) dt (the integrand of
+    _Osc's θ-gradient, whose adjoint is exactly 1) and the exact sin(ω)/ω. From n = 2 (gtol
+    0.01) the first round compares G_1 with G_2. At ω = 0.25 that estimate is 2.6× the
+    tolerance: one more node is predicted to suffice, so the next round evaluates only the 3
+    nodes of G_3 and compares them with G_2 (6 node evaluations; doubling to G_4 against G_3
+    took 10). At ω = 3 the first estimate is 446× the tolerance, so the next round is a pair,
+    G_4 against G_3. The accepted estimate equals the closed-form difference of the two rules,
+    which bounds the true error of the returned sum."""
+    rtol, atol, T = 1e-3, 1e-6, 1.0
+    f = _Osc(omega)
+    x, st = odeint_adjoint_gq(f, torch.zeros(1, dtype=DT), torch.tensor([0.0, T], dtype=DT), rtol=rtol, atol=atol, gtol=0.01, return_stats=True)
+    x[-1].sum().backward()
+    assert st.nodes_per_interval == [nodes] and st.refinements == rounds - 1 and st.cap_hits == 0
+    assert st.nfe_param_vjp == evals and st.param_vjp_calls == rounds
+    g_hi, g_lo = _gl_cos(nodes, omega, T), _gl_cos(nodes - 1, omega, T)
+    assert float(f.theta.grad[0]) == pytest.approx(g_hi, rel=1e-12) and float(f.theta.grad[1]) == pytest.approx(-g_hi, rel=1e-12)
+    # θ = (θ₁, θ₂) gets (G, −G): norm-wise ratio |ΔG|·√2 / (atol·√2 + rtol·|G|·√2)
+    assert st.quad_error_ratio == pytest.approx(abs(g_lo - g_hi) / (atol + rtol * abs(g_hi)), rel=1e-6)
+    assert st.quad_error_ratio <= 1.0
+    exact = math.sin(omega * T) / omega
+    assert abs(g_hi - exact) <= abs(g_lo - g_hi)
 
 
 def _cubic_problem(dtype):
