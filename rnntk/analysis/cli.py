@@ -11,7 +11,7 @@ import typer
 
 from rnntk.engine.errors import NonFiniteError, UserError
 from rnntk.engine.limits import check_fits, nbytes_of
-from rnntk.engine.options import RunOptions, engine_command
+from rnntk.engine.options import RunOptions, engine_command, require_positive
 
 O = typer.Option
 
@@ -210,6 +210,304 @@ def _spectrum_figure(spectra: list[tuple[str, Any, Any, Optional[float]]], title
     return fig
 
 
+class EigOperator(str, Enum):
+    jacobian = "jacobian"
+    recurrent = "recurrent"
+
+
+class EigMethod(str, Enum):
+    dense = "dense"
+    arpack = "arpack"
+    power = "power"
+
+
+class EigWhich(str, Enum):
+    LM = "LM"
+    LR = "LR"
+    both = "both"
+
+
+def eigs_cmd(
+    opts: RunOptions,
+    model_path: Annotated[
+        Path,
+        typer.Argument(metavar="RUN_DIR|MODEL.pt|run.h5", help="A run folder, its run.h5, or an rnntk checkpoint of a recurrent network.", show_default=False),
+    ],
+    operator: Annotated[
+        EigOperator, O("--operator", help="jacobian (d step/dx, discrete; dF/dx with tau dx/dt = F, continuous) at --state, or recurrent (the weight W).")
+    ] = EigOperator.jacobian,
+    state: Annotated[
+        str,
+        O(
+            "--state",
+            help="Where the Jacobian is taken: spont (from x = 0 with zero input for --spont-steps), zero, trial:T (after T steps of the --input drive), "
+            "fixed-point:I (point I of --fixed-points).",
+        ),
+    ] = "spont",
+    fixed_points: Annotated[
+        Optional[Path], O("--fixed-points", help="run.h5 (or run folder) of rnntk fixed-points, for --state fixed-point:I.", show_default=False)
+    ] = None,
+    spont_steps: Annotated[int, O("--spont-steps", min=0, help="Steps to the spontaneous state.")] = 500,
+    input_kind: Annotated[InputKind, O("--input", help="Drive for --state trial:T: bits, noise or none.")] = InputKind.bits,
+    layers: Annotated[str, O("--layers", help="Recurrent layers of a stack (online-lru): all, or e.g. 0,2.")] = "all",
+    method: Annotated[
+        EigMethod, O("--method", help="dense (all values, LAPACK), arpack (matrix-free, certified residuals), power (dominant value).")
+    ] = EigMethod.dense,
+    k: Annotated[int, O("--k", min=1, help="Eigenvalues reported per ordering.")] = 20,
+    which: Annotated[EigWhich, O("--which", help="LM (largest |lambda|), LR (largest real part) or both.")] = EigWhich.both,
+    tol: Annotated[float, O("--tol", help="Convergence tolerance (relative residual; arpack, power).")] = 1e-8,
+    ncv: Annotated[Optional[int], O("--ncv", min=3, help="ARPACK basis size (default max(4k, 40)).")] = None,
+    power_iters: Annotated[int, O("--power-iters", min=1, help="Power iteration steps (at most).")] = 10000,
+    max_dense_n: Annotated[int, O("--max-dense-n", min=1, help="--method dense refuses operators larger than this.")] = 4096,
+    csv: Annotated[bool, O("--csv/--no-csv", help="Also write eigs.csv.")] = True,
+) -> None:
+    """Spectrum of any trained rnntk recurrent network: its recurrent weight, or its Jacobian at
+    the spontaneous state, a time along a driven trial or a fixed point, to run.h5 (as
+    cordsnet-eigs: /results/eigs/layer<i>_<LM|LR>), eigs.csv and one complex-plane PNG per layer
+    (unit circle for discrete time, the imaginary axis for continuous time).
+
+    Continuous models: eigenvalues of dF/dx in units of 1/tau (stable iff max Re < 0). Example:
+    [bold]rnntk eigs runs/selftest-XYZ --state trial:200 --method arpack --k 6[/bold]."""
+    import numpy as np
+    import torch
+
+    from rnntk.analysis.eigs import jacobian_operator, leading_eigs, weight_operator
+    from rnntk.analysis.source import load_trained, make_drive
+    from rnntk.core.models import as_recurrent_layers
+    from rnntk.engine.files import write_text_atomic
+
+    require_positive(tol=tol)
+    kind, _, arg = state.partition(":")
+    if kind not in ("spont", "zero", "trial", "fixed-point") or (kind in ("trial", "fixed-point")) != bool(arg) or (arg and not arg.isdigit()):
+        raise UserError(f"bad --state '{state}': use spont, zero, trial:T or fixed-point:I (T, I integers >= 0)")
+    if (kind == "fixed-point") != (fixed_points is not None):
+        raise UserError("--state fixed-point:I and --fixed-points FILE go together")
+    whiches = ["LM", "LR"] if which == EigWhich.both else [which.value]
+    if method == EigMethod.power and whiches != ["LM"]:
+        raise UserError("--method power finds the largest-|lambda| eigenvalue only: use --which LM (or --method arpack for LR)")
+    model, name, model_path = load_trained(model_path)
+    try:
+        stack = as_recurrent_layers(model)
+    except TypeError as e:
+        raise UserError(f"{model_path} holds a {name} model, not a recurrent network rnntk can analyse ({e})") from None
+    all_layers = stack.layers()
+    stacked = len(all_layers) > 1 or all_layers[0][0] != ""
+    if layers.strip() == "all":
+        js = list(range(len(all_layers)))
+    else:
+        try:
+            js = sorted({int(s) for s in layers.split(",")})
+        except ValueError:
+            raise UserError(f"bad --layers '{layers}': all, or comma-separated layer indices") from None
+        if not js or js[0] < 0 or js[-1] >= len(all_layers):
+            raise UserError(f"bad --layers '{layers}': the model has {len(all_layers)} recurrent layer(s)")
+    if operator == EigOperator.recurrent:
+        missing = [(all_layers[j][0] or name) for j in js if not hasattr(all_layers[j][1], "recurrent_weight")]
+        if missing:
+            raise UserError(
+                f"--operator recurrent: {', '.join(missing)} has no state-independent recurrent weight (a gated recurrence): use --operator jacobian"
+            )
+    Ns = [all_layers[j][1].n for j in js]
+    if method == EigMethod.dense and max(Ns) > max_dense_n:
+        raise UserError(f"--method dense: N = {max(Ns)} > --max-dense-n {max_dense_n}; dense eig is O(N^3): use --method arpack")
+    if method == EigMethod.arpack and k >= min(Ns) - 1:
+        raise UserError(f"--method arpack needs --k < N - 1 = {min(Ns) - 1}: use --method dense for so small a network")
+    xstar = ustar = None
+    if kind == "fixed-point":
+        if stacked:
+            raise UserError("--state fixed-point: a stack of layers has no single fixed point file; use spont, zero or trial:T")
+        xstar, ustar = _read_fixed_point(Path(str(fixed_points)), int(arg), all_layers[0][1].n)
+    with opts.open_run(config={"model_path": str(model_path)}) as run:
+        model = model.to(device=run.device, dtype=torch.float64)
+        stack = as_recurrent_layers(model)
+        all_layers = stack.layers()
+        stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731
+        steps = {"spont": spont_steps, "zero": 0, "trial": int(arg or 0) + 1, "fixed-point": 0}[kind]
+        dev, f64 = run.device, torch.float64
+        with torch.no_grad():
+            if kind == "trial":
+                u = make_drive(input_kind.value, 1, steps, stack.n_in, generator=run.generator, device=dev, dtype=f64, zeros_for_none=stacked)
+            else:
+                u = torch.zeros(1, max(steps, 1), stack.n_in, device=dev, dtype=f64) if stacked else None
+            inputs = stack.layer_inputs(u) if u is not None else [None] * len(all_layers)
+        run.annotate(model=name, operator=operator.value, state=state, method=method.value)
+        rows = ["layer,N,method,rank,which,real,imag,abs,residual,converged"]
+        final: dict[str, Any] = {}
+        for step in run.steps(len(js), desc="eigs"):
+            j = js[step]
+            lname, m = all_layers[j]
+            ul = inputs[j]
+            with torch.no_grad():
+                if xstar is not None:
+                    x, u_at = xstar.to(dev, f64), None if ustar is None else ustar.to(dev, f64)
+                else:
+                    x = torch.zeros(1, m.n, device=dev, dtype=f64)
+                    for t in range(steps - (kind == "trial")):  # the trajectory to the state (sequential in time)
+                        stop_check()
+                        x = m.step(x, None if ul is None else ul[:, t])
+                    u_at = None if ul is None else ul[0, -1 if kind != "zero" else 0]
+                if not bool(torch.isfinite(x).all()):
+                    raise NonFiniteError(steps, "state", float("nan"), note=f"the trajectory to --state {state} diverged")
+            op = weight_operator(m) if operator == EigOperator.recurrent else jacobian_operator(m, x[0], u_at)
+            start = run.rng(f"eigs/start/layer{j}")  # start vectors (Arnoldi, power; ARPACK's v0)
+            try:
+                res = leading_eigs(
+                    op,
+                    method.value,
+                    k,
+                    whiches,
+                    tol=tol,
+                    max_dense_n=max_dense_n,
+                    ncv=ncv,
+                    power_iters=power_iters,
+                    generator=start,
+                    seed=start.initial_seed(),
+                    check=stop_check,
+                )
+            except np.linalg.LinAlgError as e:  # a subclass of ValueError: first
+                raise NonFiniteError(0, "eigenvalues", float("nan"), note=f"the operator is not finite ({e})") from None
+            except ValueError as e:
+                raise UserError(str(e)) from None
+            cont = m.time == "continuous"
+            verdict = _eig_verdict(res, cont, operator == EigOperator.recurrent)
+            tag = f"layer{j}"
+            for w, r in res.items():
+                run.result(
+                    f"eigs/{tag}_{w}",
+                    r.values,
+                    N=op.N,
+                    method=r.method,
+                    which=w,
+                    seconds=r.seconds,
+                    n_matvec=r.n_matvec,
+                    converged=bool(r.converged.all()),
+                    time=m.time,
+                    operator=operator.value,
+                    state=state,
+                    units="1/tau" if cont and operator == EigOperator.jacobian else "",
+                    tau=float(getattr(m, "tau", 0.0)),
+                )
+                run.result(f"eigs/{tag}_{w}_residual", r.residuals)
+                for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
+                    rows.append(f"{j},{op.N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
+            if operator == EigOperator.jacobian:
+                run.result(f"eigs/{tag}_state", x[0], description="the state (n,) the Jacobian is taken at")
+                if u_at is not None:
+                    run.result(f"eigs/{tag}_input", u_at.reshape(-1), description="the input (n_in,) the Jacobian is taken at")
+            final[tag] = dict(name=lname or name, N=op.N, time=m.time, **verdict, converged=bool(all(r.converged.all() for r in res.values())))
+            print(f"{name}{' ' + lname if lname else ''} ({operator.value} at {state}, N = {op.N}): {_eig_line(verdict)}", file=sys.stderr)
+            run.figure(
+                _eig_plot(res, cont, operator.value, f"{name}{' ' + lname if lname else ''} ({operator.value}, {state}, {method.value}, N = {op.N})"),
+                f"eigs_{tag}",
+            )
+        if csv:
+            write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
+        stab = [v["stable"] for v in final.values()]
+        radii = [v["spectral_radius"] for v in final.values()]
+        run.finish(
+            layers=final,
+            stable=False if False in stab else (True if all(s is True for s in stab) else "unknown"),
+            max_spectral_radius=max(radii) if None not in radii else None,
+            model_class=name,
+            n_layers=len(final),
+        )
+
+
+def _read_fixed_point(path: Path, i: int, n: int) -> tuple[Any, Any]:
+    """Point ``i`` of ``/results/fixed_points/xstar`` (and its ``input``) of an ``rnntk fixed-points`` run."""
+    import h5py
+    import torch
+
+    f5 = path / "run.h5" if path.is_dir() else path
+    if not f5.is_file():
+        raise UserError(f"--fixed-points {path}: no run.h5 there")
+    try:
+        with h5py.File(f5, "r") as f:
+            g: Any = f.get("results/fixed_points")
+            if g is None or "xstar" not in g:
+                raise UserError(f"--fixed-points {f5}: no /results/fixed_points/xstar (is it an rnntk fixed-points run?)")
+            xs = g["xstar"][()]
+            inp = g["input"][()] if "input" in g else None
+    except OSError as e:
+        raise UserError(f"--fixed-points {f5}: cannot read ({e})") from None
+    if xs.ndim != 2 or xs.shape[1] != n:
+        raise UserError(f"--fixed-points {f5}: points of size {xs.shape[1:]} do not fit this model (n = {n})")
+    if not 0 <= i < xs.shape[0]:
+        raise UserError(f"bad --state fixed-point:{i}: the file holds {xs.shape[0]} point(s)")
+    u = None
+    if inp is not None and np_size(inp):
+        u = torch.as_tensor(inp[i] if inp.ndim == 2 else inp, dtype=torch.float64)
+    return torch.as_tensor(xs[i : i + 1], dtype=torch.float64), u
+
+
+def np_size(a: Any) -> int:
+    """Number of elements of an array-like."""
+    return int(getattr(a, "size", 0))
+
+
+def _eig_verdict(res: dict[str, Any], continuous: bool, weight: bool) -> dict[str, Any]:
+    """Spectral radius and max Re from the first value of each ordering (when it converged),
+    and stability of the linearisation: discrete Jacobian radius < 1, continuous Jacobian
+    max Re < 0; the recurrent weight W: radius < 1 (discrete), max Re < 1 (``-I + W``, continuous)."""
+    out: dict[str, Any] = {"spectral_radius": None, "max_real": None}
+    if "LM" in res and res["LM"].converged[0]:
+        out["spectral_radius"] = float(abs(res["LM"].values[0]))
+    if "LR" in res and res["LR"].converged[0]:
+        out["max_real"] = float(res["LR"].values[0].real)
+    if continuous:
+        bound = 1.0 if weight else 0.0
+        mu = out["max_real"]
+        out["stable"] = "unknown" if mu is None else bool(mu < bound)
+        out["criterion"] = f"max Re lambda < {bound:g}"
+    else:
+        rho = out["spectral_radius"]
+        out["stable"] = "unknown" if rho is None else bool(rho < 1)
+        out["criterion"] = "|lambda| < 1"
+    return out
+
+
+def _eig_line(v: dict[str, Any]) -> str:
+    def num(x: Any) -> str:
+        return "unknown" if x is None else f"{x:.6g}"
+
+    st = v["stable"]
+    return f"spectral radius {num(v['spectral_radius'])}, max Re {num(v['max_real'])}; stable ({v['criterion']}): {'unknown' if st == 'unknown' else ('yes' if st else 'NO')}"
+
+
+def _eig_plot(res: dict[str, Any], continuous: bool, operator: str, title: str) -> Any:
+    """Eigenvalues in the complex plane: the unit circle (discrete), or the imaginary axis
+    (continuous Jacobian; Re = 1 for a continuous recurrent weight)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    if continuous:
+        edge = 1.0 if operator == "recurrent" else 0.0
+        ax.axvline(edge, color="tab:red", lw=0.8, ls="--", label=f"Re λ = {edge:g} (stability)")
+    else:
+        th = np.linspace(0, 2 * np.pi, 400)
+        ax.plot(np.cos(th), np.sin(th), color="0.6", lw=0.8, label="|λ| = 1")
+    marks = {"LM": ("o", "tab:blue"), "LR": ("s", "tab:orange")}
+    for w, r in res.items():
+        mk, col = marks[w]
+        ok = np.asarray(r.converged, bool)
+        by = "|λ|" if w == "LM" else "Re λ"
+        if ok.any():
+            ax.scatter(r.values.real[ok], r.values.imag[ok], marker=mk, color=col, s=18, label=f"top-{len(r.values)} by {by} ({int(ok.sum())} converged)")
+        if (~ok).any():
+            ax.scatter(r.values.real[~ok], r.values.imag[~ok], marker=mk, facecolors="none", edgecolors=col, s=22, label=f"NOT converged ({int((~ok).sum())})")
+    ax.axhline(0, color="k", lw=0.3)
+    ax.set_xlabel("Re λ" + (" (1/τ)" if continuous and operator == "jacobian" else ""))
+    ax.set_ylabel("Im λ")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
     engine_command(app, "lyapunov")(lyapunov_cmd)
+    engine_command(app, "eigs")(eigs_cmd)
