@@ -8,12 +8,13 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnntk.ode.config import ODEConfig
     from rnntk.ode.gq_adjoint import odeint_adjoint_gq
-    from rnntk.ode.train import ODEConfig, train_ode
+    from rnntk.ode.train import train_ode
 
 _LAZY: dict[str, str] = {
     "odeint_adjoint_gq": "rnntk.ode.gq_adjoint",
-    "ODEConfig": "rnntk.ode.train",
+    "ODEConfig": "rnntk.ode.config",
     "train_ode": "rnntk.ode.train",
 }
 __all__ = ["ODEConfig", "odeint_adjoint_gq", "train_ode"]

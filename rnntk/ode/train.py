@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
@@ -17,6 +16,7 @@ from torch import nn
 from torchdiffeq import odeint, odeint_adjoint
 
 from rnntk.engine.errors import NonFiniteError
+from rnntk.ode.config import ODEConfig
 from rnntk.ode.gq_adjoint import CountedField, odeint_adjoint_gq
 
 ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint", "auto")
@@ -39,32 +39,6 @@ def auto_adjoint(n_intervals: int, n_params: int, state_numel: int) -> str:
 
 
 TASKS = ("spheres", "sines", "g1d", "rate-rnn", "ou")
-
-
-@dataclass
-class ODEConfig:
-    task: str = "spheres"
-    adjoint: str = "gq"
-    width: int = 100
-    epochs: int = 20
-    batch: int = 200
-    lr: float = 1e-2
-    rtol: float = 1e-3
-    atol: float = 1e-3
-    method: str = "dopri5"
-    gtol: float = 0.1
-    gq_nodes: Any = "auto"  # "auto" (error-controlled), None (the gtol rule) or an int
-    gq_nmin: int = 2
-    gq_trajectory: str = "recompute"
-    ntimes: int = 10
-    irregular: bool = False
-    n_units: int = 20
-    tau: float = 0.05
-    n_train: int = 1000
-    n_test: int = 100
-    n_cos: int = 10
-    sde_dt: float = 0.01
-    n_paths: int = 45
 
 
 class MLPField(nn.Module):
