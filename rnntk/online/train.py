@@ -12,41 +12,17 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any, Optional
 
 import torch
 
 from rnntk.online.alignment import gradient_alignment
+from rnntk.online.config import TrainConfig
 from rnntk.online.learner import StreamingLearner, loss_weights, online_gradients, step_losses
 from rnntk.online.models.lru import linear_scan
 from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.rules import make_rule
 from rnntk.online.tasks.seq_loaders import SeqData
-
-
-@dataclass
-class TrainConfig:
-    """Loop options of ``rnntk online-lru`` (model and task options build the objects)."""
-
-    rule: str = "online_full"
-    exec: str = "sequence"
-    update_every: int = 0
-    opt_groups: str = "standard"
-    lr: float = 1e-3
-    rec_lr_factor: float = 0.5
-    weight_decay: float = 0.0
-    warmup_epochs: float = 0.0
-    schedule: str = "cosine"
-    lr_min: float = 0.0
-    batch_size: int = 50
-    accumulate: int = 1
-    epochs: int = 25
-    steps: int = 0
-    grad_check_batches: int = 2
-    grad_check_rules: tuple[str, ...] = ()  # () = every online rule that fits the architecture
-    eval_samples: int = 0
-    trace_trials: int = 4
 
 
 def make_optimizer(model: SeqModel, lr: float, rec_lr: float, weight_decay: float, groups: str = "standard") -> torch.optim.Optimizer:
