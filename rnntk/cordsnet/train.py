@@ -19,27 +19,12 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import parametrize
 
+from rnntk.cordsnet.config import EvalConfig
 from rnntk.cordsnet.images import ImageSource, Preset
 from rnntk.cordsnet.model import DT, TAU, CordsNet
 
 
 # ---------------------------------------------------------------------- evaluation
-@dataclass
-class EvalConfig:
-    """Options of ``rnntk cordsnet-eval`` used by :func:`evaluate` (times in Euler steps)."""
-
-    alpha: float = 0.2
-    spont_steps: int = 100
-    stim_steps: int = 100
-    post_steps: int = 0
-    readout: str = "every"
-    record: tuple[int, ...] = ()
-    record_stride: int = 1
-    record_pool: str = "none"
-    batch_size: int = 16
-    image_size: int = 224
-
-
 def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConfig, run: Any) -> dict[str, Any]:
     """Simulate every image of ``source`` (batches of ``cfg.batch_size``; the spontaneous phase
     once) and write to ``run``: ``/results/logits`` ``[n, T_readout, classes]`` (streamed),
@@ -168,7 +153,7 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             if ds is None:
                 ds = prepare(b * cfg.batch_size)
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
-            x = source.load(idx, cfg.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
+            x = source.load(idx, cfg.image_size or model.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
             rates: list[torch.Tensor] = []
             res = model.simulate(
                 x,
