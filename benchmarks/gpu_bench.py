@@ -219,6 +219,7 @@ def bench_arnoldi(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -
 
 
 def bench_gq(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> None:
+    from rnntk.ode.gradients import make_gradient
     from rnntk.ode.train import ODEConfig, ODEProblem
 
     width = 50 if tiny else 2000
@@ -230,7 +231,7 @@ def bench_gq(rec: Recorder, dev: torch.device, tiny: bool, budget: float) -> Non
 
     def step(method: str) -> Callable[[], None]:
         def run() -> None:
-            prob.cfg.adjoint = method
+            prob.gradient = make_gradient(method)
             mods.zero_grad()
             loss, _, _ = prob.loss(batch, dev)
             loss.backward()

@@ -39,6 +39,7 @@ import time
 import torch
 
 from peakmem import peak_rss, reset_peak_rss
+from rnntk.ode.gradients import make_gradient
 from rnntk.ode.train import ODEConfig, ODEProblem, auto_adjoint
 
 METHODS = ("gq", "gq-rule", "adjoint", "seminorm", "direct")
@@ -66,7 +67,7 @@ def problem(name: str, quick: bool, seed: int = 0):
 def step(method: str, prob: ODEProblem, batch: tuple):
     """One training step's forward + loss + backward; returns (seconds, grads, stats). ``gq`` is
     the default (``gq_nodes="auto"``), ``gq-rule`` the gtol rule alone (``gq_nodes=None``)."""
-    prob.cfg.adjoint = "gq" if method.startswith("gq") else method
+    prob.gradient = make_gradient("gq" if method.startswith("gq") else method)
     prob.cfg.gq_nodes = None if method == "gq-rule" else "auto"
     mods = prob.modules()
     mods.zero_grad()

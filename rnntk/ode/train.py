@@ -1,7 +1,9 @@
 """Neural-ODE training on the engine with a choice of gradient: ``gq`` (Gauss–Legendre
 quadrature adjoint), ``adjoint`` / ``seminorm`` (torchdiffeq's adjoint), ``direct`` (backprop
-through the solver). Tasks (spec §3): nested spheres, sines (second-order ODE), g1d, and a
-leaky continuous-time rate RNN fitted to trajectories.
+through the solver), ``sde-direct`` / ``sde-adjoint`` (torchsde, ou); each is a strategy object
+of :mod:`rnntk.ode.gradients`, made from its name when the problem is built. Tasks (spec §3):
+nested spheres, sines (second-order ODE), g1d, and a leaky continuous-time rate RNN fitted to
+trajectories.
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
-from torchdiffeq import odeint, odeint_adjoint
+from torchdiffeq import odeint
 
 from rnntk.engine.errors import NonFiniteError
 from rnntk.ode.config import ODEConfig
-from rnntk.ode.gq_adjoint import CountedField, odeint_adjoint_gq
+from rnntk.ode.gradients import GRADIENTS, Direct, Gradient, SDEDirect, make_gradient
 
-ADJOINTS = ("gq", "adjoint", "seminorm", "direct", "sde-direct", "sde-adjoint", "auto")
+ADJOINTS = (*GRADIENTS, "auto")
 
 # --adjoint auto (issue 7; measured by benchmarks/gq_ratio.py, see the README): GQ pays one
 # backward restart per output interval and gains over direct backprop only when the parameters
@@ -80,46 +82,16 @@ class RateRNNField(nn.Module):
         return (-x + torch.tanh(x) @ self.W.T + self.b) / self.tau
 
 
-class CountedStats:
-    """Solver counts of the gradients other than GQ, with GQStats' field names: ``nfe_forward``
-    at once and ``nfe_backward`` (calls of f after the forward) once backward has run; both
-    None when nothing was counted (the torchsde baselines). No quadrature nodes."""
-
-    nodes_per_interval: tuple[int, ...] = ()
-
-    def __init__(self, counter: Optional[CountedField] = None) -> None:
-        self._counter = counter
-        self.nfe_forward: Optional[int] = None if counter is None else counter.n
-
-    @property
-    def nfe_backward(self) -> Optional[int]:
-        return None if self._counter is None else self._counter.n - self.nfe_forward
-
-
-def solve(cfg: ODEConfig, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
-    """Solve with the configured gradient method; returns the solution and its solver stats
-    (:class:`GQStats` or :class:`CountedStats`: forward NFE now, backward NFE and GQ nodes once
-    ``backward`` has run)."""
-    kw = dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
-    if cfg.adjoint == "gq":
-        return odeint_adjoint_gq(func, y0, t, gtol=cfg.gtol, gq_nodes=cfg.gq_nodes, gq_nmin=cfg.gq_nmin, trajectory=cfg.gq_trajectory, return_stats=True, **kw)
-    counted = CountedField(func)
-    if cfg.adjoint == "direct":
-        y = odeint(counted, y0, t, **kw)
-    else:
-        opts = {"norm": "seminorm"} if cfg.adjoint == "seminorm" else None
-        y = odeint_adjoint(counted, y0, t, adjoint_options=opts, adjoint_params=tuple(func.parameters()), **kw)
-    return y, CountedStats(counted)
-
-
 def _count(v: Optional[int]) -> float:
     return float("nan") if v is None else float(v)
 
 
 class ODEProblem:
-    """Data, model and loss of one task (see module doc)."""
+    """Data, model and loss of one task (see module doc), and the gradient strategy of its
+    solves (``gradient``: given, or made from ``cfg.adjoint``; ``auto`` picks by
+    :func:`auto_adjoint` from :meth:`auto_shape`)."""
 
-    def __init__(self, cfg: ODEConfig, generator: torch.Generator) -> None:
+    def __init__(self, cfg: ODEConfig, generator: torch.Generator, gradient: Optional[Gradient] = None) -> None:
         from rnntk.ode import tasks as ode_tasks
 
         self.cfg = cfg
@@ -171,6 +143,15 @@ class ODEProblem:
             self.readout = None
         else:
             raise ValueError(f"unknown task {cfg.task!r}")
+        if gradient is None:
+            gradient = make_gradient(auto_adjoint(*self.auto_shape()) if cfg.adjoint == "auto" else cfg.adjoint)
+        self.gradient = gradient
+
+    def auto_shape(self) -> tuple[int, int, int]:
+        """(output intervals K, parameters P of the field, state numbers S) of the first
+        training batch's solve: what ``--adjoint auto`` decides on."""
+        K, S = self.shape(self.batches(torch.Generator().manual_seed(0))[0])
+        return K, sum(p.numel() for p in self.field.parameters()), S
 
     @staticmethod
     def _aug(x: torch.Tensor, extra: int = 3) -> torch.Tensor:
@@ -198,12 +179,14 @@ class ODEProblem:
         perm = torch.randperm(n, generator=generator)
         return [tuple(a[perm[i : i + self.cfg.batch]] for a in self.train) for i in range(0, n, self.cfg.batch)]
 
-    def loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, Any, Optional[float]]:
-        """Loss of one batch (with graph), solver stats, and the task metric (or None)."""
+    def loss(self, batch: tuple, dev: torch.device, gradient: Optional[Gradient] = None) -> tuple[torch.Tensor, Any, Optional[float]]:
+        """Loss of one batch (with graph), solver stats, and the task metric (or None), with the
+        problem's gradient strategy or ``gradient``."""
         cfg = self.cfg
+        grad = self.gradient if gradient is None else gradient
         if cfg.task in ("spheres", "g1d"):
             x0, y = (b.to(dev) for b in batch)
-            sol, st = solve(cfg, self.field, x0, self.t.to(dev))
+            sol, st = grad.solve(cfg, self.field, x0, self.t.to(dev))
             xT = sol[-1]
             if cfg.task == "spheres":
                 logits = self.readout(xT)
@@ -213,41 +196,39 @@ class ODEProblem:
             s0, x, times = (b.to(dev) for b in batch)
             grid, inv = torch.unique(times, sorted=True, return_inverse=True)  # union of all series' times
             s0 = torch.cat([s0, torch.zeros_like(s0)], -1)[:, :2] if s0.shape[-1] == 1 else s0
-            sol, st = solve(cfg, self.field, s0, grid)  # (len(grid), B, 2)
+            sol, st = grad.solve(cfg, self.field, s0, grid)  # (len(grid), B, 2)
             pred = sol[:, :, 0].T.gather(1, inv)  # (B, T)
             return ((pred - x[..., 0]) ** 2).mean(), st, None
         if cfg.task == "ou":
-            return self._ou_loss(batch, dev)
+            return self._ou_loss(batch, dev, grad)
         x0, xs = (b.to(dev) for b in batch)
-        sol, st = solve(cfg, self.field, x0, self.t.to(dev))
+        sol, st = grad.solve(cfg, self.field, x0, self.t.to(dev))
         return ((sol.transpose(0, 1) - xs) ** 2).mean(), st, None
 
-    def _ou_paths(self, y0: torch.Tensor, dev: torch.device, *, sde_eval: bool = False) -> tuple[torch.Tensor, Any]:
-        """Model paths (n_init, n_paths, T) from initial values y0 (n_init,): the Wong–Zakai
-        ODE with fresh KL noise (training) or torchsde Stratonovich (evaluation, baselines)."""
-        from rnntk.ode.wong_zakai import sdeint_baseline
-
-        cfg = self.cfg
-        P = cfg.n_paths
+    def _ou_paths(self, y0: torch.Tensor, dev: torch.device, gradient: Optional[Gradient] = None) -> tuple[torch.Tensor, Any]:
+        """Model paths (n_init, n_paths, T) from initial values y0 (n_init,) by the gradient
+        strategy (default: the problem's): the Wong–Zakai ODE with fresh KL noise, or torchsde
+        Stratonovich (the sde-* baselines; :class:`SDEDirect` for evaluation)."""
+        P = self.cfg.n_paths
         x0 = y0.to(dev).repeat_interleave(P)[:, None]  # (n_init·P, 1)
         t = self.t.to(dev)
-        if sde_eval or cfg.adjoint in ("sde-direct", "sde-adjoint"):
-            self._bm_seed += 1
-            sol = sdeint_baseline(self.sde, x0, t, dt=cfg.sde_dt, seed=self._bm_seed, adjoint=cfg.adjoint == "sde-adjoint" and not sde_eval)
-            stats: Any = CountedStats()
-        else:
-            self.sde.resample(tuple(x0.shape), dtype=x0.dtype, device=dev)
-            sol, stats = solve(cfg, self.sde, x0, t)
+        grad = self.gradient if gradient is None else gradient
+        sol, stats = grad.sample_paths(self.cfg, self.sde, x0, t, self._next_bm_seed)
         return sol[..., 0].T.reshape(len(y0), P, len(t)), stats
+
+    def _next_bm_seed(self) -> int:
+        """A new Brownian seed for torchsde (the OU task's stream, one step per solve)."""
+        self._bm_seed += 1
+        return self._bm_seed
 
     @staticmethod
     def _moments(paths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return paths.mean(1), paths.var(1).clamp_min(1e-6)
 
-    def _ou_loss(self, batch: tuple, dev: torch.device) -> tuple[torch.Tensor, Any, Optional[float]]:
+    def _ou_loss(self, batch: tuple, dev: torch.device, gradient: Optional[Gradient] = None) -> tuple[torch.Tensor, Any, Optional[float]]:
         """Mean over initial values and times t > 0 of KL(N(model moments) ‖ N(data moments))."""
         y0, data = batch
-        pred, st = self._ou_paths(y0, dev)
+        pred, st = self._ou_paths(y0, dev, gradient)
         mp, vp = self._moments(pred[..., 1:])
         md, vd = self._moments(data.to(dev)[..., 1:])
         kl = 0.5 * (torch.log(vd / vp) + (vp + (mp - md) ** 2) / vd - 1.0)
@@ -257,7 +238,7 @@ class ODEProblem:
         """Test KL and Gaussian log-likelihood of the data, with the model run by torchsde."""
         with torch.no_grad():
             y0, data = self.test
-            pred, _ = self._ou_paths(y0, dev, sde_eval=True)
+            pred, _ = self._ou_paths(y0, dev, SDEDirect())
             mp, vp = self._moments(pred[..., 1:])
             d = data.to(dev)[..., 1:]
             md, vd = self._moments(d)
@@ -269,12 +250,7 @@ class ODEProblem:
         if self.cfg.task == "ou":
             return self.ou_evaluate(dev)
         with torch.no_grad():
-            cfg = self.cfg
-            saved, cfg.adjoint = cfg.adjoint, "direct"
-            try:
-                loss, _, metric = self.loss(self.test, dev)
-            finally:
-                cfg.adjoint = saved
+            loss, _, metric = self.loss(self.test, dev, Direct())
         return float(loss), float(metric) if metric is not None else float(loss)
 
 
@@ -285,11 +261,10 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
     model = prob.modules().to(dev)
     if getattr(prob, "sde", None) is not None:  # the Wong–Zakai noise ξ drawn on the run's device (the same stream on CPU)
         prob.sde.noise.generator = torch.Generator(device=dev).manual_seed(prob.sde.noise.seed)
-    if cfg.adjoint == "auto":
-        K, S = prob.shape(prob.batches(torch.Generator().manual_seed(0))[0])
-        P = sum(p.numel() for p in prob.field.parameters())
-        cfg.adjoint = auto_adjoint(K, P, S)
-        run.h5.set_attrs(adjoint=cfg.adjoint, adjoint_requested="auto")
+    if cfg.adjoint == "auto":  # ODEProblem picked the strategy by auto_adjoint: record which
+        K, P, S = prob.auto_shape()
+        cfg.adjoint = prob.gradient.name
+        run.annotate(adjoint=cfg.adjoint, adjoint_requested="auto")
         print(f"note: --adjoint auto: {K} output intervals, {P:,} parameters, {S:,} state numbers -> {cfg.adjoint}", file=sys.stderr, flush=True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     run.track(model, opt, hparams={"task": cfg.task, "width": cfg.width, "n_units": cfg.n_units, "tau": cfg.tau})
@@ -346,7 +321,7 @@ def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
     if cfg.task == "ou":
         with torch.no_grad():
             y0, data = prob.test
-            pred, _ = prob._ou_paths(y0, dev, sde_eval=True)
+            pred, _ = prob._ou_paths(y0, dev, SDEDirect())
         dt = float(prob.t[1] - prob.t[0])
         run.trace(
             "trajectory",
