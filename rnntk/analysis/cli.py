@@ -216,6 +216,7 @@ class EigOperator(str, Enum):
 
 
 class EigMethod(str, Enum):
+    arnoldi = "arnoldi"
     dense = "dense"
     arpack = "arpack"
     power = "power"
@@ -251,12 +252,15 @@ def eigs_cmd(
     input_kind: Annotated[InputKind, O("--input", help="Drive for --state trial:T: bits, noise or none.")] = InputKind.bits,
     layers: Annotated[str, O("--layers", help="Recurrent layers of a stack (online-lru): all, or e.g. 0,2.")] = "all",
     method: Annotated[
-        EigMethod, O("--method", help="dense (all values, LAPACK), arpack (matrix-free, certified residuals), power (dominant value).")
+        EigMethod,
+        O("--method", help="dense (all values, LAPACK), arnoldi (matrix-free restarted Krylov-Schur), arpack (scipy's ARPACK), power (dominant value)."),
     ] = EigMethod.dense,
     k: Annotated[int, O("--k", min=1, help="Eigenvalues reported per ordering.")] = 20,
     which: Annotated[EigWhich, O("--which", help="LM (largest |lambda|), LR (largest real part) or both.")] = EigWhich.both,
     tol: Annotated[float, O("--tol", help="Convergence tolerance (relative residual; arpack, power).")] = 1e-8,
     ncv: Annotated[Optional[int], O("--ncv", min=3, help="ARPACK basis size (default max(4k, 40)).")] = None,
+    krylov: Annotated[Optional[int], O("--krylov", min=2, help="Arnoldi basis size m (default: max(60, 8 x wanted values)).")] = None,
+    max_restarts: Annotated[int, O("--max-restarts", min=0, help="Krylov-Schur restarts at most (0: one unrestarted run).")] = 1000,
     power_iters: Annotated[int, O("--power-iters", min=1, help="Power iteration steps (at most).")] = 10000,
     max_dense_n: Annotated[int, O("--max-dense-n", min=1, help="--method dense refuses operators larger than this.")] = 4096,
     csv: Annotated[bool, O("--csv/--no-csv", help="Also write eigs.csv.")] = True,
@@ -310,8 +314,8 @@ def eigs_cmd(
     Ns = [all_layers[j][1].n for j in js]
     if method == EigMethod.dense and max(Ns) > max_dense_n:
         raise UserError(f"--method dense: N = {max(Ns)} > --max-dense-n {max_dense_n}; dense eig is O(N^3): use --method arpack")
-    if method == EigMethod.arpack and k >= min(Ns) - 1:
-        raise UserError(f"--method arpack needs --k < N - 1 = {min(Ns) - 1}: use --method dense for so small a network")
+    if method in (EigMethod.arpack, EigMethod.arnoldi) and k >= min(Ns) - 1:
+        raise UserError(f"--method {method.value} needs --k < N - 1 = {min(Ns) - 1}: use --method dense for so small a network")
     xstar = ustar = None
     if kind == "fixed-point":
         if stacked:
@@ -356,6 +360,8 @@ def eigs_cmd(
                     method.value,
                     k,
                     whiches,
+                    krylov_m=krylov,
+                    max_restarts=max_restarts,
                     tol=tol,
                     max_dense_n=max_dense_n,
                     ncv=ncv,
@@ -511,3 +517,6 @@ def register(app: typer.Typer) -> None:
     """Add the analysis commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
     engine_command(app, "lyapunov")(lyapunov_cmd)
     engine_command(app, "eigs")(eigs_cmd)
+    from rnntk.analysis.fixed_points_cli import fixed_points_cmd
+
+    engine_command(app, "fixed-points")(fixed_points_cmd)

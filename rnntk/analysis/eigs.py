@@ -1,28 +1,33 @@
-"""Spectra of any model of the contract: its recurrent weight, or its Jacobian at a state.
+"""Eigenvalues of linear operators given matrix-free, and the spectra of any model of the contract.
 
-* :class:`MatrixFreeOperator`: ``V (..., n) -> A V`` batched, with ``to_dense`` (identity batches)
-  and a float64 scipy ``LinearOperator`` (ARPACK); the same duck type as CordsNet's
-  ``ConvOperator`` (``N``, ``dtype``, ``device``, ``matvec``, ``n_matvec``).
+Solvers (model-agnostic; ``cordsnet-eigs`` and ``rnntk eigs`` share them), on any
+:class:`Operator` (``N``, ``dtype``, ``device``, batched ``matvec``, ``to(dtype)``, ``to_dense``,
+``as_linear_operator``; CordsNet's ``ConvOperator`` and :class:`MatrixFreeOperator` are two):
+
+* :func:`krylov_schur` — restarted Krylov-Schur (Stewart 2002) to a relative residual, optional
+  float32 run finished in float64; :func:`arnoldi` — one unrestarted Krylov run (CGS2), Ritz
+  values with residuals and converged flags;
+* :func:`eigs_arpack` — scipy's ARPACK on the float64 ``LinearOperator``, residuals recomputed;
+* :func:`dense_eigs` — LAPACK on the unrolled float64 matrix; refuses above ``max_n``;
+* :func:`power_iteration` — batched trials, sign-aligned, Rayleigh quotient, converged flag;
+* :func:`leading_eigs` — top-``k`` by ``LM`` (largest ``|lambda|``) and/or ``LR`` (largest real
+  part) with one of them; results are :class:`EigResult`.
+
+Operators of a model (:mod:`rnntk.core.models`):
+
 * :func:`jacobian_operator`: ``A = d step / dx`` at ``(x, u)`` for a discrete model (the model's
   analytic tangent, else forward-mode autograd), ``A = dF / dx`` for a continuous one
   (``tau dx/dt = F(x, u)``; eigenvalues in units of ``1/tau``, stable iff ``max Re < 0``), by
-  ``torch.func.jvp`` vmapped over the vectors: no ``n x n`` Jacobian unless asked for.
+  ``torch.func.jvp`` vmapped over the vectors: no ``n x n`` Jacobian unless asked for;
 * :func:`weight_operator`: the adapter's ``recurrent_weight()`` (``W``).
-* :func:`leading_eigs`: top-``k`` eigenvalues by ``LM`` (largest ``|lambda|``) and/or ``LR``
-  (largest real part): ``dense`` (LAPACK on the unrolled float64 matrix, all values),
-  ``arpack`` (scipy's implicitly restarted Arnoldi on the float64 ``LinearOperator``, residuals
-  recomputed with the operator) or ``power`` (batched power iteration, dominant value only).
-  Results are :class:`EigResult` (values complex128, residuals, converged flags).
-
-The restarted Krylov-Schur solver of ``cordsnet-eigs`` (``--method arnoldi``) is still in
-``rnntk/cordsnet/eigs.py``; it is to move here next to these (so that both commands share it).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence, cast
+from typing import Any, Callable, Optional, Protocol, Sequence, cast, runtime_checkable
 
 import numpy as np
 import torch
@@ -30,7 +35,37 @@ import torch
 from rnntk.core.models import ContinuousModel, RecurrentModel, tangent
 
 WHICH = ("LM", "LR")
-METHODS = ("dense", "arpack", "power")
+METHODS = ("arnoldi", "arpack", "dense", "power")
+
+
+@runtime_checkable
+class Operator(Protocol):
+    """A linear operator on vectors of size ``N`` applied in batches (rows are vectors)."""
+
+    N: int
+    n_matvec: int
+
+    @property
+    def dtype(self) -> torch.dtype: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def matvec(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x`` for ``x (..., N)``."""
+        ...
+
+    def to(self, dtype: torch.dtype) -> "Operator":
+        """The same operator on vectors of ``dtype``."""
+        ...
+
+    def to_dense(self) -> torch.Tensor:
+        """The ``(N, N)`` matrix."""
+        ...
+
+    def as_linear_operator(self, check: Optional[Callable[[], None]] = None) -> Any:
+        """A float64 scipy ``LinearOperator``."""
+        ...
 
 
 class MatrixFreeOperator:
@@ -41,6 +76,13 @@ class MatrixFreeOperator:
     def __init__(self, matvec: Callable[[torch.Tensor], torch.Tensor], n: int, dtype: torch.dtype, device: Any) -> None:
         self._mv, self.N, self.dtype, self.device = matvec, int(n), dtype, torch.device(device)
         self.n_matvec = 0
+
+    def to(self, dtype: torch.dtype) -> "MatrixFreeOperator":
+        """The same operator taking and returning ``dtype`` vectors (computed in its own dtype)."""
+        if dtype == self.dtype:
+            return self
+        mv, own = self._mv, self.dtype
+        return MatrixFreeOperator(lambda V: mv(V.to(own)).to(dtype), self.N, dtype, self.device)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:
         """``A x`` for ``x (..., N)``: one batched call."""
@@ -76,9 +118,12 @@ class MatrixFreeOperator:
 
 @dataclass
 class EigResult:
-    """Leading eigenvalues of one operator: values complex128 ``(k,)`` ordered by ``which``;
-    residuals ``||A v - lambda v||`` for unit ``v`` (NaN for dense: no vectors); converged flags;
-    n_matvec; seconds; info (method details, notes)."""
+    """Leading eigenvalues of one operator.
+
+    values: complex128 ``(k,)``, ordered by ``which``; residuals: ``||A v - lambda v||`` for unit
+    ``v`` (``(k,)``, float64); converged: bool ``(k,)``; n_matvec: operator applications;
+    seconds: wall time; info: method details (Krylov size, breakdown, notes).
+    """
 
     values: np.ndarray
     residuals: np.ndarray
@@ -90,15 +135,643 @@ class EigResult:
     seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def spectral_radius(self) -> float:
+        return float(np.abs(self.values).max()) if self.values.size else float("nan")
+
+    @property
+    def max_real(self) -> float:
+        return float(np.real(self.values).max()) if self.values.size else float("nan")
+
+    @property
+    def certifies_leading(self) -> bool:
+        """True when the first value by this result's ordering is a converged eigenvalue of a
+        complete run (so no unconverged Ritz value ranks above it): then it is the leading one."""
+        return bool(self.values.size and self.converged[0] and not self.info.get("incomplete"))
+
 
 def select(values: np.ndarray, k: int, which: str) -> np.ndarray:
-    """Indices of the ``k`` values with largest modulus (``LM``) or real part (``LR``)."""
+    """Indices of the ``k`` eigenvalues with largest modulus (``LM``) or real part (``LR``)."""
     if which not in WHICH:
         raise ValueError(f"which must be one of {WHICH}, got {which!r}")
     key = np.abs(values) if which == "LM" else np.real(values)
     return np.argsort(-key, kind="stable")[:k]
 
 
+def _converged(values: np.ndarray, res: np.ndarray, tol: float) -> np.ndarray:
+    return res <= tol * np.maximum(1.0, np.abs(values))
+
+
+@dataclass
+class Krylov:
+    """An Arnoldi factorisation ``A V_m = V_{m+1} H``: ``H`` float64 ``(m+1, m)``, ``m``
+    steps done, ``breakdown`` (an invariant subspace was found), ``reorth`` second passes done."""
+
+    H: torch.Tensor
+    m: int
+    breakdown: bool
+    reorth: int
+    seconds: float
+
+
+def krylov(
+    op: Operator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    m: int = 300,
+    dtype: torch.dtype = torch.float64,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    reorth: str = "always",
+    device: Optional[torch.device] = None,
+    check: Optional[Callable[[], None]] = None,
+) -> Krylov:
+    """``m`` Arnoldi steps with classical Gram-Schmidt as matrix products (``h = V w``,
+    ``w -= V^T h``). ``reorth``: ``always`` (CGS2, default: a second pass every step) or
+    ``selective`` (the second pass only when the first pass shrank ``w`` below ``1/sqrt(2)`` of
+    its norm, the Daniel-Gragg-Kaufman-Stewart test: fewer passes, weaker orthogonality). Stops early on
+    breakdown. op: an :class:`Operator` or a batched matvec ``(..., n) -> (..., n)``.
+    ``check`` is called before every step (a run's interrupt check; it may raise to stop)."""
+    t0 = time.perf_counter()
+    if isinstance(op, Operator):
+        n, dev = op.N, op.device
+        mv = (op.to(dtype) if op.dtype != dtype else op).matvec
+    else:
+        if n is None:
+            raise ValueError("give n for a plain matvec function")
+        mv, dev = op, device or torch.device("cpu")
+    if reorth not in ("always", "selective"):
+        raise ValueError("reorth must be 'always' or 'selective'")
+    m = max(1, min(int(m), n))
+    if v0 is None:
+        v0 = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else dev)
+    v = v0.to(device=dev, dtype=dtype)
+    V = torch.zeros(m + 1, n, dtype=dtype, device=dev)
+    H = torch.zeros(m + 1, m, dtype=torch.float64)
+    V[0] = v / torch.linalg.vector_norm(v)
+    m_eff, breakdown, passes = m, False, 0
+    eta = 2**-0.5
+    for j in range(m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+        if check is not None:
+            check()
+        w = mv(V[j])
+        B = V[: j + 1]
+        n0 = float(torch.linalg.vector_norm(w))
+        h = B @ w
+        w = w - h @ B
+        beta = float(torch.linalg.vector_norm(w))
+        if reorth == "always" or beta < eta * n0:
+            h2 = B @ w  # second classical Gram-Schmidt pass (re-orthogonalisation)
+            w = w - h2 @ B
+            h = h + h2
+            beta = float(torch.linalg.vector_norm(w))
+            passes += 1
+        h = h.double().cpu()
+        H[: j + 1, j] = h
+        H[j + 1, j] = beta
+        if beta <= max(n0, 1e-300) * (1e-12 if dtype == torch.float64 else 1e-5):
+            m_eff, breakdown = j + 1, True  # invariant subspace found: the Ritz values are exact
+            H[j + 1, j] = 0.0
+            break
+        V[j + 1] = w / beta
+    return Krylov(H[: m_eff + 1, :m_eff], m_eff, breakdown, passes, time.perf_counter() - t0)
+
+
+def ritz(kr: Krylov, k: int, which: str, tol: float = 1e-8, qr_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-``k`` Ritz values of a :class:`Krylov` factorisation by ``which`` with residuals
+    ``|h_{m+1,m}| |e_m^T y|`` (unit ``y``, from two inverse-iteration solves with ``H_m``) and
+    converged flags (``residual <= tol * max(1, |theta|)``). ``qr_steps``: upstream's unshifted
+    QR iterations ``H <- RQ`` before ``eigvals`` (similarity transforms: fidelity only)."""
+    m = kr.m
+    Hm = kr.H[:m, :m].numpy()
+    A = Hm
+    for _ in range(int(qr_steps)):
+        Q, R = np.linalg.qr(A)
+        A = R @ Q
+    vals = np.linalg.eigvals(A)  # LAPACK Hessenberg QR, no eigenvectors: cheap
+    idx = select(vals, k, which)
+    th = vals[idx]
+    # eigenvectors of H_m for the selected values only: inverse iteration, all at once
+    shift = th + (np.abs(th) + 1.0) * 1e-13
+    M = Hm[None].astype(np.complex128) - shift[:, None, None] * np.eye(m)[None]
+    y = np.linalg.solve(M, np.ones((len(th), m, 1), np.complex128))
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    y = np.linalg.solve(M, y)[..., 0]
+    y = y / np.linalg.norm(y, axis=1, keepdims=True)
+    res = abs(float(kr.H[m, m - 1])) * np.abs(y[:, m - 1])
+    return th.astype(np.complex128), res.astype(np.float64), _converged(th, res, tol)
+
+
+def arnoldi(
+    op: Operator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    m: int = 300,
+    k: int = 10,
+    which: str = "LM",
+    dtype: torch.dtype = torch.float64,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    qr_steps: int = 0,
+    tol: float = 1e-8,
+    device: Optional[torch.device] = None,
+    reorth: str = "always",
+) -> EigResult:
+    """Top-``k`` Ritz values (by ``which``: ``LM``/``LR``) of one unrestarted ``m``-step Arnoldi
+    run (:func:`krylov` + :func:`ritz`). dtype: of the basis and the matvec (the Hessenberg
+    matrix is float64). v0: start ``(n,)`` (default: uniform[0,1), normalised, as upstream)."""
+    kr = krylov(op, n, m, dtype, v0, generator, reorth, device)
+    t0 = time.perf_counter()
+    vals, res, conv = ritz(kr, k, which, tol, qr_steps)
+    N = op.N if isinstance(op, Operator) else int(n or 0)
+    return EigResult(
+        vals,
+        res,
+        conv,
+        "arnoldi",
+        which,
+        N,
+        n_matvec=kr.m,
+        seconds=kr.seconds + time.perf_counter() - t0,
+        info=dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, dtype=str(dtype).replace("torch.", ""), qr_steps=int(qr_steps)),
+    )
+
+
+# ---------------------------------------------------------------------- restarted Arnoldi
+def _block_eigs(T: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a real quasi-triangular Schur form ``T`` in diagonal order (a 2x2 block
+    gives a conjugate pair, both at its two positions)."""
+    m = T.shape[0]
+    ev = np.empty(m, np.complex128)
+    i = 0
+    while i < m:  # a walk along the small m x m diagonal (not over vectors)
+        if i + 1 < m and T[i + 1, i] != 0:
+            a, b, c, d = T[i, i], T[i, i + 1], T[i + 1, i], T[i + 1, i + 1]
+            tr, det = (a + d) / 2, a * d - b * c
+            im = math.sqrt(max(det - tr * tr, 0.0))
+            ev[i], ev[i + 1] = tr + 1j * im, tr - 1j * im
+            i += 2
+        else:
+            ev[i] = T[i, i]
+            i += 1
+    return ev
+
+
+def _priority(values: np.ndarray, which: Sequence[str]) -> np.ndarray:
+    """Best rank of each value over the orderings in ``which`` (0 = first by some ordering)."""
+    n = len(values)
+    r = np.full(n, n)
+    for w in which:
+        rr = np.empty(n, np.int64)
+        rr[select(values, n, w)] = np.arange(n)
+        r = np.minimum(r, rr)
+    return r
+
+
+def _wanted(values: np.ndarray, k: int, which: Sequence[str]) -> np.ndarray:
+    """Indices of the union of the top ``k`` by each ordering."""
+    return np.unique(np.concatenate([select(values, k, w) for w in which]))
+
+
+def _rel_ok(values: np.ndarray, res: np.ndarray, tol: float) -> np.ndarray:
+    """``res <= tol * |theta|`` (ARPACK's relative test; ``|theta|`` floored at eps^(2/3))."""
+    return res <= tol * np.maximum(np.abs(values), np.finfo(np.float64).eps ** (2 / 3))
+
+
+@dataclass
+class _KSRun:
+    V: torch.Tensor  # (m + 1, n) orthonormal rows: A V[:m]^T = V^T B
+    B: np.ndarray  # (m + 1, m) float64
+    m: int
+    n_matvec: int
+    restarts: int
+    breakdown: bool
+    converged: bool
+
+
+def _ks_run(
+    mv: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    dev: torch.device,
+    dtype: torch.dtype,
+    k: int,
+    which: Sequence[str],
+    m: int,
+    tol: float,
+    v0: torch.Tensor,
+    max_restarts: int,
+    keep_frac: float,
+    check: Optional[Callable[[], None]],
+) -> _KSRun:
+    """Krylov-Schur (Stewart 2002): Arnoldi steps (classical Gram-Schmidt as matrix products,
+    a second pass when the first one cancelled more than 1 - 1/sqrt(2) of the norm) up to ``m``
+    vectors, then a reordered real Schur form of ``B_m`` keeps the wanted Ritz values' invariant
+    subspace (``p`` vectors, conjugate pairs together) and the factorisation is extended again,
+    until the union of the top ``k`` by each ordering has Ritz residual ``<= tol |theta|``."""
+    import scipy.linalg as sla
+    from scipy.linalg import lapack
+
+    dtrsen = cast(Any, lapack).dtrsen  # (not in scipy's stubs)
+
+    V = torch.zeros(m + 1, n, dtype=dtype, device=dev)
+    B = np.zeros((m + 1, m))
+    V[0] = (v0 / torch.linalg.vector_norm(v0)).to(device=dev, dtype=dtype)
+    small = 1e-12 if dtype == torch.float64 else 1e-5
+    eta = 2**-0.5
+    p, nmv, restarts = 0, 0, 0
+    while True:
+        for j in range(p, m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+            if check is not None:
+                check()
+            w = mv(V[j])
+            nmv += 1
+            Bj = V[: j + 1]
+            n0 = float(torch.linalg.vector_norm(w))
+            h = Bj @ w
+            w = w - h @ Bj
+            beta = float(torch.linalg.vector_norm(w))
+            if beta < eta * n0:  # second classical Gram-Schmidt pass only when needed (DGKS test, as ARPACK)
+                h2 = Bj @ w
+                w = w - h2 @ Bj
+                h = h + h2
+                beta = float(torch.linalg.vector_norm(w))
+            B[: j + 1, j] = h.double().cpu().numpy()
+            if beta <= max(n0, 1e-300) * small:  # invariant subspace: the Ritz values of B[:j+1, :j+1] are exact
+                B[j + 1, :] = 0.0
+                return _KSRun(V[: j + 2], B[: j + 2, : j + 1], j + 1, nmv, restarts, True, True)
+            B[j + 1, j] = beta
+            V[j + 1] = w / beta
+        Bm = B[:m, :m]
+        vals, Y = np.linalg.eig(Bm)
+        res = np.abs(B[m] @ Y)
+        W = _wanted(vals, k, which)
+        ok = _rel_ok(vals[W], res[W], tol)
+        if ok.all() or restarts >= max_restarts:
+            return _KSRun(V, B, m, nmv, restarts, False, bool(ok.all()))
+        T, Z = cast(Any, sla.schur(Bm, output="real"))
+        pr = _priority(_block_eigs(T), which)
+        nconv = int(ok.sum())
+        keep = min(m - 3, max(len(W) + 2, nconv + int((m - nconv) * keep_frac)))
+        sel = np.zeros(m, np.int32)
+        sel[np.argsort(pr, kind="stable")[:keep]] = 1
+        Ts, Zs, _, _, p, *_, info = dtrsen(sel, T, Z, job="N")
+        if info != 0:  # a swap failed (ill-conditioned): keep the Schur form as it is ordered
+            Ts, Zs, p = T, Z, keep if T[keep, keep - 1] == 0 else keep + 1
+        p = int(p)
+        Zp = torch.from_numpy(np.ascontiguousarray(Zs[:, :p].T)).to(device=dev, dtype=dtype)
+        V[:p] = Zp @ V[:m]
+        V[p] = V[m].clone()
+        brow = B[m] @ Zs[:, :p]
+        B[:] = 0.0
+        B[:p, :p] = Ts[:p, :p]
+        B[p, :p] = brow
+        restarts += 1
+
+
+def _ks_ritz(run: _KSRun, k: int, which: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Wanted Ritz values, their vectors in the basis (``(m, w)`` complex) and Ritz residuals."""
+    m = run.m
+    vals, Y = np.linalg.eig(run.B[:m, :m])
+    vals, Y = vals.astype(np.complex128), Y.astype(np.complex128)
+    W = _wanted(vals, k, which)
+    res = np.abs(run.B[m] @ Y[:, W]) if run.B.shape[0] > m else np.zeros(len(W))
+    return vals[W], Y[:, W], res
+
+
+def krylov_schur(
+    op: Operator | Callable[[torch.Tensor], torch.Tensor],
+    n: Optional[int] = None,
+    k: int = 10,
+    which: Sequence[str] = ("LM", "LR"),
+    m: Optional[int] = None,
+    tol: float = 1e-10,
+    dtype: torch.dtype = torch.float32,
+    polish: bool = True,
+    v0: Optional[torch.Tensor] = None,
+    generator: Optional[torch.Generator] = None,
+    device: Optional[torch.device] = None,
+    max_restarts: int = 1000,
+    keep_frac: float = 0.5,
+    check: Optional[Callable[[], None]] = None,
+) -> dict[str, EigResult]:
+    """Top-``k`` eigenvalues by each ordering in ``which`` (``LM``/``LR``) from one restarted
+    Krylov-Schur run that stops when all of them have relative residual
+    ``||A x - theta x|| <= tol |theta|`` (or after ``max_restarts`` restarts: then flagged).
+
+    dtype ``float32`` with ``polish`` (default): the Krylov run in float32 down to ``1e-6``
+    (or ``tol`` if larger), then a float64 Krylov-Schur run started in the float32 wanted
+    invariant subspace finishes to ``tol``; ``float64``: one float64 run. ``m``: basis size
+    (default ``max(60, 8 w)`` for ``w`` wanted values, at most ``n`` and ~1 GB). For a
+    an :class:`Operator` the reported residuals are recomputed in float64 with the Ritz vectors
+    (``(2w)`` matvecs in one batched call), else they are the Ritz estimates. v0: ``(n,)`` start
+    (default uniform[0,1), as upstream). Returns ``{which: EigResult}``."""
+    t0 = time.perf_counter()
+    which = [which] if isinstance(which, str) else list(which)
+    for w in which:
+        if w not in WHICH:
+            raise ValueError(f"which must be in {WHICH}, got {w!r}")
+    if isinstance(op, Operator):
+        n, dev = op.N, op.device
+        ops = {dt: (op.to(dt) if op.dtype != dt else op) for dt in (torch.float32, torch.float64)}
+        mvs = {dt: o.matvec for dt, o in ops.items()}
+    else:
+        if n is None:
+            raise ValueError("give n for a plain matvec function")
+        dev = device or torch.device("cpu")
+        mvs = {torch.float32: op, torch.float64: op}
+    k = max(1, min(int(k), n))
+    nw = min(n, k * len(which))
+    # default basis: 8 vectors per wanted value (measured on the realistic R8 area 7, 20 wanted:
+    # m = 60 / 80 / 120 / 160 took 7,049 / 4,835 / 1,737 / 1,456 matvecs), at most ~1 GB of basis
+    m = int(m) if m is not None else min(max(60, 8 * nw), max(nw + 20, int(2**30 / (8 * n))))
+    m = max(min(m, n), min(n, nw + 3))
+    if v0 is None:
+        v0 = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else dev)
+    v0 = v0.to(dev)
+    mixed = dtype == torch.float32 and polish and tol < 1e-6
+    first_dtype = torch.float32 if dtype == torch.float32 else torch.float64
+    runs = [
+        _ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0, max_restarts, keep_frac, check)
+    ]
+    if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check))
+    elif mixed:
+        # float64 polish: start in the float32 wanted invariant subspace (a random combination
+        # of its Schur vectors), so only the last digits remain to be won in float64
+        r = runs[0]
+        vals, Y, _ = _ks_ritz(r, k, which)
+        X = torch.from_numpy(np.ascontiguousarray(Y.T)).to(dev)  # (w, m) complex
+        Vm = r.V[: r.m].double()
+        c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64).to(dev) + 0.5
+        start = (c.to(torch.complex128) @ X) @ Vm.to(torch.complex128)
+        start = start.real + start.imag
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check))
+    last = runs[-1]
+    vals, Y, est = _ks_ritz(last, k, which)
+    res = est
+    if isinstance(op, Operator):  # true residuals in float64 from the Ritz vectors, one batched call
+        Vm = last.V[: last.m].double()
+        Yt = torch.from_numpy(np.ascontiguousarray(Y.T)).to(dev)
+        Xr, Xi = Yt.real @ Vm, Yt.imag @ Vm
+        AX = ops[torch.float64].matvec(torch.cat([Xr, Xi]))
+        th = torch.from_numpy(vals).to(dev)[:, None]
+        R = torch.complex(AX[: len(vals)], AX[len(vals) :]) - th * torch.complex(Xr, Xi)
+        res = (torch.linalg.vector_norm(R, dim=1) / torch.linalg.vector_norm(torch.complex(Xr, Xi), dim=1)).cpu().numpy()
+    conv = _rel_ok(vals, res, tol)
+    seconds = time.perf_counter() - t0
+    info = dict(
+        krylov=m,
+        restarts=sum(r.restarts for r in runs),
+        breakdown=last.breakdown,
+        dtype="float32+float64" if mixed else str(first_dtype).replace("torch.", ""),
+        n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
+        n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64),
+        tol=tol,
+    )
+    out: dict[str, EigResult] = {}
+    for i, w in enumerate(which):
+        idx = select(vals, k, w)
+        out[w] = EigResult(
+            vals[idx].astype(np.complex128),
+            res[idx].astype(np.float64),
+            conv[idx],
+            "arnoldi",
+            w,
+            n,
+            n_matvec=sum(r.n_matvec for r in runs),
+            seconds=seconds if i == 0 else 0.0,
+            info=dict(info),
+        )
+    return out
+
+
+def eigs_arpack(
+    op: Operator,
+    k: int = 10,
+    which: str = "LR",
+    ncv: Optional[int] = None,
+    tol: float = 1e-8,
+    maxiter: Optional[int] = None,
+    seed: int = 0,
+    check: Optional[Callable[[], None]] = None,
+) -> EigResult:
+    """``scipy.sparse.linalg.eigs`` on the float64 :class:`LinearOperator` of the operator (ARPACK,
+    implicitly restarted Arnoldi). ``ncv`` default ``min(N - 1, max(4k, 40))``. Residuals are
+    recomputed with the operator; unconverged values (ARPACK gave up) are flagged. ``check``
+    is called before every operator product (it may raise to stop ARPACK)."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+    from scipy.sparse.linalg import eigs as _eigs
+
+    eigs: Any = _eigs  # (scipy's stubs type tol as int)
+
+    t0 = time.perf_counter()
+    N = op.N
+    if k >= N - 1:
+        raise ValueError(f"ARPACK needs k < N - 1 (k = {k}, N = {N}); use the dense method for such a small operator")
+    ncv = min(N - 1, ncv or max(4 * k, 40))
+    if ncv <= k + 1:
+        ncv = min(N - 1, k + 2)
+    lin = op.as_linear_operator(check)
+    before = op.n_matvec
+    v0 = np.random.default_rng(seed).random(N)
+    note = ""
+    try:
+        w, v = eigs(lin, k=k, which=which, ncv=ncv, tol=tol, maxiter=maxiter, v0=v0)
+    except ArpackNoConvergence as e:
+        w, v = e.eigenvalues, e.eigenvectors
+        note = f"ARPACK did not converge: {len(w)} of {k} values"
+    v = v / np.linalg.norm(v, axis=0, keepdims=True)
+    res = _residuals(op, w, v)
+    idx = select(w, k, which)
+    w, res = w[idx], res[idx]
+    conv = _converged(w, res, max(tol, 1e-12) * 10)
+    return EigResult(
+        w.astype(np.complex128),
+        res,
+        conv,
+        "arpack",
+        which,
+        N,
+        n_matvec=op.n_matvec - before,
+        seconds=time.perf_counter() - t0,
+        info=dict(ncv=ncv, tol=tol, note=note, incomplete=bool(note)),
+    )
+
+
+def _residuals(op: Operator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """``||A v_i - w_i v_i||`` for the columns of ``v`` (complex), batched."""
+    o = op.to(torch.float64)
+    V = torch.from_numpy(np.ascontiguousarray(v.T)).to(o.device)
+    AV = o.matvec(V.real.contiguous()) + 1j * o.matvec(V.imag.contiguous())
+    R = AV - torch.from_numpy(w).to(o.device)[:, None] * V
+    return torch.linalg.vector_norm(R, dim=1).cpu().numpy()
+
+
+def dense_eigs(op: Operator, k: int = 10, which: str = "LM", max_n: int = 4096) -> EigResult:
+    """All eigenvalues of the unrolled float64 matrix (LAPACK ``eigvals``: no eigenvectors),
+    top ``k`` returned. Residuals are NaN (no vectors are computed; LAPACK's eigenvalues are
+    backward stable), every value counts as converged; ``info['all_values']`` holds all ``N``.
+    Raises ``ValueError`` above ``max_n`` (dense eig costs O(N^3) time, O(N^2) memory)."""
+    if op.N > max_n:
+        raise ValueError(f"the operator has N = {op.N} > {max_n} units; dense eig is O(N^3) — use arnoldi or arpack (or raise the size limit)")
+    t0 = time.perf_counter()
+    A = op.to(torch.float64).to_dense()
+    w = torch.linalg.eigvals(A).cpu().numpy()
+    idx = select(w, k, which)
+    return EigResult(
+        w[idx].astype(np.complex128),
+        np.full(len(idx), np.nan),
+        np.ones(len(idx), bool),
+        "dense",
+        which,
+        op.N,
+        n_matvec=op.N,
+        seconds=time.perf_counter() - t0,
+        info=dict(all_values=w),
+    )
+
+
+@dataclass
+class PowerResult:
+    """Dominant eigenpair by power iteration: ``value`` (Rayleigh quotient), unit ``vector``
+    ``(N,)``, ``residual`` ``||A v - value v||``, ``converged``, ``iterations``, ``note``."""
+
+    value: float
+    vector: torch.Tensor
+    residual: float
+    converged: bool
+    iterations: int
+    note: str = ""
+
+
+def power_iteration(
+    op: Operator,
+    iters: int = 10000,
+    trials: int = 10,
+    tol: float = 1e-8,
+    generator: Optional[torch.Generator] = None,
+    check_every: int = 50,
+    dtype: torch.dtype = torch.float64,
+    check: Optional[Callable[[], None]] = None,
+) -> PowerResult:
+    """``trials`` parallel power iterations ``v <- A v / ||A v||`` from uniform[0,1) starts
+    (upstream), stopped when every trial's Rayleigh residual is ``<= tol * max(1, |lambda|)``.
+    Trials are sign-aligned before averaging (a negative dominant eigenvalue flips signs), the
+    value is the Rayleigh quotient. A complex dominant pair never converges: then
+    ``converged=False`` and ``note`` points to Arnoldi."""
+    o = op.to(dtype) if op.dtype != dtype else op
+    V = torch.rand(trials, o.N, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else o.device).to(
+        device=o.device, dtype=dtype
+    )
+    V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
+    it = 0
+    for it in range(1, iters + 1):
+        if check is not None:
+            check()
+        AV = o.matvec(V)
+        V = AV / torch.linalg.vector_norm(AV, dim=1, keepdim=True)
+        if it % check_every == 0 or it == iters:
+            AV = o.matvec(V)
+            lam = (V * AV).sum(1)
+            r = torch.linalg.vector_norm(AV - lam[:, None] * V, dim=1)
+            if bool((r <= tol * lam.abs().clamp_min(1.0)).all()):
+                break
+    s = torch.sign(V @ V[0])
+    s[s == 0] = 1
+    v = (V * s[:, None]).mean(0)
+    v = v / torch.linalg.vector_norm(v)
+    Av = o.matvec(v)
+    lam = float(v @ Av)
+    res = float(torch.linalg.vector_norm(Av - lam * v))
+    ok = res <= tol * max(1.0, abs(lam))
+    note = "" if ok else ("no convergence: the dominant eigenvalue is probably a complex pair (or the spectral gap is small); use --method arnoldi or arpack")
+    return PowerResult(lam, v, res, ok, it, note)
+
+
+def leading_eigs(
+    op: Operator,
+    method: str = "arnoldi",
+    k: int = 20,
+    which: Sequence[str] = ("LM", "LR"),
+    krylov_m: Optional[int] = None,
+    qr_steps: int = 0,
+    tol: float = 1e-8,
+    max_dense_n: int = 4096,
+    ncv: Optional[int] = None,
+    power_iters: int = 10000,
+    generator: Optional[torch.Generator] = None,
+    dtype: torch.dtype = torch.float64,
+    seed: int = 0,
+    check: Optional[Callable[[], None]] = None,
+    max_restarts: int = 1000,
+    polish: bool = False,
+) -> dict[str, EigResult]:
+    """Top-``k`` eigenvalues of ``op`` for each ordering in ``which`` (``LM``/``LR``) with one
+    method. ``arnoldi``: restarted Krylov-Schur (:func:`krylov_schur`, basis ``krylov_m``, until
+    every wanted value has relative residual ``<= tol``; ``max_restarts=0``: one unrestarted
+    ``krylov_m``-step run as upstream, default m = 300; ``polish``: a float32 Krylov-Schur run
+    finished in float64, see :func:`krylov_schur`). Arnoldi and dense compute once and select both orderings from the same values;
+    ARPACK runs once per ordering; power iteration gives the dominant value only (LM).
+    ``check`` is called inside every iterative loop (a run's interrupt check; it may raise)."""
+    out: dict[str, EigResult] = {}
+    k = max(1, min(k, op.N))
+    if method == "arnoldi" and max_restarts > 0:
+        out = krylov_schur(
+            op,
+            k=k,
+            which=which,
+            m=krylov_m,
+            tol=tol,
+            dtype=torch.float32 if polish else dtype,
+            polish=polish,
+            generator=generator,
+            max_restarts=max_restarts,
+            check=check,
+        )
+    elif method == "arnoldi":
+        kr = krylov(op, m=krylov_m or 300, dtype=dtype, generator=generator, check=check)
+        for i, w in enumerate(which):  # one Krylov run, both orderings (its time counted once)
+            t0 = time.perf_counter()
+            vals, res, conv = ritz(kr, k, w, tol, qr_steps)
+            out[w] = EigResult(
+                vals,
+                res,
+                conv,
+                "arnoldi",
+                w,
+                op.N,
+                kr.m,
+                (kr.seconds if i == 0 else 0.0) + time.perf_counter() - t0,
+                dict(krylov=kr.m, breakdown=kr.breakdown, reorth_passes=kr.reorth, qr_steps=int(qr_steps)),
+            )
+    elif method == "arpack":
+        for w in which:
+            out[w] = eigs_arpack(op, k=min(k, op.N - 2), which=w, ncv=ncv, tol=tol, seed=seed, check=check)
+    elif method == "dense":
+        full = dense_eigs(op, k=op.N, which="LM", max_n=max_dense_n)
+        for w in which:
+            idx = select(full.values, k, w)
+            out[w] = EigResult(full.values[idx], full.residuals[idx], full.converged[idx], "dense", w, op.N, full.n_matvec, full.seconds)
+    elif method == "power":
+        if list(which) != ["LM"]:
+            raise ValueError("power iteration finds the largest-modulus eigenvalue only; use --which LM (or --method arnoldi for LR)")
+        t0 = time.perf_counter()
+        p = power_iteration(op, iters=power_iters, tol=tol, generator=generator, dtype=dtype, check=check)
+        out["LM"] = EigResult(
+            np.array([p.value], np.complex128),
+            np.array([p.residual]),
+            np.array([p.converged]),
+            "power",
+            "LM",
+            op.N,
+            p.iterations * 10,
+            time.perf_counter() - t0,
+            dict(iterations=p.iterations, note=p.note),
+        )
+    else:
+        raise ValueError(f"method must be one of {METHODS}")
+    return out
+
+
+# ---------------------------------------------------------------------- operators of a model
 def _jvp_rows(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """``V (m, n) -> (J V^T)^T`` for ``J = df/dx`` at ``x (1, n)``: jvp vmapped over the rows."""
 
@@ -130,124 +803,3 @@ def weight_operator(model: RecurrentModel) -> MatrixFreeOperator:
         raise ValueError(f"{type(model).__name__} has no state-independent recurrent weight (its recurrence is gated): use the Jacobian")
     W = fn().detach()
     return MatrixFreeOperator(lambda V: V @ W.T, W.shape[0], W.dtype, W.device)
-
-
-def _residuals(op: MatrixFreeOperator, w: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """``||A v_i - w_i v_i||`` for unit columns of ``v`` (complex), in one batched product."""
-    V = torch.from_numpy(np.ascontiguousarray(v.T)).to(op.device)
-    AV = op.matvec(V.real.to(op.dtype)).to(torch.complex128) + 1j * op.matvec(V.imag.to(op.dtype)).to(torch.complex128)
-    R = AV - torch.from_numpy(w).to(op.device)[:, None] * V.to(torch.complex128)
-    return torch.linalg.vector_norm(R, dim=1).cpu().numpy()
-
-
-def dense_eigs(op: MatrixFreeOperator, max_n: int = 4096) -> EigResult:
-    """All eigenvalues of the unrolled float64 matrix (LAPACK). Raises ValueError above ``max_n``."""
-    if op.N > max_n:
-        raise ValueError(f"the operator has N = {op.N} > {max_n}; dense eig is O(N^3): use --method arpack (or raise --max-dense-n)")
-    t0 = time.perf_counter()
-    w = torch.linalg.eigvals(op.to_dense().to(torch.float64)).cpu().numpy().astype(np.complex128)
-    idx = select(w, op.N, "LM")
-    return EigResult(w[idx], np.full(op.N, np.nan), np.ones(op.N, bool), "dense", "LM", op.N, op.N, time.perf_counter() - t0)
-
-
-def eigs_arpack(
-    op: MatrixFreeOperator, k: int, which: str, tol: float = 1e-8, ncv: Optional[int] = None, seed: int = 0, check: Optional[Callable[[], None]] = None
-) -> EigResult:
-    """scipy ARPACK (``eigs``) on the float64 operator; residuals recomputed; unconverged flagged."""
-    from scipy.sparse.linalg import ArpackNoConvergence
-    from scipy.sparse.linalg import eigs as _eigs
-
-    eigs: Any = _eigs  # (scipy's stubs type tol as int)
-
-    N = op.N
-    if k >= N - 1:
-        raise ValueError(f"ARPACK needs k < N - 1 (k = {k}, N = {N}); use --method dense for such a small operator")
-    t0, before = time.perf_counter(), op.n_matvec
-    ncv = min(N - 1, max(ncv or max(4 * k, 40), k + 2))
-    note = ""
-    try:
-        w, v = eigs(op.as_linear_operator(check), k=k, which=which, ncv=ncv, tol=tol, v0=np.random.default_rng(seed).random(N))
-    except ArpackNoConvergence as e:
-        w, v = e.eigenvalues, e.eigenvectors
-        note = f"ARPACK did not converge: {len(w)} of {k} values"
-    v = v / np.linalg.norm(v, axis=0, keepdims=True)
-    res = _residuals(op, w.astype(np.complex128), v)
-    idx = select(w, k, which)
-    w, res = w[idx].astype(np.complex128), res[idx]
-    conv = res <= max(tol, 1e-12) * 10 * np.maximum(1.0, np.abs(w))
-    return EigResult(w, res, conv, "arpack", which, N, op.n_matvec - before, time.perf_counter() - t0, dict(ncv=ncv, tol=tol, note=note))
-
-
-def power_iteration(
-    op: MatrixFreeOperator, iters: int = 10000, trials: int = 10, tol: float = 1e-8, generator: Optional[torch.Generator] = None, check_every: int = 50
-) -> EigResult:
-    """``trials`` power iterations at once (one batched product a step), sign-aligned; the
-    Rayleigh quotient of their mean. A complex dominant pair does not converge (flagged)."""
-    t0, before = time.perf_counter(), op.n_matvec
-    V = torch.rand(trials, op.N, generator=generator, dtype=torch.float64).to(device=op.device, dtype=op.dtype)
-    V = V / torch.linalg.vector_norm(V, dim=1, keepdim=True)
-    it = 0
-    for it in range(1, iters + 1):  # the iteration is sequential; each step is one batched product
-        AV = op.matvec(V)
-        V = AV / torch.linalg.vector_norm(AV, dim=1, keepdim=True)
-        if it % check_every == 0:
-            AV = op.matvec(V)
-            lam = (V * AV).sum(1)
-            if bool((torch.linalg.vector_norm(AV - lam[:, None] * V, dim=1) <= tol * lam.abs().clamp_min(1.0)).all()):
-                break
-    s = torch.sign(V @ V[0])
-    s[s == 0] = 1
-    v = (V * s[:, None]).mean(0)
-    v = v / torch.linalg.vector_norm(v)
-    Av = op.matvec(v[None])[0]
-    lam = float(v @ Av)
-    res = float(torch.linalg.vector_norm(Av - lam * v))
-    ok = res <= tol * max(1.0, abs(lam))
-    note = "" if ok else "no convergence: the dominant eigenvalue is probably a complex pair (or the gap is small); use --method arpack or dense"
-    return EigResult(
-        np.array([lam], np.complex128),
-        np.array([res]),
-        np.array([ok]),
-        "power",
-        "LM",
-        op.N,
-        op.n_matvec - before,
-        time.perf_counter() - t0,
-        dict(iterations=it, note=note),
-    )
-
-
-def leading_eigs(
-    op: MatrixFreeOperator,
-    method: str = "dense",
-    k: int = 20,
-    which: Sequence[str] = ("LM", "LR"),
-    *,
-    tol: float = 1e-8,
-    max_dense_n: int = 4096,
-    ncv: Optional[int] = None,
-    power_iters: int = 10000,
-    generator: Optional[torch.Generator] = None,
-    seed: int = 0,
-    check: Optional[Callable[[], None]] = None,
-) -> dict[str, EigResult]:
-    """Top-``k`` eigenvalues for each ordering in ``which`` with one method (see the module doc).
-    Dense computes once and selects each ordering; ARPACK runs once per ordering; power gives
-    the dominant value only (``LM``)."""
-    k = max(1, min(int(k), op.N))
-    out: dict[str, EigResult] = {}
-    if method == "dense":
-        full = dense_eigs(op, max_dense_n)
-        for w in which:
-            idx = select(full.values, k, w)
-            out[w] = EigResult(full.values[idx], full.residuals[idx], full.converged[idx], "dense", w, op.N, full.n_matvec, full.seconds, dict(n_all=op.N))
-    elif method == "arpack":
-        for w in which:
-            out[w] = eigs_arpack(op, min(k, op.N - 2), w, tol, ncv, seed, check)
-    elif method == "power":
-        if list(which) != ["LM"]:
-            raise ValueError("power iteration finds the largest-|lambda| eigenvalue only: use --which LM")
-        out["LM"] = power_iteration(op, power_iters, tol=tol, generator=generator)
-    else:
-        raise ValueError(f"method must be one of {METHODS}")
-    return out

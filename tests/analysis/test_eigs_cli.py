@@ -38,7 +38,7 @@ def linear_rnn(tmp_path_factory):
     return d, net.layers[0].rec.A.detach().double().numpy()
 
 
-@pytest.mark.parametrize("method", ["dense", "arpack"])
+@pytest.mark.parametrize("method", ["dense", "arnoldi", "arpack"])
 def test_linear_model_eigs_equal_numpy(linear_rnn, tmp_path, method):
     d, A = linear_rnn
     expected = np.linalg.eig(A)[0]
