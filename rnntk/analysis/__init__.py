@@ -1,4 +1,4 @@
-"""Analyses of any model of the contract (:mod:`rnntk.core.models`): Lyapunov spectra."""
+"""Analyses of any model of the contract (:mod:`rnntk.core.models`): Lyapunov spectra, fixed points."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnntk.analysis.fixed_points import FixedPoints, fixed_points
     from rnntk.analysis.lyapunov import LyapunovResult, condition_numbers, long_term_jacobian_singular_values, lyapunov_spectrum
 
 _LAZY: dict[str, str] = {
@@ -13,8 +14,10 @@ _LAZY: dict[str, str] = {
     "LyapunovResult": "rnntk.analysis.lyapunov",
     "condition_numbers": "rnntk.analysis.lyapunov",
     "long_term_jacobian_singular_values": "rnntk.analysis.lyapunov",
+    "fixed_points": "rnntk.analysis.fixed_points",
+    "FixedPoints": "rnntk.analysis.fixed_points",
 }
-__all__ = ["LyapunovResult", "condition_numbers", "long_term_jacobian_singular_values", "lyapunov_spectrum"]
+__all__ = ["FixedPoints", "LyapunovResult", "condition_numbers", "fixed_points", "long_term_jacobian_singular_values", "lyapunov_spectrum"]
 
 
 def __getattr__(name: str) -> Any:
