@@ -10,14 +10,18 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rnntk.ode.config import ODEConfig
     from rnntk.ode.gq_adjoint import odeint_adjoint_gq
+    from rnntk.ode.gradients import GRADIENTS, Gradient, make_gradient
     from rnntk.ode.train import train_ode
 
 _LAZY: dict[str, str] = {
     "odeint_adjoint_gq": "rnntk.ode.gq_adjoint",
     "ODEConfig": "rnntk.ode.config",
     "train_ode": "rnntk.ode.train",
+    "GRADIENTS": "rnntk.ode.gradients",
+    "Gradient": "rnntk.ode.gradients",
+    "make_gradient": "rnntk.ode.gradients",
 }
-__all__ = ["ODEConfig", "odeint_adjoint_gq", "train_ode"]
+__all__ = ["GRADIENTS", "Gradient", "ODEConfig", "make_gradient", "odeint_adjoint_gq", "train_ode"]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,7 +17,7 @@ for the Wong–Zakai SDE of the OU task (ODE strategies: fresh Karhunen–Loève
 
 from __future__ import annotations
 
-from typing import Any, Callable, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional, cast
 
 import torch
 from torch import nn
@@ -87,8 +87,8 @@ class Adjoint(Gradient):
 
     def solve(self, cfg: Any, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
         counted = CountedField(func)
-        y = odeint_adjoint(counted, y0, t, adjoint_options=self.adjoint_options, adjoint_params=tuple(func.parameters()), **_solver_options(cfg))  # type: ignore[arg-type]
-        return y, CountedStats(counted)
+        y = odeint_adjoint(counted, y0, t, adjoint_options=self.adjoint_options, adjoint_params=tuple(func.parameters()), **_solver_options(cfg))
+        return cast(torch.Tensor, y), CountedStats(counted)
 
 
 class Seminorm(Adjoint):
@@ -105,8 +105,8 @@ class Direct(Gradient):
 
     def solve(self, cfg: Any, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
         counted = CountedField(func)
-        y = odeint(counted, y0, t, **_solver_options(cfg))  # type: ignore[arg-type]
-        return y, CountedStats(counted)
+        y = odeint(counted, y0, t, **_solver_options(cfg))
+        return cast(torch.Tensor, y), CountedStats(counted)
 
 
 class SDEDirect(Gradient):
