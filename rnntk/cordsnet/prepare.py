@@ -12,7 +12,7 @@ from rnntk.engine.errors import UserError
 from rnntk.engine.limits import check_fits, oom_as_error
 
 
-def load_model(checkpoint: Optional[Path], expect: dict[str, Any]) -> Any:
+def load_model(checkpoint: Path, expect: dict[str, Any]) -> Any:
     """The CordsNet of ``checkpoint`` (its sizes checked against ``expect``)."""
     from rnntk.cordsnet.model import CheckpointError, load_cordsnet
 
