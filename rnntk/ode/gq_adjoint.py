@@ -397,30 +397,22 @@ def _chunks(items: list) -> list:
     return groups + [cur] if cur else groups
 
 
-def _rule_sums(intervals: list, hi: list, lo: Optional[list], f: Callable, params: tuple, cfg: dict, tally: dict) -> tuple[list, Optional[list]]:
-    """The adjoint integral Σ_k by the hi[k]-point rule on every interval, G_hi (a list, None
-    where f does not depend on that parameter), and with ``lo`` the norms (:func:`_norms`) of
-    the error estimate G_lo − G_hi, the lo[k]-point rules' sum minus G_hi (a 0-point rule is 0);
-    else None. Both come from one vmapped evaluation of f over both rules' nodes and one VJP
-    each: the difference is the VJP with the cotangents w_lo a on the lo nodes and −w_hi a on
-    the hi nodes, taken first and reduced to its norms at once, so that one parameter-sized
-    gradient is alive at a time (unless the nodes are chunked)."""
-    items = []
-    for (t_from, t_to, at), n, m in zip(intervals, hi, lo if lo is not None else [None] * len(hi)):
-        tau, w = gauss_legendre(n, t_from, t_to)
-        w = -w  # ∫_{t_to}^{t_from} (odeint ran backwards)
-        if m is None:
-            wts = w[None]
-        else:  # rows: [G_lo − G_hi, G_hi]
-            tau_lo, w_lo = gauss_legendre(m, t_from, t_to) if m > 0 else (np.zeros(0), np.zeros(0))
-            wts = np.stack([np.concatenate([-w, -w_lo]), np.concatenate([w, np.zeros(m)])])
-            tau = np.concatenate([tau, tau_lo])
-        items.append((tau, wts, at(tau)))
+# A pair round whose nodes hold at most this many state numbers evaluates f once over both node
+# sets: with so few rows per evaluation its cost is the passes over the parameters (the field's
+# weights read, parameter-sized gradients written), and one shared evaluation saves a read of
+# the weights, the second gradient and the subtraction. Above it the node rows dominate, and the
+# two rules are evaluated separately (a shared evaluation would backpropagate every row twice).
+_SHARED_PAIR_NUMBERS = 128
+
+
+def _weighted_sums(items: list, f: Callable, params: tuple, cfg: dict, tally: dict, sinks: Optional[list] = None) -> list:
+    """Σ over ``items`` (per interval: nodes τ (m,), weight rows (R, m), (x, a) at τ) of each
+    weight row's Σ_j w_rj a_jᵀ ∂f/∂θ(τ_j, x_j), chunked (:func:`_chunks`); a list of R lists,
+    None where f does not depend on that parameter. ``sinks`` (one chunk only) as in
+    :func:`_param_vjp`."""
     R = len(items[0][1])
-    groups = _chunks(items)
-    sinks = [_norms, None] if R == 2 and len(groups) == 1 else None
     totals: list = [None] * R
-    for sel in groups:
+    for sel in _chunks(items):
         taus = np.concatenate([it[0] for it in sel])
         wts = np.concatenate([it[1] for it in sel], axis=1)
         xs = tuple(torch.cat(parts) for parts in zip(*[it[2][0] for it in sel]))
@@ -431,15 +423,53 @@ def _rule_sums(intervals: list, hi: list, lo: Optional[list], f: Callable, param
         for r, g in enumerate(gs):
             if g is None:
                 continue
-            if totals[r] is None or sinks is not None:
+            if totals[r] is None:
                 totals[r] = list(g)
             else:
                 totals[r] = [b if a is None else (a if b is None else a.add_(b)) for a, b in zip(totals[r], g)]
-    totals = [t if t is not None else [None] * len(params) for t in totals]
-    if R == 1:
-        return totals[0], None
-    e_norms = totals[0] if sinks is not None else _norms(totals[0])
-    return totals[1], e_norms
+    return [t if t is not None else [None] * len(params) for t in totals]
+
+
+def _rule_sums(intervals: list, hi: list, lo: Optional[list], f: Callable, params: tuple, cfg: dict, tally: dict) -> tuple[list, Optional[list]]:
+    """The adjoint integral Σ_k by the hi[k]-point rule on every interval, G_hi (a list, None
+    where f does not depend on that parameter), and with ``lo`` the norms (:func:`_norms`) of
+    the error estimate G_lo − G_hi, the lo[k]-point rules' sum minus G_hi (a 0-point rule is 0);
+    else None. When the nodes of both rules hold at most _SHARED_PAIR_NUMBERS state numbers, both
+    come from one vmapped evaluation of f over both rules' nodes and one VJP each: the
+    difference is the VJP with the cotangents w_lo a on the lo nodes and −w_hi a on the hi
+    nodes, taken first and reduced to its norms at once, so that one parameter-sized gradient is
+    alive at a time. Otherwise each rule's nodes get their own evaluation and VJP, and the
+    difference is taken in place."""
+
+    def rule(t_from: float, t_to: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+        if n == 0:
+            return np.zeros(0), np.zeros(0)
+        tau, w = gauss_legendre(n, t_from, t_to)
+        return tau, -w  # ∫_{t_to}^{t_from} (odeint ran backwards)
+
+    if lo is None:
+        items = []
+        for (t_from, t_to, at), n in zip(intervals, hi):
+            if n > 0:
+                tau, w = rule(t_from, t_to, n)
+                items.append((tau, w[None], at(tau)))
+        return (_weighted_sums(items, f, params, cfg, tally)[0] if items else [None] * len(params)), None
+    per_node = sum(v[0].numel() for v in intervals[0][2](np.array([intervals[0][0]]))[0])
+    if (sum(hi) + sum(lo)) * per_node <= _SHARED_PAIR_NUMBERS:
+        items = []
+        for (t_from, t_to, at), n, m in zip(intervals, hi, lo):
+            (tau, w), (tau_lo, w_lo) = rule(t_from, t_to, n), rule(t_from, t_to, m)
+            wts = np.stack([np.concatenate([-w, w_lo]), np.concatenate([w, np.zeros(m)])])  # [G_lo − G_hi, G_hi]
+            tau = np.concatenate([tau, tau_lo])
+            items.append((tau, wts, at(tau)))
+        one_chunk = len(_chunks(items)) == 1
+        e, g = _weighted_sums(items, f, params, cfg, tally, [_norms, None] if one_chunk else None)
+        return g, (e if one_chunk else _norms(e))
+    g_lo, _ = _rule_sums(intervals, lo, None, f, params, cfg, tally)
+    g_hi, _ = _rule_sums(intervals, hi, None, f, params, cfg, tally)
+    # G_lo − G_hi in place (no new parameter-sized buffer)
+    e = [None if g is None else (-g if d is None else d.sub_(g)) for d, g in zip(g_lo, g_hi)]
+    return g_hi, _norms(e)
 
 
 # gq_nodes="auto" picks its next node counts from the error estimates by assuming the quadrature
