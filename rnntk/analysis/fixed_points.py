@@ -33,7 +33,7 @@ The search follows FixedPointFinder (Golub & Sussillo 2018) and improves on it:
    (FixedPointFinder's rule).
 7. **Linearisation**: eigenvalues of every point's Jacobian in one batched ``eigvals``;
    discrete: of ``d step / dx`` (per step), sorted by modulus, unstable when ``|λ| > 1``;
-   continuous: of ``d(dx/dt)/dx = (dF/dx) / tau`` (1/s), sorted by real part, unstable when
+   continuous: of ``dF/dx`` (units 1/tau, as ``rnntk eigs``), sorted by real part, unstable when
    ``Re λ > 0``. Labels: ``stable``, ``saddle-k`` (k unstable directions), ``unstable`` (all);
    ``rotational`` when the leading eigenvalue is complex.
 
@@ -478,9 +478,7 @@ def fixed_points(
     us = None if us is None else us[sel]
     J = residual_jacobians(cm, time, xs, us)
     if time == "discrete":
-        J = J + torch.eye(cm.n, dtype=J.dtype, device=J.device)  # d step / dx
-    else:
-        J = J / float(getattr(cm, "tau", 1.0))  # d(dx/dt)/dx in 1/s
+        J = J + torch.eye(cm.n, dtype=J.dtype, device=J.device)  # d step / dx; continuous: dF/dx (1/tau)
     lam = sorted_eigvals(J, time)
     k, kinds, rot = classify(lam, time)
     stats["n_points"] = int(xs.shape[0])

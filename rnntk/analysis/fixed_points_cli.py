@@ -298,7 +298,7 @@ def _write(run: Any, grp: str, fp: Any, m: Any) -> None:
     import h5py
     import numpy as np
 
-    unit = "1/step" if fp.time == "discrete" else "1/s"
+    unit = "per step (d step/dx)" if fp.time == "discrete" else "1/tau (dF/dx, tau dx/dt = F)"
     crit = "|lambda| > 1" if fp.time == "discrete" else "Re lambda > 0"
     run.result(f"{grp}/xstar", fp.xstar, description="fixed and slow points (M, n)", time=fp.time)
     run.result(f"{grp}/q", fp.q, description="q = |G(x)|^2 / 2 at each point (G = step - x discrete, rhs continuous)")

@@ -2,7 +2,7 @@
 fields), scipy.optimize.root from a grid of starts (a 2-D tanh network with a saddle and two
 stable points), a 3-bit flip-flop network trained here (8 stable points whose readouts are the
 8 sign patterns), the discrete and continuous conventions of one leaky network (same points,
-eigenvalues related by λ_step = 1 + dt λ), Jacobians vs torch.autograd.functional.jacobian and
+eigenvalues related by λ_step = 1 + (dt/τ) λ), Jacobians vs torch.autograd.functional.jacobian and
 eigenvalues vs numpy.linalg.eig, the batched search vs a loop over candidates, a slow point
 known in closed form, and the uniqueness rounds vs a sequential q-ordered greedy pass."""
 
@@ -98,8 +98,8 @@ def test_linear_field_continuous_closed_form_with_rotation():
     fp = fixed_points(model, torch.randn(32, 3, generator=torch.Generator().manual_seed(1), dtype=D64))
     assert len(fp) == 1 and fp.time == "continuous"
     torch.testing.assert_close(fp.xstar[0], -torch.linalg.solve(M, b), rtol=0, atol=1e-12)
-    np.testing.assert_allclose(fp.eigvals[0].numpy(), _eig_sorted(M.numpy() / tau, "real"), atol=1e-9)  # 1/s
-    assert fp.kind == ["saddle-1"] and not bool(fp.rotational[0])  # the leading eigenvalue, 0.7/tau, is real
+    np.testing.assert_allclose(fp.eigvals[0].numpy(), _eig_sorted(M.numpy(), "real"), atol=1e-12)  # dF/dx, units 1/tau
+    assert fp.kind == ["saddle-1"] and not bool(fp.rotational[0])  # the leading eigenvalue, 0.7, is real
     flip = Continuous(lambda x, u: x @ (-M).T + b, 3, tau=tau)  # now the spiral leads (unstable) and 0.7 -> -0.7
     fq = fixed_points(flip, torch.randn(32, 3, generator=torch.Generator().manual_seed(2), dtype=D64))
     assert fq.kind == ["saddle-2"] and bool(fq.rotational[0])
@@ -257,7 +257,7 @@ def test_discrete_and_continuous_conventions_give_the_same_points():
     assert _match(ct.xstar.numpy(), dt.xstar.numpy()) < 1e-10
     order = np.linalg.norm(ct.xstar.numpy()[:, None] - dt.xstar.numpy()[None], axis=-1).argmin(1)
     for lam_c, lam_d in zip(ct.eigvals.numpy(), dt.eigvals.numpy()[order]):
-        np.testing.assert_allclose(np.sort_complex(1 + m.dt * lam_c), np.sort_complex(lam_d), atol=1e-10)  # λ_step = 1 + dt λ
+        np.testing.assert_allclose(np.sort_complex(1 + m.dt / m.tau * lam_c), np.sort_complex(lam_d), atol=1e-10)  # λ_step = 1 + dt/τ λ
     assert [k for k in ct.kind] == [dt.kind[i] for i in order]
 
 
@@ -267,18 +267,17 @@ def test_jacobians_and_eigenvalues_match_autograd_and_numpy(which):
     if which.startswith("vanilla"):
         m: Any = VanillaRNN(10, n_in=2, batch=1, g=1.8, generator=g).double()
         step = lambda x, u: m.step(x, u)  # noqa: E731
-        time, scale = "discrete", 1.0
+        time = "discrete"
     else:
         m = _leaky(1, 10)
         time = "continuous" if which.endswith("continuous") else "discrete"
         rhs = lambda x, u: -x + torch.tanh(x) @ m.W.T + u @ m.U.T + m.b  # noqa: E731
         step = (lambda x, u: m.step(x, u)) if time == "discrete" else rhs
-        scale = 1.0 if time == "discrete" else 1 / m.tau
     u = torch.tensor([0.3, 0.1], dtype=D64)
     fp = fixed_points(m, torch.randn(128, 10, generator=g, dtype=D64) * 2, u, time=time, keep_jacobians=True)
     assert len(fp) >= 1 and fp.jacobians is not None
     for x, J, lam in zip(fp.xstar, fp.jacobians, fp.eigvals):
-        ref = torch.autograd.functional.jacobian(lambda s: step(s[None], u[None])[0], x) * scale
+        ref = torch.autograd.functional.jacobian(lambda s: step(s[None], u[None])[0], x)
         torch.testing.assert_close(J, ref, rtol=0, atol=1e-12)
         np.testing.assert_allclose(lam.numpy(), _eig_sorted(ref.numpy(), "abs" if time == "discrete" else "real"), atol=1e-10)
     X = torch.randn(7, 10, generator=g, dtype=D64)  # away from fixed points, batched
