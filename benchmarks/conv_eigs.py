@@ -204,6 +204,48 @@ def realistic(rows: list[str], repeats: int, mixed: bool = False) -> None:
             rows.append(f"realistic area 7: {name} did not converge: MISSED")
 
 
+def polish_study(rows: list[str]) -> None:
+    """Why ``--dtype mixed`` polishes with a new float64 Krylov-Schur run started in the float32
+    wanted subspace, and not by continuing the float32 factorisation in float64: the float32
+    wanted Schur block (orthonormalised in float64, exact float64 Rayleigh quotient) has a
+    float64 residual block of full rank (flat singular values: float32 rounding noise), so no
+    Krylov decomposition (rank-one residual) lies near it to continue from. Deterministic
+    counts, seed 0, same operator as Part 3."""
+    import scipy.linalg as sla
+    from scipy.linalg.lapack import dtrsen
+
+    from rnntk.analysis.eigs import _block_eigs, _ks_run, _priority, _wanted
+
+    print("\n== Part 4: the float64 polish (realistic area 7, seed 0; matvec counts) ==")
+    op64 = ConvOperator(realistic_r8(0).recurrent_weight(7).detach().double(), 7, 7)
+    op32, n, which = op64.to(torch.float32), op64.N, ["LR", "LM"]
+    v0 = torch.rand(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = _ks_run(op32.matvec, n, op64.device, torch.float32, 10, which, 160, 1e-6, v0, 1000, 0.5, None)
+    B = r.B[: r.m, : r.m]
+    T, Z = sla.schur(B, output="real")
+    nw = len(_wanted(np.linalg.eigvals(B), 10, which))
+    sel = np.zeros(r.m, np.int32)
+    sel[np.argsort(_priority(_block_eigs(T), which), kind="stable")[:nw]] = 1
+    _, Zs, _, _, p, *_ = dtrsen(sel, T, Z, job="N")
+    Q = torch.linalg.qr((torch.from_numpy(np.ascontiguousarray(Zs[:, : int(p)].T)) @ r.V[: r.m].double()).T)[0].T
+    AQ = op64.matvec(Q)
+    S = (Q @ AQ.T).numpy()  # S[i, j] = q_i^T A q_j
+    R = AQ - torch.from_numpy(S).T @ Q
+    sv = torch.linalg.svdvals(R).numpy()
+    th, Y = np.linalg.eig(S)
+    Yt = torch.from_numpy(np.ascontiguousarray(Y.T))
+    rel = (torch.linalg.vector_norm(Yt @ R.to(torch.complex128), dim=1).numpy() / np.abs(th)).max()
+    print(f"float32 Krylov-Schur to 1e-6: {r.n_matvec} matvecs; its {int(p)} wanted Schur vectors in float64: Ritz residual {rel:.1e} (relative),")
+    print(f"  singular values of the float64 residual block / the largest: {', '.join(f'{x:.3f}' for x in sv[:6] / sv[0])} ... {sv[-1] / sv[0]:.3f}")
+    cold = krylov_schur(op64, k=10, which=which, tol=1e-10, dtype=torch.float64, polish=False, generator=torch.Generator().manual_seed(0))["LR"].info
+    mixed = krylov_schur(op64, k=10, which=which, tol=1e-10, dtype=torch.float32, polish=True, generator=torch.Generator().manual_seed(0))["LR"].info
+    print(f"cold float64 run: {cold['n_matvec_float64']} matvecs; mixed: {mixed['n_matvec_float32']} float32 + {mixed['n_matvec_float64']} float64 (polish)")
+    rows.append(
+        f"polish: {mixed['n_matvec_float64']} float64 matvecs after {mixed['n_matvec_float32']} float32 (cold float64 {cold['n_matvec_float64']}); "
+        f"float32 block residual in float64 {rel:.1e}, singular values {sv[1] / sv[0]:.2f}, {sv[2] / sv[0]:.2f}, ... of the largest (full rank)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="ARPACK on all four R8 sizes (many minutes)")
@@ -211,6 +253,7 @@ def main() -> None:
     ap.add_argument("--skip-r8", action="store_true")
     ap.add_argument("--skip-realistic", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the realistic comparison (median ratios; ~1-3 min each on one thread)")
+    ap.add_argument("--polish-study", action="store_true", help="Part 4: why the float64 polish restarts from the float32 subspace (~1 min)")
     ap.add_argument("--with-mixed", action="store_true", help="also the float32 Krylov + float64 polish variant (the CLI default, --dtype mixed)")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -221,6 +264,8 @@ def main() -> None:
         r8(rows, args.full)
     if not args.skip_realistic:
         realistic(rows, args.repeats, args.with_mixed)
+    if args.polish_study:
+        polish_study(rows)
     print(f"\n== Targets == (load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     for r in rows:
         print(r)
