@@ -19,9 +19,14 @@ are interleaved (``--repeats``, default 3; the order is reversed on odd repeats)
 ratio is taken within the repeat, and the medians are printed for wall time and for the CPU
 time of the process (``time.process_time``: it does not count time the process waited for a
 core, so it is the load-robust figure; run with ``OMP_NUM_THREADS=1`` so that it counts work,
-not threads spinning). One repeat takes ~1 min of CPU on one thread.
+not threads spinning). One repeat takes ~1 min of CPU on one thread (3 repeats took 16 min of
+wall time at load 10-15 on 2 shared cores; use ``--repeats 1`` or 2 on a loaded machine).
 
-Run: ``python benchmarks/conv_eigs.py [--full] [--skip-small] [--skip-r8] [--skip-realistic]``. Timings are noisy on
+Part 4 (``--polish-study``, ~1 min) — why the float64 polish of ``--dtype mixed`` is a new float64
+run from the float32 wanted subspace: the float32 wanted Schur block's float64 residual is full
+rank (float32 rounding noise), so the float32 factorisation cannot be continued in float64.
+
+Run: ``python benchmarks/conv_eigs.py [--full] [--skip-small] [--skip-r8] [--skip-realistic] [--polish-study]``. Timings are noisy on
 shared machines; every ratio is measured in this one run.
 """
 
