@@ -4,17 +4,39 @@ command stored, then numpy.linalg.eig."""
 
 from __future__ import annotations
 
+import signal
+
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import assert_user_error, run_cli
+from conftest import CliResult, assert_user_error
 
 from rnntk.engine import save_checkpoint
 
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+@pytest.fixture
+def cli(capsys):
+    """The CLI in this process (no interpreter start-up): ``cli(*args) -> CliResult``."""
+    from rnntk.cli import main
+
+    def run(*args) -> CliResult:
+        sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        threads = torch.get_num_threads()
+        try:
+            with pytest.raises(SystemExit) as e:
+                main([str(a) for a in args])
+        finally:  # the command sets signal handlers and the thread count: this process's are restored
+            for s, h in sigs.items():
+                signal.signal(s, h)
+            torch.set_num_threads(threads)
+        cap = capsys.readouterr()
+        return CliResult(int(e.value.code or 0), cap.out, cap.err)
+
+    return run
 
 
 def top(values: np.ndarray, k: int, which: str) -> np.ndarray:
@@ -39,10 +61,10 @@ def linear_rnn(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", ["dense", "arnoldi", "arpack"])
-def test_linear_model_eigs_equal_numpy(linear_rnn, tmp_path, method):
+def test_linear_model_eigs_equal_numpy(linear_rnn, tmp_path, method, cli):
     d, A = linear_rnn
     expected = np.linalg.eig(A)[0]
-    r = run_cli("eigs", d, "--method", method, "--k", "4", "--state", "trial:7", "--input", "noise", "--out", tmp_path / "e", "-q")
+    r = cli("eigs", d, "--method", method, "--k", "4", "--state", "trial:7", "--input", "noise", "--out", tmp_path / "e", "-q")
     assert r.code == 0, r.stderr
     for w in ("LM", "LR"):
         got = read(tmp_path / "e", f"layer0_{w}")
@@ -53,14 +75,14 @@ def test_linear_model_eigs_equal_numpy(linear_rnn, tmp_path, method):
     assert (tmp_path / "e" / "eigs_layer0.png").exists()
 
 
-def test_recurrent_weight_and_power_method(linear_rnn, tmp_path):
+def test_recurrent_weight_and_power_method(linear_rnn, tmp_path, cli):
     d, A = linear_rnn
-    r = run_cli("eigs", d, "--operator", "recurrent", "--k", "9", "--which", "LR", "--out", tmp_path / "w", "-q")
+    r = cli("eigs", d, "--operator", "recurrent", "--k", "9", "--which", "LR", "--out", tmp_path / "w", "-q")
     assert r.code == 0, r.stderr
     np.testing.assert_allclose(np.sort_complex(read(tmp_path / "w", "layer0_LR")), np.sort_complex(np.linalg.eig(A)[0]), atol=1e-9)
 
 
-def test_continuous_jacobian_at_a_trial_state_and_at_a_fixed_point_file(tmp_path):
+def test_continuous_jacobian_at_a_trial_state_and_at_a_fixed_point_file(tmp_path, cli):
     """LeakyRNN: eigenvalues of dF/dx (tau dx/dt = F) at the state the command stores."""
     from rnntk.core.leaky_rnn import LeakyRNN
     from rnntk.core.models import as_recurrent_model
@@ -69,7 +91,7 @@ def test_continuous_jacobian_at_a_trial_state_and_at_a_fixed_point_file(tmp_path
     net = LeakyRNN(2, 7, 1, g=1.8)
     save_checkpoint(tmp_path / "model.pt", model=net, hparams=net.hparams())
     m = as_recurrent_model(net.double())
-    r = run_cli("eigs", tmp_path / "model.pt", "--state", "trial:30", "--k", "7", "--out", tmp_path / "e", "-q")
+    r = cli("eigs", tmp_path / "model.pt", "--state", "trial:30", "--k", "7", "--out", tmp_path / "e", "-q")
     assert r.code == 0, r.stderr
     assert r.json["final"]["layers"]["layer0"]["time"] == "continuous"
     with h5py.File(tmp_path / "e" / "run.h5", "r") as f:
@@ -84,21 +106,21 @@ def test_continuous_jacobian_at_a_trial_state_and_at_a_fixed_point_file(tmp_path
     with h5py.File(tmp_path / "fp.h5", "w") as f:
         f["results/fixed_points/xstar"] = xs
         f["results/fixed_points/input"] = np.zeros((3, 2))
-    r = run_cli("eigs", tmp_path / "model.pt", "--state", "fixed-point:2", "--fixed-points", tmp_path / "fp.h5", "--k", "7", "--out", tmp_path / "f", "-q")
+    r = cli("eigs", tmp_path / "model.pt", "--state", "fixed-point:2", "--fixed-points", tmp_path / "fp.h5", "--k", "7", "--out", tmp_path / "f", "-q")
     assert r.code == 0, r.stderr
     J = torch.autograd.functional.jacobian(lambda s: m.rhs(s[None], torch.zeros(1, 2, dtype=torch.float64))[0], torch.as_tensor(xs[2])).numpy()
     np.testing.assert_allclose(np.sort_complex(read(tmp_path / "f", "layer0_LM")), np.sort_complex(np.linalg.eig(J)[0]), atol=1e-10)
-    assert_user_error(run_cli("eigs", tmp_path / "model.pt", "--state", "fixed-point:5", "--fixed-points", tmp_path / "fp.h5", "--out", tmp_path / "x"), "3 point")
+    assert_user_error(cli("eigs", tmp_path / "model.pt", "--state", "fixed-point:5", "--fixed-points", tmp_path / "fp.h5", "--out", tmp_path / "x"), "3 point")
 
 
-def test_eigs_bad_input(linear_rnn, tmp_path):
+def test_eigs_bad_input(linear_rnn, tmp_path, cli):
     from rnntk.online.models.seq_model import build_seq_model
 
     d, _ = linear_rnn
-    assert_user_error(run_cli("eigs", d, "--state", "later", "--out", tmp_path / "x"), "bad --state")
-    assert_user_error(run_cli("eigs", d, "--method", "power", "--out", tmp_path / "x"), "--which LM")
-    assert_user_error(run_cli("eigs", d, "--layers", "3", "--out", tmp_path / "x"), "1 recurrent layer")
-    assert_user_error(run_cli("eigs", d, "--method", "arpack", "--k", "8", "--out", tmp_path / "x"), "--k < N - 1")
+    assert_user_error(cli("eigs", d, "--state", "later", "--out", tmp_path / "x"), "bad --state")
+    assert_user_error(cli("eigs", d, "--method", "power", "--out", tmp_path / "x"), "--which LM")
+    assert_user_error(cli("eigs", d, "--layers", "3", "--out", tmp_path / "x"), "1 recurrent layer")
+    assert_user_error(cli("eigs", d, "--method", "arpack", "--k", "8", "--out", tmp_path / "x"), "--k < N - 1")
     gru = build_seq_model(d_in=2, n_classes=2, arch="gru", layers=1, d_model=4, d_hidden=4, generator=gen())
     save_checkpoint(tmp_path / "gru.pt", model=gru, hparams=gru.hparams())
-    assert_user_error(run_cli("eigs", tmp_path / "gru.pt", "--operator", "recurrent", "--out", tmp_path / "x"), "use --operator jacobian")
+    assert_user_error(cli("eigs", tmp_path / "gru.pt", "--operator", "recurrent", "--out", tmp_path / "x"), "use --operator jacobian")

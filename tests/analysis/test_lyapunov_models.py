@@ -6,11 +6,13 @@ and for linear recurrences the closed form (exponents = log|eigenvalues| of the 
 
 from __future__ import annotations
 
+import signal
+
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import CliResult
 
 from rnntk.analysis.lyapunov import generic_tangent, initial_basis, lyapunov_spectrum
 from rnntk.core.models import TangentModel, as_recurrent_model, tangent
@@ -21,6 +23,26 @@ T, B = 12, 2
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+@pytest.fixture
+def cli(capsys):
+    """The CLI in this process (no interpreter start-up): ``cli(*args) -> CliResult``."""
+    from rnntk.cli import main
+
+    def run(*args) -> CliResult:
+        sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        threads = torch.get_num_threads()
+        try:
+            with pytest.raises(SystemExit) as e:
+                main([str(a) for a in args])
+        finally:  # the command sets signal handlers and the thread count: this process's are restored
+            for s, h in sigs.items():
+                signal.signal(s, h)
+            torch.set_num_threads(threads)
+        cap = capsys.readouterr()
+        return CliResult(int(e.value.code or 0), cap.out, cap.err)
+
+    return run
 
 
 def family(name: str):
@@ -99,7 +121,7 @@ def test_linear_recurrence_exponents_are_log_abs_eigenvalues(name):
     assert float((res.exponents[0] - expected).abs().max()) < 5e-3
 
 
-def test_cli_motor_network_is_analysed_per_step_and_per_second(tmp_path):
+def test_cli_motor_network_is_analysed_per_step_and_per_second(tmp_path, cli):
     """Regression: `rnntk lyapunov` refused a SOFO-trained motor network (only VanillaRNN and
     LeakyRNN were known). Per second = per step / dt."""
     from rnntk.engine import save_checkpoint
@@ -107,7 +129,7 @@ def test_cli_motor_network_is_analysed_per_step_and_per_second(tmp_path):
 
     net = MotorRNN(2, 6, dt=0.01, tau=0.05, generator=gen())
     save_checkpoint(tmp_path / "model.pt", model=net, hparams=net.hparams())
-    r = run_cli("lyapunov", tmp_path, "--steps", "60", "--warmup", "10", "--n-traj", "2", "--horizons", "5", "--out", tmp_path / "l", "-q")
+    r = cli("lyapunov", tmp_path, "--steps", "60", "--warmup", "10", "--n-traj", "2", "--horizons", "5", "--out", tmp_path / "l", "-q")
     assert r.code == 0, r.stderr
     fin = r.json["final"]
     assert fin["model_class"] == "MotorRNN" and fin["time"] == "continuous" and fin["dt"] == 0.01
@@ -118,7 +140,7 @@ def test_cli_motor_network_is_analysed_per_step_and_per_second(tmp_path):
     assert (tmp_path / "l" / "lyapunov.csv").read_text().startswith("index,lambda_mean,lambda_sem,lambda_mean_per_s")
 
 
-def test_cli_online_stack_is_analysed_layer_by_layer(tmp_path):
+def test_cli_online_stack_is_analysed_layer_by_layer(tmp_path, cli):
     """Each LRU layer of an online-lru SeqModel: its exponents are log|lambda| of that layer
     (each twice: the real state [Re h, Im h])."""
     from rnntk.engine import save_checkpoint
@@ -126,7 +148,7 @@ def test_cli_online_stack_is_analysed_layer_by_layer(tmp_path):
 
     net = build_seq_model(d_in=2, n_classes=2, layers=2, d_model=4, d_hidden=3, r_min=0.2, r_max=0.9, generator=gen())
     save_checkpoint(tmp_path / "model.pt", model=net, hparams=net.hparams())
-    r = run_cli("lyapunov", tmp_path / "model.pt", "--steps", "800", "--warmup", "100", "--n-traj", "1", "--horizons", "", "--input", "noise",
+    r = cli("lyapunov", tmp_path / "model.pt", "--steps", "800", "--warmup", "100", "--n-traj", "1", "--horizons", "", "--input", "noise",
                 "--out", tmp_path / "l", "-q")
     assert r.code == 0, r.stderr
     assert set(r.json["final"]["layers"]) == {"layer0", "layer1"}
