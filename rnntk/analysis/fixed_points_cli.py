@@ -158,7 +158,13 @@ def fixed_points_cmd(
         raise UserError("--traces: a stack of layers has one state per layer; generated trajectories are used for each")
     stored = read_state_traces(model_path.parent / "run.h5", traces, layers[0][1].n) if traces is not None else None
     n_max = max(m.n for _, m in layers)
-    need = nbytes_of(n_traj, steps, n_max) * 2 + nbytes_of(n_traj, steps, stack.n_in) + nbytes_of(candidates, n_max, 24) + nbytes_of(min(candidates, 4096) ** 2)
+    need = (
+        nbytes_of(n_traj, steps, n_max) * 2  # trajectories
+        + nbytes_of(n_traj, steps, stack.n_in)
+        + nbytes_of(candidates, n_max, 24)  # candidates and Adam/Newton state
+        + nbytes_of(min(candidates, 4096) ** 2)  # the uniqueness rounds
+        + nbytes_of(max(1, min(candidates, (1 << 28) // (32 * n_max * n_max) or 1)), n_max, n_max) * 6  # a chunk of dense Jacobians and their solves
+    )
     check_fits(
         need,
         resolve_device(opts.device),
