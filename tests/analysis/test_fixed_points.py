@@ -317,6 +317,15 @@ def test_unique_leaders_equal_a_sequential_q_ordered_greedy_pass():
     assert unique_leaders(chain, torch.arange(4.0, dtype=D64), 1.0).tolist() == [0, 2]
 
 
+def test_one_candidate_is_not_its_own_distance_outlier():
+    # regression: with one candidate (or one state repeated) the outlier rule divided by a zero
+    # mean distance and dropped every point
+    model = Discrete(_tanh2, 2)
+    for states in (torch.tensor([[0.9, 0.1]], dtype=D64), torch.tensor([[0.9, 0.1]] * 5, dtype=D64)):
+        fp = fixed_points(model, states)
+        assert len(fp) == 1 and float(fp.q[0]) < 1e-28
+
+
 def test_float32_module_is_evaluated_in_a_float64_copy_and_left_unchanged():
     m = FlipFlop(8)
     before = {k: v.clone() for k, v in m.state_dict().items()}
