@@ -23,8 +23,9 @@ a private wrapper around ``func``; the user's module never needs (nor gets) an `
 With ``gq_nodes="auto"`` (the default; adaptive Runge–Kutta backward solvers) the rule is only the
 start: each backward solve keeps its accepted steps' interpolants (``_dense_solve``, the values
 odeint would return at the nodes), and after the sweep the n-point sums of all intervals are
-checked against the (n−1)-point sums (issue 12); every n doubles until the difference is within
-the adjoint rtol/atol, with no new solve.
+checked against the (n−1)-point sums (issue 12); while the difference exceeds the adjoint
+rtol/atol, the counts grow (by one node, checked against the previous sum, when that is
+predicted to suffice; else to the predicted count, at most doubling), with no new solve.
 
 Time gradients (when ``t.requires_grad``) use the closed forms dL/dt_k = g_kᵀ f(t_k, y_k) for
 k ≥ 1 and dL/dt_0 = −a(t_0⁺)ᵀ f(t_0, y_0).
@@ -76,8 +77,8 @@ class GQStats:
     cap_hits: intervals whose node count was clipped by ``gq_nmax`` (with "auto": intervals whose
       error estimate was still above tolerance at ``gq_nmax`` nodes).
     restarts: backward solves (one per output interval).
-    refinements: rounds in which an interval's error estimate failed and n doubled ("auto"; the
-      interval is not solved again: the new nodes are read off the same solve's interpolants).
+    refinements: rounds after the first, each after a failed error estimate ("auto"; the counts
+      grow, no interval is solved again: the new nodes are read off the same solve's interpolants).
     quad_error_ratio: the largest accepted estimate / tolerance ("auto"; ≤ 1 unless capped).
     """
 
@@ -852,8 +853,8 @@ def odeint_adjoint_gq(
     ``(*xs, *as)``) and the time in the caller's direction.
 
     GQ options: ``gq_nodes`` = ``"auto"`` (default: per interval, the n-point rule with its error
-    estimated against the (n−1)-point rule on the same backward solve; n doubles until the
-    estimate is within the adjoint rtol/atol, up to ``gq_nmax``), an int (that many nodes on
+    estimated against the (n−1)-point rule on the same backward solve; while the estimate
+    exceeds the adjoint rtol/atol the counts grow, up to ``gq_nmax``), an int (that many nodes on
     every interval) or None (upstream's rule alone, no error control). ``gtol`` (> 0; larger means
     MORE nodes) sets the rule's count n_k = ceil(gtol·NFE_fwd·Δt_k/T), which "auto" starts from.
     ``gq_nmin`` / ``gq_nmax`` clamp it. ``trajectory`` ("recompute" | "store": the forward dopri5
