@@ -8,16 +8,18 @@ import importlib as _importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from rnntk.core.constrained_rnn import ConstrainedRNN
     from rnntk.core.leaky_rnn import LeakyRNN
     from rnntk.core.trials import TrialBatch
     from rnntk.core.vanilla_rnn import VanillaRNN
 
 _LAZY: dict[str, str] = {
+    "ConstrainedRNN": "rnntk.core.constrained_rnn",
     "TrialBatch": "rnntk.core.trials",
     "VanillaRNN": "rnntk.core.vanilla_rnn",
     "LeakyRNN": "rnntk.core.leaky_rnn",
 }
-__all__ = ["LeakyRNN", "TrialBatch", "VanillaRNN"]
+__all__ = ["ConstrainedRNN", "LeakyRNN", "TrialBatch", "VanillaRNN"]
 
 
 def __getattr__(name: str) -> Any:

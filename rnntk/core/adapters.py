@@ -11,12 +11,14 @@ from typing import Any, Optional
 
 import torch
 
+from rnntk.core.constrained_rnn import ConstrainedRNN, rebuild
 from rnntk.core.leaky_rnn import ACTIVATIONS, LeakyRNN
 from rnntk.core.models import register_adapter, register_model
 from rnntk.core.vanilla_rnn import VanillaRNN
 
 register_model(VanillaRNN)
 register_model(LeakyRNN)
+register_model(ConstrainedRNN, build=rebuild)  # speaks the contract itself (continuous, analytic tangent)
 
 
 class VanillaContract:

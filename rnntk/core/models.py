@@ -222,8 +222,17 @@ def build_model(model_class: str, hparams: Mapping[str, Any], state_dict: Option
         raise UserError(f"unknown model_class {model_class!r} (known: {', '.join(sorted(classes))})")
     model = _BUILDERS[model_class](**dict(hparams))
     if state_dict is not None:
+        _fit(model, state_dict)
         load_state_into(model, state_dict, source=f"{model_class} weights")
     return model
+
+
+def _fit(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Let a model whose parameter shapes follow buffers of its state dict (e.g. the masks of
+    :class:`~rnntk.core.constrained_rnn.ConstrainedRNN`) resize them before a strict load."""
+    fit = getattr(model, "fit_state_dict", None)
+    if callable(fit):
+        fit(state_dict)
 
 
 def load_model(path: Path | str) -> nn.Module:
@@ -246,6 +255,7 @@ def load_model(path: Path | str) -> nn.Module:
         model = build_model(name, hp)
         own = model.state_dict()
         sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}  # /model stores float32
+        _fit(model, sd)
         from rnntk.engine.checkpoint import load_state_into
 
         load_state_into(model, sd, source=str(path))
