@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -12,45 +11,10 @@ import typer
 from rnntk.engine.errors import EXIT_USER, RnntkError, UserError
 from rnntk.engine.options import ENGINE_COMMANDS, error_line
 
-from .launchers import Launcher, LocalLauncher, PrintLauncher, SlurmLauncher
-from .sweep import STATES, Job, Sweep, check_options, load_sweep, read_manifest, states, write_manifest
+from .launchers import LauncherName, LocalLauncher, PrintLauncher, Retry, make_launcher, parse_extra
+from .sweep import STATES, Job, check_options, load_sweep, read_manifest, states, write_manifest
 
 PANEL_SLURM = "Slurm (--launcher slurm or print)"
-
-
-class LauncherName(str, enum.Enum):
-    local = "local"
-    slurm = "slurm"
-    print = "print"
-
-
-class Retry(str, enum.Enum):
-    failed = "failed"
-    nonfinite = "nonfinite"
-
-
-def _extra(items: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for it in items:
-        k, sep, v = it.partition("=")
-        if not sep or not k:
-            raise UserError(f"bad --slurm-extra '{it}': use KEY=VALUE, e.g. --slurm-extra qos=high")
-        out[k.strip().lstrip("-")] = v
-    return out
-
-
-def _launcher(name: LauncherName, jobs: int, sweep: Sweep, flags: dict[str, Any]) -> Launcher:
-    """The launcher object for ``name``: flags override the sweep file's [slurm] table."""
-    if name is LauncherName.local:
-        if jobs < 1:
-            raise UserError(f"bad --jobs {jobs}: must be at least 1")
-        return LocalLauncher(n_jobs=jobs)
-    given = {k: v for k, v in flags.items() if v not in (None, [], {})}
-    unknown = sorted(set(sweep.slurm) - {"partition", "time", "cpus_per_task", "gpus_per_task", "mem", "array_parallelism", "extra"})
-    if unknown:
-        raise UserError(f"sweep '{sweep.name}': unknown key '{unknown[0]}' in [slurm]")
-    kw = {**sweep.slurm, **given}
-    return SlurmLauncher(**kw) if name is LauncherName.slurm else PrintLauncher(**kw)
 
 
 def _status_table(folder: Path, manifest: dict[str, Any], st: dict[str, str]) -> None:
@@ -117,9 +81,9 @@ def sweep_cmd(
             "gpus_per_task": gpus_per_task,
             "mem": mem,
             "array_parallelism": array_parallelism,
-            "extra": _extra(slurm_extra or []),
+            "extra": parse_extra(slurm_extra or []),
         }
-        chosen = _launcher(launcher, jobs, sweep, flags)
+        chosen = make_launcher(launcher, jobs, sweep, flags)
         write_manifest(folder, sweep, all_jobs)
         st = states(folder, all_jobs)
         redo = {"interrupted", "pending"} | {r.value for r in retry or []}

@@ -13,6 +13,7 @@ runs any engine command without importing it.
 
 from __future__ import annotations
 
+import enum
 import os
 import shlex
 import signal
@@ -354,3 +355,42 @@ exit "$rc"
         path.write_text(self.script)
         os.chmod(path, 0o755)
         return {"sbatch_script": str(path)}
+
+
+# --- chosen by name at the CLI edge ---------------------------------------------------------
+
+
+class LauncherName(str, enum.Enum):
+    local = "local"
+    slurm = "slurm"
+    print = "print"
+
+
+class Retry(str, enum.Enum):
+    failed = "failed"
+    nonfinite = "nonfinite"
+
+
+def parse_extra(items: list[str]) -> dict[str, str]:
+    """``--slurm-extra KEY=VALUE`` items as a dict (UserError naming a bad item)."""
+    out: dict[str, str] = {}
+    for it in items:
+        k, sep, v = it.partition("=")
+        if not sep or not k:
+            raise UserError(f"bad --slurm-extra '{it}': use KEY=VALUE, e.g. --slurm-extra qos=high")
+        out[k.strip().lstrip("-")] = v
+    return out
+
+
+def make_launcher(name: LauncherName, jobs: int, sweep: Sweep, flags: dict[str, Any]) -> Launcher:
+    """The launcher object for ``name``: flags override the sweep file's [slurm] table."""
+    if name is LauncherName.local:
+        if jobs < 1:
+            raise UserError(f"bad --jobs {jobs}: must be at least 1")
+        return LocalLauncher(n_jobs=jobs)
+    given = {k: v for k, v in flags.items() if v not in (None, [], {})}
+    unknown = sorted(set(sweep.slurm) - {"partition", "time", "cpus_per_task", "gpus_per_task", "mem", "array_parallelism", "extra"})
+    if unknown:
+        raise UserError(f"sweep '{sweep.name}': unknown key '{unknown[0]}' in [slurm]")
+    kw = {**sweep.slurm, **given}
+    return SlurmLauncher(**kw) if name is LauncherName.slurm else PrintLauncher(**kw)
