@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -23,9 +23,12 @@ from rnntk.cordsnet.config import EvalConfig
 from rnntk.cordsnet.images import ImageSource, Preset
 from rnntk.cordsnet.model import DT, TAU, CordsNet
 
+if TYPE_CHECKING:
+    from rnntk.engine.run import Rows, Run
+
 
 # ---------------------------------------------------------------------- evaluation
-def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConfig, run: Any) -> dict[str, Any]:
+def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConfig, run: Run) -> dict[str, Any]:
     """Simulate every image of ``source`` (batches of ``cfg.batch_size``; the spontaneous phase
     once) and write to ``run``: ``/results/logits`` ``[n, T_readout, classes]`` (streamed),
     ``/results/pred``, ``/results/labels``, ``/results/accuracy_by_step`` (one value per
@@ -60,56 +63,35 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             k5 = min(5, model.classes)
             top5 += float((lg[:, final_idx].topk(k5, -1).indices == y[:, None]).any(-1).sum())
 
-    def prepare(done: int) -> Any:
-        """Called once the run writes (after a --resume committed): the logits dataset with
-        exactly the ``done`` images the checkpoint covers (rows past it are cut, also from the
-        traces), the spontaneous recordings, and the accuracies of the kept images."""
-        h5 = run.h5.f["results"]  # (not held from before: a resume reopens the file when it commits)
-        if "logits" in h5:
-            ds = h5["logits"]
-        else:
-            ds = h5.create_dataset(
-                "logits",
-                shape=(0, t_read, model.classes),
-                maxshape=(None, t_read, model.classes),
-                dtype="f4",
-                chunks=(max(1, min(64, n)), t_read, model.classes),
-                compression="gzip",
-                compression_opts=1,
-            )
-            ds.attrs.update(
-                dims="trial,readout_step,class",
-                readout=cfg.readout,
-                dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
-                t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt,
-                units="logit",
-                description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step",
-            )
-        ds.resize((done,) + ds.shape[1:])
+    def prepare(done: int) -> tuple[Rows, Rows]:
+        """Called once the run writes (after a --resume committed): the logits and population
+        rates with exactly the ``done`` images the checkpoint covers (rows past it are cut, also
+        from the traces), the spontaneous recordings, and the accuracies of the kept images."""
+        logits = run.rows(
+            "logits",
+            (t_read, model.classes),
+            chunk_rows=max(1, min(64, n)),
+            dims="trial,readout_step,class",
+            readout=cfg.readout,
+            dt=dt * (1 if cfg.readout == "every" else cfg.stim_steps),
+            t0=(cfg.spont_steps + (1 if cfg.readout == "every" else cfg.stim_steps)) * dt,
+            units="logit",
+            description="logits after each stimulus (and post) step" if cfg.readout == "every" else "logits after the last stimulus step",
+        )
+        logits.truncate(done)
         for j in cfg.record:
-            if f"layer{j}" in run.h5.f["traces"]:
-                tr_ds = run.h5.f["traces"][f"layer{j}"]
-                tr_ds.resize((done,) + tr_ds.shape[1:])
-        if "population_rate" in h5:
-            pr = h5["population_rate"]
-        else:
-            pr = h5.create_dataset(
-                "population_rate",
-                shape=(0, cfg.stim_steps + cfg.post_steps, model.depth),
-                maxshape=(None, cfg.stim_steps + cfg.post_steps, model.depth),
-                dtype="f4",
-                chunks=(max(1, min(64, n)), cfg.stim_steps + cfg.post_steps, model.depth),
-                compression="gzip",
-                compression_opts=1,
-            )
-            pr.attrs.update(
-                dims="trial,time,area",
-                dt=dt,
-                t0=(cfg.spont_steps + 1) * dt,
-                units="rate (a.u.)",
-                description="mean rate of each area's units after each stimulus (and post) step",
-            )
-        pr.resize((done,) + pr.shape[1:])
+            run.truncate(f"traces/layer{j}", done)
+        pop = run.rows(
+            "population_rate",
+            (cfg.stim_steps + cfg.post_steps, model.depth),
+            chunk_rows=max(1, min(64, n)),
+            dims="trial,time,area",
+            dt=dt,
+            t0=(cfg.spont_steps + 1) * dt,
+            units="rate (a.u.)",
+            description="mean rate of each area's units after each stimulus (and post) step",
+        )
+        pop.truncate(done)
         run.result(
             "spontaneous_population_rate",
             torch.stack(spont_rates, 1)[0].float().cpu() if spont_rates else torch.zeros(0, model.depth),
@@ -130,13 +112,13 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
                 description="spontaneous phase (zero image), shared by all images",
             )
         if done:
-            account(torch.from_numpy(ds[:done]), range(done))
-        return ds
+            account(torch.from_numpy(logits.read(done)), range(done))
+        return logits, pop
 
     with torch.no_grad(), parametrize.cached():
         spont_rates: list[torch.Tensor] = []
         spont = model.spontaneous(cfg.spont_steps, cfg.alpha, cfg.record, cfg.record_stride, cfg.record_pool, check=stop_check, rates=spont_rates)
-        trace_attrs = dict(
+        trace_attrs: dict[str, Any] = dict(
             tau=TAU,
             alpha=cfg.alpha,
             spont_steps=cfg.spont_steps,
@@ -148,10 +130,10 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             stim_offset=(cfg.spont_steps + cfg.stim_steps) * dt,
         )
         nb = (n + cfg.batch_size - 1) // cfg.batch_size
-        ds = None
+        streams: tuple[Rows, Rows] | None = None
         for b in run.steps(nb, desc="cordsnet-eval"):
-            if ds is None:
-                ds = prepare(b * cfg.batch_size)
+            if streams is None:
+                streams = prepare(b * cfg.batch_size)
             idx = list(range(b * cfg.batch_size, min(n, (b + 1) * cfg.batch_size)))
             x = source.load(idx, cfg.image_size or model.image_size, preset).to(device=dev, dtype=model.conv_bias[0].dtype)
             rates: list[torch.Tensor] = []
@@ -170,12 +152,9 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
                 rates=rates,
             )
             lg = res.logits.float().cpu()
-            n0 = ds.shape[0]
-            ds.resize((n0 + len(idx),) + ds.shape[1:])
-            ds[n0:] = lg.numpy()
-            pr_ds = run.h5.f["results"]["population_rate"]
-            pr_ds.resize((n0 + len(idx),) + pr_ds.shape[1:])
-            pr_ds[n0:] = torch.stack(rates, 1).float().cpu().numpy()
+            n0 = len(streams[0])
+            streams[0].append(lg)
+            streams[1].append(torch.stack(rates, 1).float().cpu())
             for j, tr in res.traces.items():
                 run.trace(
                     f"layer{j}",
@@ -192,8 +171,8 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             if labels is not None:
                 row["running_top1"] = float(correct[final_idx]) / (n0 + len(idx))
             run.log(b, **row)
-        if ds is None:  # a --resume of a run whose batches were all done
-            ds = prepare(n)
+        if streams is None:  # a --resume of a run whose batches were all done
+            streams = prepare(n)
     seconds = time.perf_counter() - t0
     pred = torch.cat(preds)
     run.result("pred", pred.numpy(), description="argmax of the logits after the last stimulus step")
@@ -206,9 +185,9 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
         if cfg.readout == "every":
             out["best_step_top1"] = float(acc.max())
     if source.classes:
-        run.h5.f["results"].attrs["classes"] = ",".join(source.classes)[:60000]
+        run.annotate("results", classes=",".join(source.classes)[:60000])
     spont_pop = torch.stack(spont_rates, 1)[0].float().cpu().numpy() if spont_rates else None
-    stim_pop = run.h5.f["results"]["population_rate"][:].mean(0)
+    stim_pop = streams[1].read().mean(0)
     run.figure(plot_population_rate(spont_pop, stim_pop, dt, cfg), "population_rate")
     if labels is not None and cfg.readout == "every":
         run.figure(plot_accuracy_vs_time((correct / n).numpy(), dt, cfg), "accuracy_vs_time")
@@ -227,7 +206,7 @@ def plot_population_rate(spont: Any, stim: Any, dt: float, cfg: EvalConfig) -> A
     ms = dt * 1e3
     fig, ax = plt.subplots(figsize=(7, 4))
     depth = stim.shape[1]
-    colors = plt.cm.viridis(np.linspace(0, 0.9, depth))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, depth))  # pyright: ignore[reportAttributeAccessIssue]  (registered at import)
     ts = np.arange(1, cfg.spont_steps + 1) * ms
     tt = (cfg.spont_steps + np.arange(1, stim.shape[0] + 1)) * ms
     for j in range(depth):
@@ -319,7 +298,7 @@ def train_cordsnet(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
     cfg: TrainConfig,
-    run: Any,
+    run: Run,
     test_x: Optional[torch.Tensor] = None,
     test_y: Optional[torch.Tensor] = None,
 ) -> dict[str, float]:
@@ -339,7 +318,7 @@ def train_cordsnet(
     for step in run.steps(cfg.epochs * nb, desc="cordsnet-train"):
         epoch, b = divmod(step, nb)
         if perm is None or b == 0:
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(run.seed * 7919 + epoch))
+            perm = torch.randperm(n, generator=run.rng(f"cordsnet-train/shuffle/{epoch}", legacy_offset=7918 * run.seed + epoch))  # legacy: seed * 7919 + epoch
         idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
         x, y = train_x[idx].to(dev), train_y[idx].to(dev)
         with parametrize.cached():
@@ -400,6 +379,7 @@ def train_mini_digits(
     src = load_digits_source()
     x = src.load(list(range(len(src))), image_size, PRESETS["digits"])
     y = src.labels
+    assert y is not None  # the bundled digits are labelled
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, clip=clip, post_steps=post_steps, image_size=image_size)
     conf = dict(vars(cfg), n_train=n_train, width=width, recipe="rnntk.cordsnet.train.train_mini_digits")
     with Run.open(out, command="cordsnet-train", config=conf, seed=seed, device=device, force=True) as run:

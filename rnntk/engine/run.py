@@ -51,7 +51,7 @@ from .progress import Progress
 from .run_base import CHECKPOINT, RESERVE_BYTES, iso, utc_now
 from .run_close import RunClose
 from .run_outputs import Rows, RunOutputs
-from .seeding import derive_seed, get_rng_state, resolve_seed, seed_everything, set_rng_state, stream_generator
+from .seeding import derive_seed, get_rng_state, numpy_stream, resolve_seed, seed_everything, set_rng_state, stream_generator
 from .threads import ensure_torch_threads
 
 __all__ = ["CHECKPOINT", "RESERVE_BYTES", "Rows", "Run", "default_run_dir"]
@@ -327,6 +327,10 @@ class Run(RunOutputs, RunClose):
         ``legacy_offset`` keeps the older ``seed + offset`` seeding where a pinned figure
         depends on it (:func:`rnntk.engine.seeding.stream_generator`)."""
         return stream_generator(self.seed, stream, device=device if device is not None else "cpu", legacy_offset=legacy_offset)
+
+    def np_rng(self, stream: str, *, legacy_offset: int | None = None) -> np.random.Generator:
+        """:meth:`rng` for NumPy code: a fresh ``np.random.Generator`` for the named stream."""
+        return numpy_stream(self.seed, stream, legacy_offset=legacy_offset)
 
     def read_metrics(self, names: Sequence[str] | None = None) -> dict[str, np.ndarray]:
         """The metrics logged so far (buffered rows flushed first): ``{"step": int64 [n],

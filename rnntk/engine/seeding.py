@@ -77,6 +77,12 @@ def stream_generator(seed: int, stream: str, *, device: str | torch.device = "cp
     return torch.Generator(device=device).manual_seed(s)
 
 
+def numpy_stream(seed: int, stream: str, *, legacy_offset: int | None = None) -> np.random.Generator:
+    """:func:`stream_generator` for NumPy: a fresh ``np.random.Generator`` (PCG64) for the
+    named stream (``legacy_offset``: seeded ``seed + legacy_offset``, the older derivation)."""
+    return np.random.default_rng(int(seed) + int(legacy_offset) if legacy_offset is not None else derive_seed(seed, stream))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python's ``random``, NumPy's global RNG, torch (CPU and every CUDA device).
 

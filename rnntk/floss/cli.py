@@ -36,7 +36,7 @@ def floss_cmd(opts: RunOptions, cfg: FlossConfig) -> None:
         hint="use smaller --n-units/--batch/--trial-len/--le-len/--eval-batch",
     )
     with opts.open_run() as run:
-        run.h5.set_attrs(task=cfg.task, n_bits=cfg.n_bits, flossing=not cfg.no_floss)
+        run.annotate(task=cfg.task, n_bits=cfg.n_bits, flossing=not cfg.no_floss)
         train_floss(cfg, run)
 
 

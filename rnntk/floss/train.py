@@ -10,7 +10,7 @@ before/after every flossing episode and every ``le_every`` epochs.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,24 +18,18 @@ from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_
 from rnntk.core.vanilla_rnn import VanillaRNN
 from rnntk.engine.limits import overflow_as_nonfinite
 from rnntk.floss.config import FlossConfig
-from rnntk.floss.delayed_xor import accuracy, bce_loss, delayed_parity_trials
 from rnntk.floss.flossing import clip_per_tensor, floss_step, flossed_parameters
+from rnntk.floss.tasks import task_source, to_device
+
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
 
-def _task(cfg: FlossConfig, batch: int, steps: int, gen: torch.Generator):
-    return delayed_parity_trials(batch, steps, cfg.delay, n_bits=cfg.n_bits, upstream_window=cfg.upstream_window, generator=gen)
-
-
-def _bits(batch: int, steps: int, gen: torch.Generator) -> torch.Tensor:
-    """Task-distributed input bits (B, T, 1) for flossing and probe sequences (no targets needed,
-    so any length works, also shorter than the delay)."""
-    return torch.randint(0, 2, (batch, steps, 1), generator=gen, device=gen.device).float()
-
-
-def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
-    """Train a :class:`VanillaRNN` on the delayed parity task with the flossing schedule."""
+def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
+    """Train a :class:`VanillaRNN` on the delayed parity task (or a neurogym task) with the flossing schedule."""
     dev = run.device
-    model = VanillaRNN(cfg.n_units, 1, 1, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=run.generator).to(dev)
+    src = task_source(cfg)
+    model = VanillaRNN(cfg.n_units, src.n_in, src.n_out, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=run.generator).to(dev)
     if not cfg.train_x0:
         model.x0.requires_grad_(False)
     task_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
@@ -44,13 +38,12 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
     st = run.state
     for key in ("episodes", "floss_losses", "floss_lambdas", "le_epochs", "le_after_floss", "le", "cond", "sv", "accs", "floss_s", "task_s", "nonfinite_floss"):
         st.setdefault(key, 0 if key in ("episodes", "floss_s", "task_s", "nonfinite_floss") else [])
-    dgen = lambda s: torch.Generator(device=dev).manual_seed(s)  # noqa: E731  # drawn on the run's device (same streams on CPU)
-    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=dgen(run.seed + 3), dtype=torch.float32, device=dev)
-    probe = _bits(1, cfg.le_len, dgen(run.seed + 5))
+    # streams drawn on the run's device (the same on CPU); legacy offsets: README figures depend on these draws
+    q0 = initial_basis(cfg.n_units, cfg.floss_k, generator=run.rng("floss/q0", device=dev, legacy_offset=3), dtype=torch.float32, device=dev)
+    probe = src.drive(cfg.le_len, run.rng("floss/probe", device=dev, legacy_offset=5))
     horizons = [h for h in cfg.horizons if h <= cfg.le_len]
-    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=dgen(run.seed + 7), dtype=torch.float32, device=dev)
-    test = _task(cfg, cfg.eval_batch, cfg.trial_len, torch.Generator().manual_seed(run.seed + 11))
-    test_u, test_y, test_m = test.inputs.to(dev), test.targets.to(dev), test.mask.to(dev)
+    q_probe = initial_basis(cfg.n_units, cfg.n_units, generator=run.rng("floss/q-probe", device=dev, legacy_offset=7), dtype=torch.float32, device=dev)
+    test = to_device(src.trials(cfg.eval_batch, run.rng("floss/test", legacy_offset=11)), dev)
 
     def stop_check() -> None:  # a signal stops a long spectrum or episode within a time step
         run.check_interrupt(checkpoint=False)
@@ -69,9 +62,9 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
 
     def episode(epoch: int, n_fl: int) -> None:
         t0 = time.perf_counter()
-        fgen = dgen(run.seed * 1_000_003 + epoch)
+        fgen = run.rng(f"floss/episode/{epoch}", device=dev, legacy_offset=1_000_002 * run.seed + epoch)  # legacy: seed * 1_000_003 + epoch
         for _ in range(n_fl):
-            u = _bits(1, cfg.floss_len, fgen)
+            u = src.drive(cfg.floss_len, fgen)
             with overflow_as_nonfinite(run.step, "floss_update"):  # e.g. --floss-lr 1e38: exit 3, last good checkpoint kept
                 info = floss_step(
                     model,
@@ -107,11 +100,10 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
             episode(epoch, n_fl)
             row.update(floss_loss=st["floss_losses"][-1], floss_lambda_1=st["floss_lambdas"][-1][0])
         t0 = time.perf_counter()
-        tr = _task(cfg, cfg.batch, cfg.trial_len, run.generator)
-        u, y, m = tr.inputs.to(dev), tr.targets.to(dev), tr.mask.to(dev)
-        logits, _ = model(u)
-        loss = bce_loss(logits, y, m)
-        acc = float(accuracy(logits.detach(), y, m))  # on never-seen data, before the update
+        tr = to_device(src.trials(cfg.batch, run.generator), dev)
+        logits, _ = model(tr.inputs)
+        loss = src.loss(logits, tr)
+        acc = src.accuracy(logits.detach(), tr)  # on never-seen data, before the update
         task_opt.zero_grad()
         loss.backward()
         gx0 = float(model.x0.grad.norm()) if model.x0.grad is not None else 0.0
@@ -123,7 +115,7 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         row.update(loss=float(loss.detach()), accuracy=acc, grad_norm=gnorm, grad_norm_x0=gx0)
         if epoch % cfg.eval_every == 0:
             with torch.no_grad():
-                row["test_accuracy"] = float(accuracy(model(test_u)[0], test_y, test_m))
+                row["test_accuracy"] = src.accuracy(model(test.inputs)[0], test)
         if cfg.le_every and epoch > 0 and epoch % cfg.le_every == 0:
             spectrum(epoch + 1)
             row["lambda_1"] = st["le"][-1][0]
@@ -131,12 +123,14 @@ def train_floss(cfg: FlossConfig, run: Any) -> dict[str, float]:
         run.log(epoch, **row)
     spectrum(run.step)
     with torch.no_grad():
-        test_acc = float(accuracy(model(test_u)[0], test_y, test_m))
+        test_logits = model(test.inputs)[0]
+    test_acc = src.accuracy(test_logits, test)
     run.result("test_accuracy_final", test_acc, description="held-out batch at the end")
+    src.record(run, test_logits, test)
     return _finish(cfg, run, model, horizons)
 
 
-def _finish(cfg: FlossConfig, run: Any, model: VanillaRNN, horizons: list[int]) -> dict[str, float]:
+def _finish(cfg: FlossConfig, run: Run, model: VanillaRNN, horizons: list[int]) -> dict[str, float]:
     st = run.state
     accs = st["accs"]
     final_acc = sum(accs[-100:]) / max(len(accs[-100:]), 1)
@@ -174,7 +168,7 @@ def _finish(cfg: FlossConfig, run: Any, model: VanillaRNN, horizons: list[int]) 
     return out
 
 
-def _figures(cfg: FlossConfig, run: Any) -> None:
+def _figures(cfg: FlossConfig, run: Run) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -196,18 +190,17 @@ def _figures(cfg: FlossConfig, run: Any) -> None:
     ax.set_ylabel("λ_i (per step)")
     ax.legend()
     run.figure(fig, "lyapunov_spectrum")
-    run.flush()
-    g = run.h5.f["metrics"]
+    g = run.read_metrics(["accuracy", "test_accuracy"])
     if "step" not in g or "accuracy" not in g:
         return
     fig, ax = plt.subplots(figsize=(6, 4))
-    step = g["step"][:]
-    acc = g["accuracy"][:]
+    step = g["step"]
+    acc = g["accuracy"]
     w = 50
     if len(acc) >= w:
         ax.plot(step[w - 1 :], np.convolve(acc, np.ones(w) / w, mode="valid"), label="training batch (running mean 50)")
     if "test_accuracy" in g:
-        ta = g["test_accuracy"][:]
+        ta = g["test_accuracy"]
         ok = ~np.isnan(ta)
         ax.plot(step[ok], ta[ok], "o-", ms=3, label="held-out test batch")
     ax.axhline(0.95, color="grey", ls=":", lw=0.8)

@@ -57,8 +57,8 @@ def memory_report(cfg: MemoryConfig, dtype: torch.dtype, run: Any) -> None:
     lines = ["rule,exec,T,saved_bytes,trace_bytes,total_bytes"]
     for i, (r, m) in enumerate(combos):
         for j, T in enumerate(Ts):
-            model = build_seq_model(d_in=8, n_classes=2, n_out=7, generator=torch.Generator().manual_seed(run.seed), **mo).to(run.device, dtype)
-            g = torch.Generator().manual_seed(run.seed + T)
+            model = build_seq_model(d_in=8, n_classes=2, n_out=7, generator=run.rng("online-lru-memory/model"), **mo).to(run.device, dtype)
+            g = run.rng(f"online-lru-memory/data/T{T}")  # bytes do not depend on the draws
             x = torch.randn(B, T, 8, generator=g).to(run.device, dtype)
             y = torch.randint(0, 2, (B, T, 7), generator=g).to(run.device)
             mem = rule_memory(model, x, y, torch.ones(B, T, device=run.device, dtype=dtype), r, m)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
@@ -23,6 +23,9 @@ from rnntk.online.models.lru import linear_scan
 from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.rules import make_rule
 from rnntk.online.tasks.seq_loaders import SeqData
+
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
 
 def make_optimizer(model: SeqModel, lr: float, rec_lr: float, weight_decay: float, groups: str = "standard") -> torch.optim.Optimizer:
@@ -142,7 +145,7 @@ def hidden_traces(model: SeqModel, x: torch.Tensor, block: int = 0) -> dict[str,
     return out
 
 
-def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: TrainConfig, run: Any) -> dict[str, float]:
+def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: TrainConfig, run: Run) -> dict[str, float]:
     """Train ``model`` on (train, val, test) with ``cfg.rule``; logs to ``run`` (see the
     command's help for the layout). Returns the final metrics."""
     train, val, test = data
@@ -169,7 +172,8 @@ def train_online(model: SeqModel, data: tuple[SeqData, SeqData, SeqData], cfg: T
         f = lr_factor(step, total, warm, cfg.schedule, floor)
         for g in opt.param_groups:
             g["lr"] = g["base_lr"] * f
-        perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(run.seed * 1_000_003 + epoch))
+        # legacy seed * 1_000_003 + epoch: README figures depend on these shuffles
+        perm = torch.randperm(len(train), generator=run.rng(f"online-lru/shuffle/{epoch}", legacy_offset=1_000_002 * run.seed + epoch))
         idx = perm[pos * cfg.batch_size : (pos + 1) * cfg.batch_size]
         if len(idx) == 0:
             idx = perm[: cfg.batch_size]
@@ -242,7 +246,7 @@ def _epoch_end(
     return row
 
 
-def _finish(model: SeqModel, best: SeqModel, test: SeqData, cfg: TrainConfig, run: Any, dev: torch.device, dtype: torch.dtype) -> dict[str, float]:
+def _finish(model: SeqModel, best: SeqModel, test: SeqData, cfg: TrainConfig, run: Run, dev: torch.device, dtype: torch.dtype) -> dict[str, float]:
     st = run.state
     chosen = best if st["best_step"] >= 0 else model
     te = evaluate(chosen, test, max(cfg.batch_size, 64), dev, dtype)

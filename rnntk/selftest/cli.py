@@ -41,7 +41,7 @@ def selftest(opts: RunOptions, cfg: SelftestConfig) -> None:
         model = LeakyRNN(1, cfg.hidden, 1, dt=0.01, tau=0.1).to(run.device)
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         run.track(model, opt, hparams=model.hparams())
-        val = integration_trials(64, cfg.steps, generator=torch.Generator().manual_seed(run.seed + 1))
+        val = integration_trials(64, cfg.steps, generator=run.rng("selftest/val"))
         vx, vy = val.inputs.to(run.device), val.targets.to(run.device)
         for step in run.steps(cfg.iters, desc="selftest"):
             tr = integration_trials(cfg.batch, cfg.steps, generator=run.generator)

@@ -68,13 +68,16 @@ def sofo_train(opts: RunOptions, cfg: TrainConfig, preset: Preset) -> None:
             steps=cfg.steps,
             supervise=cfg.supervise,
             target_noise=cfg.target_noise,
+            task_kwargs=cfg.task_kwargs,
+            loss_on=cfg.loss_on,
+            fixation_weight=cfg.fixation_weight,
         )
     except ValueError as e:
         raise UserError(str(e)) from None
     if cfg.tangent_impl == "manual" and not problem.has_manual_tangents:
         raise UserError(f"--tangent-impl manual: task {cfg.task} has no hand-written tangents; use auto or generic")
     with opts.open_run() as run:
-        run.h5.set_attrs(task=cfg.task, optimizer=cfg.optimizer, problem=str(problem.describe()))
+        run.annotate(task=cfg.task, optimizer=cfg.optimizer, problem=str(problem.describe()))
         train(problem, cfg, run)
 
 

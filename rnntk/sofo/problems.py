@@ -13,7 +13,7 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Optional
+from typing import Any, ClassVar, Optional, cast
 
 import torch
 from torch import nn
@@ -271,10 +271,8 @@ class KalmanProblem(Problem):
         return {"val_mse_over_kf": task["mse_over_kf"]}
 
     def record(self, run: Any, model: KalmanRNN, b: Batch, n_trials: int) -> dict[str, float]:
-        import numpy as np
-
         raw = b.extra["raw"]
-        rng = np.random.default_rng(run.seed)
+        rng = run.np_rng("sofo-train/kalman-baseline", legacy_offset=0)  # legacy: README figures
         base = {
             "kf_mse": kalman.kalman_filter_mse(raw, "optimal"),
             "kf_random_mse": kalman.kalman_filter_mse(raw, "random_params", rng=rng),
@@ -360,7 +358,8 @@ class LorenzProblem(Problem):
             return float(self.loss(model, b, b.trials.extra.get("clean_targets")))
 
     def record(self, run: Any, model: LorenzMap, b: Batch, n_trials: int) -> dict[str, float]:
-        truth = lorenz.lorenz_free_run_truth(self.data, self.free_run, generator=torch.Generator().manual_seed(run.seed + 77)).float()
+        assert self.data is not None, "prepare() first"
+        truth = lorenz.lorenz_free_run_truth(self.data, self.free_run, generator=run.rng("sofo-train/lorenz-truth", legacy_offset=77)).float()
         with torch.no_grad():
             pred = model.rollout(model.params(), truth[None, 0].to(run.device), self.free_run)[0].cpu()
         dt = self.data.dt
@@ -410,8 +409,10 @@ class LinregProblem(Problem):
         return self.mse.value(model(b.trials.inputs[:, 0]), b.trials.targets[:, 0])
 
     def evaluate(self, model: nn.Module, b: Batch) -> float:
-        spec = linreg.linreg_spectrum(self.n_in).to(model.weight)
-        return float(linreg.population_mse(model.weight.detach().T, self.teacher.to(model.weight), spec))
+        w = cast(torch.Tensor, model.weight)  # an nn.Linear
+        assert self.teacher is not None, "prepare() first"
+        spec = linreg.linreg_spectrum(self.n_in).to(w)
+        return float(linreg.population_mse(w.detach().T, self.teacher.to(w), spec))
 
     def record(self, run: Any, model: nn.Module, b: Batch, n_trials: int) -> dict[str, float]:
         run.result("teacher", self.teacher, description="true weights W* (n_in, n_out)")
@@ -419,7 +420,12 @@ class LinregProblem(Problem):
 
 
 def make_problem(task: str, **kw: Any) -> Problem:
-    """Build the problem for ``task`` (one of :data:`TASKS`)."""
+    """Build the problem for ``task`` (one of :data:`TASKS`, or ``neurogym:<EnvId>``)."""
+    if task.startswith("neurogym:"):
+        from rnntk.sofo.neurogym_problem import NeurogymProblem
+
+        keep = ("hidden", "tau", "task_kwargs", "loss_on", "fixation_weight")
+        return NeurogymProblem(task, **{k: v for k, v in kw.items() if k in keep and v is not None})
     if task in ("double-reach", "single-reach"):
         return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise", "init_gain")})
     if task == "kalman":

@@ -9,15 +9,18 @@ import copy
 import math
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rnntk.engine.device import device_generator
-from rnntk.engine.seeding import derive_seed
+from rnntk.engine.seeding import derive_seed, stream_generator
 from rnntk.sofo.config import TrainConfig
 from rnntk.sofo.optimizer import SOFO
 from rnntk.sofo.problems import Problem
+
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
 
 class DataStreams:
@@ -28,7 +31,7 @@ class DataStreams:
     kind. ``state_dict``/``load_state_dict`` make them part of the checkpoint (exact resume)."""
 
     def __init__(self, seed: int, device: torch.device) -> None:
-        self.trials = torch.Generator().manual_seed(derive_seed(seed, "sofo-train/trials"))
+        self.trials = stream_generator(seed, "sofo-train/trials")
         self.noise = device_generator(device, self.trials, derive_seed(seed, "sofo-train/noise"))
 
     def state_dict(self) -> dict[str, torch.Tensor]:
@@ -43,7 +46,7 @@ class DataStreams:
             self.noise.set_state(state["noise"])
 
 
-def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
+def train(problem: Problem, cfg: TrainConfig, run: Run) -> dict[str, float]:
     """Run the training loop on ``run`` and return the final metrics.
 
     Same init for both optimisers (a deep copy), the same training batch and noise each
@@ -55,7 +58,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     P = sum(p.numel() for p in model.parameters())
     if cfg.n_tangents > P and cfg.optimizer != "adam":
         print(f"note: -K {cfg.n_tangents} > {P} parameters; using K = {P}", file=sys.stderr, flush=True)
-    run.h5.set_attrs(n_params=P, n_tangents_used=min(cfg.n_tangents, P))
+    run.annotate(n_params=P, n_tangents_used=min(cfg.n_tangents, P))
     arms: dict[str, dict[str, Any]] = {}
     names = ["sofo", "adam"] if cfg.optimizer == "both" else [cfg.optimizer]
     for i, name in enumerate(names):
@@ -81,7 +84,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     streams = DataStreams(run.seed, dev)  # training trials and noise: never the tangents' generator
     run.track(first["model"], first["opt"], hparams=first["model"].hparams(), data_streams=streams, **others)
 
-    val = problem.sample(cfg.eval_batch, torch.Generator().manual_seed(run.seed + 10_007)).to(dev)
+    val = problem.sample(cfg.eval_batch, run.rng("sofo-train/val", legacy_offset=10_007)).to(dev)  # legacy: README figures
     problem.noise_generator = streams.noise  # training noise drawn on the run's device, from the data streams
     prefix = (lambda n, k: f"{n}_{k}") if len(names) == 2 else (lambda n, k: k)
     impl = cfg.tangent_impl
@@ -142,7 +145,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Any) -> dict[str, float]:
     return final
 
 
-def loss_figure(run: Any, names: list[str]) -> None:
+def loss_figure(run: Run, names: list[str]) -> None:
     """PNG of training and validation loss vs iteration (and vs wall-clock) from run.h5."""
     import matplotlib
 
@@ -150,20 +153,19 @@ def loss_figure(run: Any, names: list[str]) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    run.flush()
-    g = run.h5.f["metrics"]
-    step = g["step"][:]
+    g = run.read_metrics()
+    step = g["step"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for name in names:
         pre = f"{name}_" if len(names) == 2 else ""
         for key, style in (("loss", "-"), ("val_loss", "o-")):
             if pre + key not in g:
                 continue
-            v = g[pre + key][:]
+            v = g[pre + key]
             ok = ~np.isnan(v)
             axes[0].semilogy(step[ok], v[ok], style, ms=3, label=f"{name} {key}")
             if pre + "iter_s" in g:
-                wall = np.cumsum(np.nan_to_num(g[pre + "iter_s"][:]))
+                wall = np.cumsum(np.nan_to_num(g[pre + "iter_s"]))
                 axes[1].semilogy(wall[ok], v[ok], style, ms=3, label=f"{name} {key}")
     axes[0].set_xlabel("iteration")
     axes[1].set_xlabel("optimiser wall-clock (s)")

@@ -100,6 +100,11 @@ def test_rng_streams(tmp_path):
     oracle = torch.rand(6, generator=torch.Generator().manual_seed(derive_seed(5, "data/val")))
     torch.testing.assert_close(a1, oracle, rtol=0, atol=0)
     torch.testing.assert_close(legacy, torch.rand(6, generator=torch.Generator().manual_seed(5 + 10_007)), rtol=0, atol=0)
+    with _open(tmp_path / "n") as run:
+        x = run.np_rng("baseline").standard_normal(4)
+        y = run.np_rng("baseline", legacy_offset=0).standard_normal(4)
+    np.testing.assert_array_equal(x, np.random.default_rng(derive_seed(5, "baseline")).standard_normal(4))
+    np.testing.assert_array_equal(y, np.random.default_rng(5).standard_normal(4))
     g = stream_generator(7, "s")
     assert g.initial_seed() == derive_seed(7, "s") and stream_generator(7, "s", legacy_offset=3).initial_seed() == 10
 
