@@ -70,7 +70,7 @@ def peak_bytes(fn: Callable[[], object], dev: torch.device) -> int:
         fn()
         _sync(dev)
         return torch.cuda.max_memory_allocated(dev) - base
-    from torch.distributed._tools.mem_tracker import MemTracker
+    from rnntk.engine.compat import MemTracker
 
     mt = MemTracker()
     with mt:

@@ -36,9 +36,9 @@ if _is_cli_process():  # from the first line on: a signal while importing is rep
             pass
 
 import typer
-from typer._click import exceptions as _cx
 
 from rnntk.engine import options as _common
+from rnntk.engine.compat import click_exceptions as _cx
 
 from . import __version__
 from .engine.errors import Interrupted, RnntkError

@@ -85,7 +85,7 @@ class ODEConfig:
         if self.lr is None:
             self.lr = d_lr
         positive(self, "lr", "rtol", "atol", "gtol", "tau", "sde_dt")
-        from torchdiffeq._impl.odeint import SOLVERS
+        from rnntk.engine.compat import TD_SOLVERS as SOLVERS
 
         if self.method not in SOLVERS:
             raise ValueError(f"bad --method '{self.method}': use one of {', '.join(sorted(SOLVERS))}")

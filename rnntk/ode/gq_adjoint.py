@@ -49,11 +49,16 @@ import numpy as np
 import torch
 from torch import nn
 from torchdiffeq import odeint, odeint_dense
-from torchdiffeq._impl.interp import _interp_evaluate
-from torchdiffeq._impl.misc import _all_adjoint_callback_names, _all_callback_names, _flat_to_shape, _mixed_norm, _rms_norm
-from torchdiffeq._impl.misc import _check_inputs as _td_check_inputs
-from torchdiffeq._impl.odeint import SOLVERS as _TD_SOLVERS
-from torchdiffeq._impl.rk_common import RKAdaptiveStepsizeODESolver
+
+from rnntk.engine.compat import TD_SOLVERS as _TD_SOLVERS
+from rnntk.engine.compat import RKAdaptiveStepsizeODESolver
+from rnntk.engine.compat import td_adjoint_callback_names as _all_adjoint_callback_names
+from rnntk.engine.compat import td_callback_names as _all_callback_names
+from rnntk.engine.compat import td_check_inputs as _td_check_inputs
+from rnntk.engine.compat import td_flat_to_shape as _flat_to_shape
+from rnntk.engine.compat import td_interp_evaluate as _interp_evaluate
+from rnntk.engine.compat import td_mixed_norm as _mixed_norm
+from rnntk.engine.compat import td_rms_norm as _rms_norm
 
 __all__ = ["odeint_adjoint_gq", "GQStats", "gauss_legendre", "gq_node_counts", "CountedField"]
 

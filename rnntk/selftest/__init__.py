@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib as _importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-_LAZY: dict[str, str] = {}
-__all__ = []
+if TYPE_CHECKING:
+    from rnntk.selftest.integrate import integration_trials
+
+_LAZY: dict[str, str] = {"integration_trials": "rnntk.selftest.integrate"}
+__all__ = ["integration_trials"]
 
 
 def __getattr__(name: str) -> Any:
