@@ -104,6 +104,7 @@ def lyapunov_spectrum(
         if not hasattr(model_or_step, "initial_state"):
             raise ValueError("give x0 (the model has no initial_state)")
         x0 = model_or_step.initial_state(B)
+    assert x0 is not None and tangent is not None  # narrowing for the type checker
     N = x0.shape[-1]
     if not 1 <= k <= N:
         raise ValueError(f"need 1 <= k <= N = {N}, got k = {k}")
@@ -162,6 +163,7 @@ def long_term_jacobian_singular_values(
     step = getattr(model_or_step, "step", model_or_step)
     if tangent is None:
         tangent = getattr(model_or_step, "tangent", None) or generic_tangent(step)
+    assert tangent is not None  # narrowing for the type checker
     N = x0.shape[-1]
     P = torch.eye(N, dtype=torch.float64, device=x0.device)[None]
     x = x0.to(torch.float64)

@@ -24,11 +24,14 @@ import glob as _glob
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
@@ -105,7 +108,7 @@ def _normalize(x: torch.Tensor, preset: Preset) -> torch.Tensor:
     return ((x - mean) / std).contiguous()
 
 
-def preprocess_pil(im: "Image.Image", size: int, preset: Preset) -> torch.Tensor:  # noqa: F821
+def preprocess_pil(im: Image.Image, size: int, preset: Preset) -> torch.Tensor:
     """One Pillow image -> ``(1, C, size, size)`` float32, as upstream's
     ``Resize(round(size*256/224)) + CenterCrop(size)`` (``crop`` presets; 256/224 at size 224) or
     ``Resize((size, size))`` (``resize`` presets), then ``ToTensor`` and ``Normalize``: the image is
@@ -120,20 +123,20 @@ def preprocess_pil(im: "Image.Image", size: int, preset: Preset) -> torch.Tensor
         short = max(1, round(size * 256 / 224))
         nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
         if (nw, nh) != (w, h):
-            im = im.resize((nw, nh), Image.BILINEAR)
+            im = im.resize((nw, nh), Image.Resampling.BILINEAR)
         if nh < size or nw < size:
             raise ImageError(f"image of {h}x{w} is too small to crop {size}x{size}")
         top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
         im = im.crop((left, top, left + size, top + size))
     elif (w, h) != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
     a = np.asarray(im, dtype=np.uint8)
     x = torch.from_numpy(a.copy()).float().div(255.0)
     x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
     return _normalize(x, preset)
 
 
-def _pil_from_uint8(a: np.ndarray) -> "Image.Image":  # noqa: F821
+def _pil_from_uint8(a: np.ndarray) -> Image.Image:
     from PIL import Image
 
     a = np.ascontiguousarray(a)
@@ -227,7 +230,7 @@ def load_digits_source() -> ImageSource:
         from sklearn.datasets import load_digits
     except ImportError:
         raise ImageError("the digits demo needs scikit-learn: pip install scikit-learn") from None
-    d = load_digits()
+    d: Any = load_digits()  # a Bunch
     return ImageSource(
         "digits",
         [f"digit{i}" for i in range(len(d.target))],

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import torch
 import torch.nn.functional as F
@@ -137,7 +137,7 @@ class CordsNet(nn.Module):
 
     def recurrent_weight(self, j: int) -> torch.Tensor:
         """Effective (weight-normalised) recurrent kernel of area j, ``(C_j, C_j, 3, 3)``."""
-        return self.area_conv[j].weight
+        return cast(torch.Tensor, self.area_conv[j].weight)  # a parametrized (weight-norm) attribute
 
     # ------------------------------------------------------------------ dynamics
     def stem(self, images: torch.Tensor) -> torch.Tensor:
@@ -374,7 +374,7 @@ def load_cordsnet(path: Path | str, expect: Optional[Mapping[str, Any]] = None) 
         if want is None:
             continue
         have = hp.get(key)
-        if (float(have) != float(want)) if isinstance(want, (int, float)) and not isinstance(want, bool) else have != want:
+        if (have is None or float(have) != float(want)) if isinstance(want, (int, float)) and not isinstance(want, bool) else have != want:
             raise CheckpointError(f"{src} is a CordsNet with {key} = {have}, but {key} = {want} was asked for")
     try:
         model = CordsNet(**hp)

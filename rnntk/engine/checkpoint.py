@@ -83,7 +83,8 @@ def save_checkpoint(
         raise ValueError("save_checkpoint needs model= or state_dict=")
     hp = dict(hparams or {})
     _check_values(hp, "hparams", tensors=False)
-    opt_state = optimizer.state_dict() if hasattr(optimizer, "state_dict") else optimizer
+    opt_sd = getattr(optimizer, "state_dict", None)  # a torch optimizer, or any object with state_dict() (SOFO)
+    opt_state = opt_sd() if callable(opt_sd) else optimizer
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

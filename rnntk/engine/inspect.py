@@ -48,7 +48,7 @@ def render(s: dict[str, Any], console: Console) -> None:
     # attributes of other writers may be arrays or variable-length: show them as text
     a = {k: (v if v is None or isinstance(v, (str, int, float, bool)) else json.dumps(v, default=str)) for k, v in s["attrs"].items()}
     status = a.get("status", "?")
-    colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(status, "red")
+    colour = {"completed": "green", "running": "yellow", "interrupted": "yellow"}.get(str(status), "red")
     console.print(f"[bold]{escape(str(s['file']))}[/bold]")
     if a.get("format") != "rnntk-run":
         console.print("[yellow]note: not written by rnntk (no format=rnntk-run attribute)[/yellow]")

@@ -99,7 +99,7 @@ class Progress:
         self._step = step
         if metrics:
             self._metrics.update(metrics)
-        if self.mode == "bar" and self._bar is not None:
+        if self.mode == "bar" and self._bar is not None and self._task is not None:
             self._bar.update(self._task, completed=step, metrics=self._metrics_text())
         elif self.mode == "plain":
             now = time.monotonic()

@@ -135,6 +135,7 @@ def floss(
     first = inputs(0) if callable(inputs) else inputs
     if x0 is None:
         x0 = model.initial_state(first.shape[0]).detach()
+    assert x0 is not None  # narrowing for the type checker
     if q0 is None:
         q0 = initial_basis(x0.shape[-1], k, generator=generator, dtype=x0.dtype, device=x0.device)
     out = []

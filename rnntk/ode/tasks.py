@@ -230,6 +230,7 @@ def ou_paths(
     sde = OUSDE(mu, theta, sigma, phi)
     with torch.no_grad():
         ys = torchsde.sdeint(sde, y0b, ts, bm=bm, method=method, dt=dt)  # (T, batch, 1)
+    assert isinstance(ys, torch.Tensor)
     return ys[..., 0].T.reshape(n_init, n_paths, n_t)
 
 
@@ -348,6 +349,7 @@ def leaky_rnn_trajectories(
 
     with torch.no_grad():
         xs = odeint(f, x0, ts, method="dopri5", rtol=rtol, atol=atol)  # (T, N, n)
+    assert isinstance(xs, torch.Tensor)
     targets = xs.permute(1, 0, 2).to(dtype).contiguous()
     return TrialBatch(
         x0.to(dtype).unsqueeze(1),

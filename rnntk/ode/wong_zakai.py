@@ -19,7 +19,7 @@ global RNG is never touched. At evaluation the same f and g modules go to real `
 from __future__ import annotations
 
 import math
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union, cast
 
 import torch
 from torch import nn
@@ -63,7 +63,8 @@ class KLNoise(nn.Module):
 
     def resample(self, shape: Sequence[int], *, dtype: Optional[torch.dtype] = None, device: Union[torch.device, str, None] = None) -> torch.Tensor:
         """Draw ξ of shape (N, *shape) from the dedicated generator; store it and return it."""
-        shape = tuple(int(s) for s in (shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,)))
+        dims = shape if isinstance(shape, (tuple, list, torch.Size)) else (shape,)  # an int is one axis
+        shape = tuple(int(s) for s in dims)  # pyright: ignore[reportArgumentType]
         dtype = dtype or (self.xi.dtype if self.xi is not None else torch.get_default_dtype())
         gdev = self.generator.device
         xi = torch.randn((self.n_cos, *shape), generator=self.generator, dtype=torch.float64, device=gdev)
@@ -99,7 +100,7 @@ class _TorchSDE(nn.Module):
 
     noise_type = "diagonal"
 
-    def __init__(self, drift: nn.Module, diffusion: nn.Module, sde_type: str):
+    def __init__(self, drift: Callable, diffusion: Callable, sde_type: str):
         super().__init__()
         self.drift, self.diffusion = drift, diffusion
         self.sde_type = sde_type
@@ -181,5 +182,5 @@ def sdeint_baseline(
     if adjoint:
         if not isinstance(sde, nn.Module):
             raise ValueError("adjoint=True needs an nn.Module SDE")
-        return torchsde.sdeint_adjoint(sde, y0, ts, bm=bm, method=method, adjoint_method=adjoint_method, dt=dt, **kwargs)
-    return torchsde.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt, **kwargs)
+        return cast(torch.Tensor, torchsde.sdeint_adjoint(sde, y0, ts, bm=bm, method=method, adjoint_method=adjoint_method, dt=dt, **kwargs))
+    return cast(torch.Tensor, torchsde.sdeint(sde, y0, ts, bm=bm, method=method, dt=dt, **kwargs))  # one tensor: no logqp, no extra

@@ -18,7 +18,7 @@ class SavedBytes:
 
     def __init__(self) -> None:
         self.total = 0
-        self._seen: set[tuple[int, int]] = set()
+        self._seen: set[tuple[int, int, torch.dtype]] = set()
 
     def reset(self) -> None:
         self.total = 0

@@ -19,15 +19,15 @@ def seq_digits(
 
     if order not in ("pixel", "row"):
         raise ValueError(f"unknown digits order '{order}' (pixel, row)")
-    d = load_digits()
-    x = torch.tensor(d.data, dtype=torch.float32) / 16.0
+    data, target = load_digits(return_X_y=True)
+    x = torch.tensor(data, dtype=torch.float32) / 16.0
     x = x.view(-1, 64, 1) if order == "pixel" else x.view(-1, 8, 8)
     T = x.shape[1]
     if pad_to:
         if pad_to < T:
             raise ValueError(f"pad_to {pad_to} is shorter than the sequence ({T} steps)")
         x = torch.cat([x, torch.zeros(x.shape[0], pad_to - T, x.shape[2])], 1)
-    labels = torch.tensor(d.target, dtype=torch.long)
+    labels = torch.tensor(target, dtype=torch.long)
     perm = torch.randperm(x.shape[0], generator=generator)
     x, labels = x[perm], labels[perm]
     full = classification(x, labels, torch.full((x.shape[0],), x.shape[1]), 10)

@@ -175,6 +175,7 @@ def scripted_reach(trials: TrialBatch, move_time: float = 0.5) -> torch.Tensor:
     exactly (deadbeat: θ_{t+2} = θ_ref(t+2)). Same output convention as the network: the hand
     after each step. Float64.
     """
+    assert trials.dt is not None, "reach trials carry their dt"
     dt = float(trials.dt)
     B, T = trials.batch, trials.steps
     tab = trials.table
@@ -217,7 +218,7 @@ def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Ten
     from matplotlib.patches import Circle
 
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
-    cols = plt.cm.tab10.colors
+    cols = plt.cm.tab10.colors  # pyright: ignore[reportAttributeAccessIssue]  (tab10 is a ListedColormap)
     tg = trials.extra["hold_targets"].cpu()
     end, ok = err["end"].cpu(), err["reachable"].cpu()
     R = tg.shape[1]
