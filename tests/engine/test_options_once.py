@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+from typing import Annotated, Optional
 
 import pytest
 import typer
@@ -94,3 +95,54 @@ def test_bad_value_is_one_line_exit_2_naming_the_option(name, tmp_path):
     assert not (tmp_path / "r").exists()  # refused before any folder is made
     with pytest.raises(ValueError, match=re.escape(needle)):  # the library raises the same message
         CONFIG_COMMANDS[name].config(**kwargs)
+
+
+def test_config_command_builds_options_from_fields():
+    """The mechanism on a toy config: flags, short flags, bool pairs, Enum choices, Optional,
+    preset fields (no CLI default; the hook, then the field default), an extra parameter placed
+    after a field, and a __post_init__ ValueError turned into a one-line UserError."""
+    from dataclasses import dataclass
+    from enum import Enum
+    from inspect import Parameter
+
+    from rnntk.engine.config_cli import check_options, config_command, option
+    from rnntk.engine.errors import UserError
+
+    class Kind(str, Enum):
+        a = "a"
+        b = "b"
+
+    @dataclass
+    class Toy:
+        kind: str = option("a", "The kind.", choices=Kind)
+        n_units: int = option(8, "Units.", flags=("--n-units", "-N"), min=1)
+        noise: bool = option(True, "Noise.", flags=("--noise/--no-noise",))
+        size: int = option(3, "Size from the table.", preset=True)
+        budget: Optional[float] = option(None, "Seconds.", metavar="SEC")
+        library_only: int = 5
+
+        def __post_init__(self) -> None:
+            check_options(self)
+            if self.size > self.n_units:
+                raise ValueError(f"bad --size {self.size}: at most --n-units {self.n_units}")
+
+    app = typer.Typer()
+    table = {"big": {"size": 6}}
+    extra = Parameter("table", Parameter.KEYWORD_ONLY, default="small", annotation=Annotated[str, typer.Option("--table")])
+    config_command(app, "toy-test", Toy, extra=[extra], extra_after="kind", defaults=lambda v: table.get(v["table"], {}))(lambda opts, cfg, table: None)
+    try:
+        params = {p.name: p for p in typer.main.get_command(app).params}  # type: ignore[attr-defined]
+        assert list(params)[:6] == ["kind", "table", "n_units", "noise", "size", "budget"] and "library_only" not in params
+        assert params["n_units"].opts == ["--n-units", "-N"] and params["noise"].secondary_opts == ["--no-noise"]
+        assert params["kind"].default is Kind.a and params["size"].default is None
+        assert params["budget"].metavar == "SEC" and params["n_units"].min == 1
+        spec = CONFIG_COMMANDS["toy-test"]
+        assert build_config(Toy, {"kind": Kind.b, "size": None}, {"table": "small"}, spec.defaults) == Toy(kind="b", size=3)
+        assert build_config(Toy, {"size": None}, {"table": "big"}, spec.defaults).size == 6
+        with pytest.raises(UserError, match=r"^bad --size 9: at most --n-units 8$"):
+            build_config(Toy, {"size": 9}, {"table": "small"}, spec.defaults)
+        with pytest.raises(ValueError, match="bad --n-units 0: must be >= 1"):
+            Toy(n_units=0)
+    finally:
+        CONFIG_COMMANDS.pop("toy-test", None)
+        ENGINE_COMMANDS.discard("toy-test")
