@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from rnntk.engine.config_cli import check_options, finite, option, positive
 
@@ -16,6 +16,11 @@ class FlossTask(str, Enum):
     xor = "xor"
     parity = "parity"
     copy = "copy"
+
+
+class LossOn(str, Enum):
+    decision = "decision"
+    all = "all"
 
 
 class Init(str, Enum):
@@ -37,7 +42,19 @@ T = "Task"
 class FlossConfig:
     """Options of ``rnntk floss`` (defaults: upstream's README call; see ``rnntk floss --help``)."""
 
-    task: str = option("xor", "xor (2 bits), parity (--bits), or copy.", panel=T, choices=FlossTask)
+    task: str = option(
+        "xor",
+        "xor (2 bits), parity (--bits), copy, or neurogym:<EnvId> (any neurogym task; needs the neurogym extra).",
+        panel=T,
+        metavar="[xor|parity|copy|neurogym:ID]",
+    )
+    task_kwargs: Optional[str] = option(
+        None, "neurogym tasks: JSON of neurogym.make arguments, in neurogym's ms, e.g. '{\"dt\": 20}'.", panel=T, metavar="JSON"
+    )
+    loss_on: str = option(
+        "decision", "neurogym tasks: score the decision period only, or all periods (--fixation-weight on the others).", panel=T, choices=LossOn
+    )
+    fixation_weight: float = option(1.0, "neurogym tasks with --loss-on all: loss weight of the steps outside the decision period.", panel=T, min=0.0)
     delay: int = option(20, "Longest lag D in steps (paper convention; upstream's XOR 'delay 10' is D = 20).", panel=T)
     bits: int = option(4, "Bits in the parity (task parity).", panel=T, min=1)
     trial_len: int = option(300, "Steps per training trial.", panel=T, min=2)
@@ -78,8 +95,14 @@ class FlossConfig:
         check_options(self)
         from rnntk.floss.delayed_xor import check_delay
 
+        neurogym = self.task.startswith("neurogym:")
+        if self.task not in [t.value for t in FlossTask] and not neurogym:
+            raise ValueError(f"bad --task '{self.task}': use one of xor, parity, copy or neurogym:<EnvId>")
+        if (self.task_kwargs is not None or self.loss_on != "decision" or self.fixation_weight != 1.0) and not neurogym:
+            raise ValueError(f"--task-kwargs/--loss-on/--fixation-weight apply to neurogym:<EnvId> tasks only, not {self.task}")
         try:
-            check_delay(self.delay, self.n_bits, self.trial_len)
+            if not neurogym:  # a neurogym task's trials have their own length
+                check_delay(self.delay, self.n_bits, self.trial_len)
         except ValueError as e:
             raise ValueError(f"bad --delay/--trial-len: {e}") from None
         if self.floss_k > self.n_units:

@@ -42,7 +42,7 @@ def test_both_optimizers_write_everything(tmp_path):
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (("--task", "nope"), "'nope' is not one of"),
+        (("--task", "nope"), "bad --task 'nope': use one of double-reach"),
         (("-K", "0"), "bad -K 0"),
         (("--damping", "-1"), "bad --damping -1.0"),
         (("--lr", "0"), "bad --lr 0.0"),
