@@ -79,7 +79,11 @@ def available_bytes(device: Any = "cpu") -> float:
 def check_fits(nbytes: float, device: Any, what: str, hint: str = "") -> None:
     """Raise a one-line :class:`UserError` (exit 2) when ``nbytes`` (the estimated bytes of
     ``what``, e.g. "the recurrent weights of --hidden 10000000") exceed ``FRACTION`` of
-    :func:`available_bytes` on ``device``. Call it before allocating."""
+    :func:`available_bytes` on ``device``. Call it before allocating. (``--dry-run`` reports
+    the largest estimate: :data:`rnntk.engine.dry_run.ESTIMATES`.)"""
+    from .dry_run import ESTIMATES
+
+    ESTIMATES.append((float(nbytes), what))
     if not math.isfinite(nbytes):
         raise UserError(f"{what} would need more memory than any machine has{'; ' + hint if hint else ''}")
     avail = available_bytes(device)

@@ -142,6 +142,7 @@ class RunOptions:
     checkpoint_every: Optional[int] = None
     threads: Optional[str] = None
     config_file: Optional[str] = None
+    dry_run: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # the method's resolved options
     run: Optional["Run"] = None
 
@@ -154,7 +155,13 @@ class RunOptions:
         cfg = {**self.options, **(config or {})}
         seed = resolve_seed(self.seed)
         cfg.update(seed=seed, device=self.device)
-        self.run = Run.open(
+        if self.dry_run:  # a run that writes nothing and stops before the first step (rnntk.engine.run_dry)
+            from rnntk.engine.run_dry import DryRun
+
+            opener = DryRun.open_dry
+        else:
+            opener = Run.open
+        self.run = opener(
             self.resume if self.resume is not None else self.out,
             command=self.command,
             config=cfg,
@@ -264,6 +271,19 @@ def _common_parameters() -> list[inspect.Parameter]:
             annotation=Annotated[
                 Optional[int],
                 O("--checkpoint-every", min=1, help="Write ckpt-last.pt every N steps (default: 10 x --log-every, and every 5 min).", rich_help_panel=PANEL),
+            ],
+        ),
+        inspect.Parameter(
+            "dry_run",
+            K,
+            default=False,
+            annotation=Annotated[
+                bool,
+                O(
+                    "--dry-run",
+                    help="Check every option, build the model, print the resolved config, the parameter count and estimates of peak memory and run.h5 size; write nothing.",
+                    rich_help_panel=PANEL,
+                ),
             ],
         ),
     ]
@@ -418,8 +438,11 @@ def engine_command(
                 if common["resume"] is not None:
                     _check_resume(ctx, {**kwargs, **common}, resumable)
                 opts = RunOptions(command=name, config_file=ctx.meta.get("rnntk_config_file"), options={k: plain(v) for k, v in kwargs.items()}, **common)
-                fn(opts, **kwargs)
-                outcome = opts.run.outcome if opts.run is not None and opts.run.outcome else {"status": "completed", "run_dir": None}
+                if opts.dry_run:
+                    outcome = _dry_run(opts, fn, kwargs)
+                else:
+                    fn(opts, **kwargs)
+                    outcome = opts.run.outcome if opts.run is not None and opts.run.outcome else {"status": "completed", "run_dir": None}
             except (RnntkError, KeyboardInterrupt) as e:
                 if isinstance(e, KeyboardInterrupt):
                     import signal as _signal
@@ -459,6 +482,20 @@ def engine_command(
     return deco
 
 
+def _dry_run(opts: RunOptions, fn: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Run ``fn`` with a run that writes nothing (:mod:`rnntk.engine.run_dry`) up to its first
+    step or write, print what it found, and return the JSON outcome."""
+    from rnntk.engine import dry_run
+
+    dry_run.ESTIMATES.clear()
+    where: Optional[str] = None
+    try:
+        fn(opts, **kwargs)
+    except dry_run.DryRunDone as done:
+        where = done.where
+    return dry_run.report(opts.command, opts.run, where, opts.options)
+
+
 def _oom_or_name(e: BaseException) -> Optional[str]:
     """One line for a failed allocation (:func:`rnntk.engine.limits.is_oom`) or a file name
     too long (ENAMETOOLONG) anywhere in a command; None for anything else."""
@@ -488,6 +525,8 @@ def _disk_failure(opts: RunOptions, e: BaseException) -> Optional[str]:
 def _failure_outcome(opts: RunOptions, status: Optional[str], error: str) -> dict[str, Any]:
     if opts.run is not None and opts.run.outcome:
         return opts.run.outcome
+    if opts.run is not None and opts.dry_run:  # nothing was written
+        return {"status": status or "failed", "run_dir": None, "command": opts.command, "error": error}
     if opts.run is not None:  # failed before close (should not happen): report what we know
         return {"status": status or "failed", "run_dir": str(opts.run.dir), "error": error}
     return {"status": status or "failed", "run_dir": None, "command": opts.command, "error": error}
