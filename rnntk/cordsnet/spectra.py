@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 
 from rnntk.cordsnet.config import EigsConfig
 from rnntk.engine.errors import NonFiniteError, UserError
 
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
-def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.Tensor], model_path: Path, run: Any) -> None:
+
+def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.Tensor], model_path: Path, run: Run) -> None:
     """Spectra of the areas ``js`` of ``model`` (operator, method and orderings of ``cfg``;
     ``img`` ``(1, C, S, S)`` for the image-driven Jacobian) written to ``run``."""
     from rnntk.cordsnet.eigs import certified_stability, cordsnet_operators, leading_eigs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from torch import nn
@@ -20,6 +20,9 @@ from torchdiffeq import odeint
 from rnntk.engine.errors import NonFiniteError
 from rnntk.ode.config import ODEConfig
 from rnntk.ode.gradients import GRADIENTS, Direct, Gradient, SDEDirect, make_gradient
+
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
 ADJOINTS = (*GRADIENTS, "auto")
 
@@ -254,7 +257,7 @@ class ODEProblem:
         return float(loss), float(metric) if metric is not None else float(loss)
 
 
-def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
+def train_ode(cfg: ODEConfig, run: Run) -> dict[str, float]:
     """Train on ``run``; records loss, validation metric, epoch time, NFE and GQ nodes."""
     dev = run.device
     prob = ODEProblem(cfg, run.generator)
@@ -310,7 +313,7 @@ def train_ode(cfg: ODEConfig, run: Any) -> dict[str, float]:
     return out
 
 
-def _record(prob: ODEProblem, run: Any, dev: torch.device) -> None:
+def _record(prob: ODEProblem, run: Run, dev: torch.device) -> None:
     """Predicted trajectories on the test set (dense grid) to /traces/trajectory and a PNG."""
     import matplotlib
 

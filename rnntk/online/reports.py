@@ -5,7 +5,7 @@ on stderr, a CSV, ``/results`` arrays and the summary."""
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -13,8 +13,11 @@ import torch
 from rnntk.engine.files import write_text_atomic
 from rnntk.online.config import GradcheckConfig, MemoryConfig
 
+if TYPE_CHECKING:
+    from rnntk.engine.run import Run
 
-def gradcheck_report(cfg: GradcheckConfig, data: Any, dtype: torch.dtype, run: Any) -> None:
+
+def gradcheck_report(cfg: GradcheckConfig, data: Any, dtype: torch.dtype, run: Run) -> None:
     """Cosine, norm ratio and relative error of each rule's gradient to BPTT's per parameter
     group on the first ``cfg.batch_size`` training sequences of ``data``, at initialisation."""
     from rnntk.online.alignment import gradient_alignment, param_groups
@@ -45,7 +48,7 @@ def gradcheck_report(cfg: GradcheckConfig, data: Any, dtype: torch.dtype, run: A
     run.finish(**{f"cos_{g}_{r_}": al[r_][g]["cos"] for r_ in rl for g in groups})
 
 
-def memory_report(cfg: MemoryConfig, dtype: torch.dtype, run: Any) -> None:
+def memory_report(cfg: MemoryConfig, dtype: torch.dtype, run: Run) -> None:
     """Bytes saved for backward plus trace and carried-state bytes of one gradient computation,
     per (rule, execution mode) and sequence length (copy-like random inputs, 8 channels)."""
     from rnntk.online.memory import rule_memory
