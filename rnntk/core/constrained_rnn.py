@@ -99,6 +99,12 @@ class ConstrainedRNN(nn.Module):
 
     time = "continuous"
     dale_sign: torch.Tensor
+    mask_in: torch.Tensor
+    mask_rec: torch.Tensor
+    mask_out: torch.Tensor
+    fixed_in: torch.Tensor
+    fixed_rec: torch.Tensor
+    fixed_out: torch.Tensor
     b: nn.Parameter
     b_out: nn.Parameter
 
@@ -170,7 +176,7 @@ class ConstrainedRNN(nn.Module):
         for b in BLOCKS:
             self.register_buffer(f"_base_{b}", torch.zeros(shapes[b]), persistent=False)
             self.register_parameter(f"theta_{b}", nn.Parameter(torch.zeros(0)))
-        self._set_from_effective(init, gauge=None)
+        self.set_effective(init, gauge=None)
         self.b = nn.Parameter(torch.zeros(n))
         self.b_out = nn.Parameter(torch.zeros(self.n_out))
         self._register_state_dict_hook(_add_effective)
@@ -206,8 +212,10 @@ class ConstrainedRNN(nn.Module):
         if self.dale_ratio is not None and bool((W["rec"] * self.dale_sign < 0).any()):
             raise ValueError("W_rec breaks Dale's law: a weight has the opposite sign of its column's unit (dale_sign)")
 
-    def _set_from_effective(self, W: Mapping[str, torch.Tensor], gauge: Optional[Mapping[str, torch.Tensor]]) -> None:
-        """theta and the fixed part from effective matrices (``gauge``: old theta whose signs to keep)."""
+    def set_effective(self, W: Mapping[str, torch.Tensor], gauge: Optional[Mapping[str, torch.Tensor]] = None) -> None:
+        """Set theta and the fixed part from effective matrices ``W["in" | "rec" | "out"]`` (which
+        must respect the masks and signs; ``gauge``: theta whose signs to keep under Dale's law)."""
+        self._check_effective(W)
         for b in BLOCKS:
             free = self.free_mask(b)
             w = W[b].to(getattr(self, f"_base_{b}").dtype)
@@ -273,7 +281,7 @@ class ConstrainedRNN(nn.Module):
             W = {b: state_dict.pop(f"{prefix}W_{b}").detach() for b in BLOCKS}
             self._check_effective(W)
             gauge = {b: state_dict[f"{prefix}theta_{b}"] for b in BLOCKS if f"{prefix}theta_{b}" in state_dict}
-            self._set_from_effective(W, gauge if len(gauge) == 3 else None)
+            self.set_effective(W, gauge if len(gauge) == 3 else None)
             for b in BLOCKS:
                 state_dict[f"{prefix}theta_{b}"] = getattr(self, f"theta_{b}").detach().clone()
 

@@ -252,8 +252,11 @@ def load_model(path: Path | str) -> nn.Module:
             sd: dict[str, torch.Tensor] = {}
             g.visititems(lambda k, d: sd.__setitem__(k.replace("/", "."), torch.as_tensor(d[()])) if isinstance(d, h5py.Dataset) else None)
             name = str(g.attrs["model_class"])
+            g_subgroups = {k for k in g if isinstance(g[k], h5py.Group)}
         model = build_model(name, hp)
         own = model.state_dict()
+        # /model/<name>/... holds the other models of the run (save_model(name="adam_model")): not this one's
+        sd = {k: v for k, v in sd.items() if k in own or k.split(".")[0] not in g_subgroups}
         sd = {k: v.to(own[k].dtype) if k in own else v for k, v in sd.items()}  # /model stores float32
         _fit(model, sd)
         from rnntk.engine.checkpoint import load_state_into

@@ -71,6 +71,7 @@ def sofo_train(opts: RunOptions, cfg: TrainConfig, preset: Preset) -> None:
             task_kwargs=cfg.task_kwargs,
             loss_on=cfg.loss_on,
             fixation_weight=cfg.fixation_weight,
+            constraints=cfg.constraint_kwargs() if cfg.constrained else None,
         )
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -86,3 +87,7 @@ def register(app: typer.Typer) -> None:
     config_command(app, "sofo-train", TrainConfig, extra=[_PRESET], extra_after="task", defaults=preset_defaults, resumable=("iters", "time_budget"))(
         sofo_train
     )
+    from rnntk.engine.figures import register_figures
+    from rnntk.sofo.figures import sofo_figures
+
+    register_figures("sofo-train", sofo_figures)

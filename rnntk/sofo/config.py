@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Mapping, Optional
 
+from rnntk.core.constraint_options import ConstraintOptions
 from rnntk.engine.config_cli import check_options, option, positive
 
 
@@ -21,14 +22,6 @@ class Task(str, Enum):
     kalman = "kalman"
     lorenz = "lorenz"
     linreg = "linreg"
-
-
-TASKS = tuple(t.value for t in Task)
-
-
-class LossOn(str, Enum):
-    decision = "decision"
-    all = "all"
 
 
 class Optim(str, Enum):
@@ -78,7 +71,6 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "kalman": dict(hidden=32, batch=32, dt=0.002, steps=200, n_tangents=32, iters=200, lr=1.0, damping=1e-3, adam_lr=1e-2),
         "lorenz": dict(hidden=64, batch=64, dt=0.002, n_tangents=64, iters=300, lr=1.0, damping=1e-3, adam_lr=1e-3),
         "linreg": dict(hidden=64, batch=512, dt=0.002, n_tangents=128, iters=50, lr=1.0, damping=0.0, adam_lr=3e-2),
-        "neurogym": dict(hidden=64, batch=64, n_tangents=64, iters=300, lr=1.0, damping=1e-2, adam_lr=1e-2),
     },
     "paper": {  # upstream sizes; GPU recipes (η in rnntk's exact Gauss–Newton units)
         "double-reach": dict(hidden=64, batch=256, dt=0.002, n_tangents=128, iters=5000, lr=0.1, damping=1e-5, adam_lr=5e-4),
@@ -91,16 +83,12 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(ConstraintOptions):
     """Options of ``rnntk sofo-train`` (see its --help); the training loop reads the SOFO,
-    Adam and evaluation ones, :func:`rnntk.sofo.problems.make_problem` the task ones."""
+    Adam and evaluation ones, :func:`rnntk.sofo.problems.make_problem` the task ones; the
+    biological constraints (:class:`ConstraintOptions`) apply to the reach tasks' network."""
 
-    task: str = option(
-        "double-reach",
-        "Task to train on: a built-in one or neurogym:<EnvId> (any neurogym task; needs the neurogym extra).",
-        flags=("--task", "-t"),
-        metavar="[" + "|".join(t.value for t in Task) + "|neurogym:ID]",
-    )
+    task: str = option("double-reach", "Task to train on.", flags=("--task", "-t"), choices=Task)
     optimizer: str = option("sofo", "sofo, adam (BPTT), or both side by side on identical data.", choices=Optim)
     n_tangents: int = option(32, "Tangent directions per iteration (capped at the parameter count).", flags=("--n-tangents", "-K"), panel=S, preset=True)
     damping: float = option(1e-3, "Damping γ (relative to the top eigenvalue of the sketch by default).", panel=S, preset=True)
@@ -137,13 +125,6 @@ class TrainConfig:
         panel=M,
         metavar="SIGMA",
     )
-    task_kwargs: Optional[str] = option(
-        None, 'neurogym tasks: JSON of neurogym.make arguments, in neurogym\'s ms, e.g. \'{"dt": 20, "timing": {"stimulus": 500}}\'.', panel=M, metavar="JSON"
-    )
-    loss_on: str = option(
-        "decision", "neurogym tasks: score the decision period only, or all periods (--fixation-weight on the others).", panel=M, choices=LossOn
-    )
-    fixation_weight: float = option(1.0, "neurogym tasks with --loss-on all: loss weight of the steps outside the decision period.", panel=M, min=0.0)
     adam_lr: float = option(1e-2, "Adam learning rate.", panel=A, preset=True)
     adam_eps: float = option(1e-7, "Adam epsilon.", panel=A)
     eval_every: int = option(10, "Validation every N iterations (fixed batch and noise).", min=1)
@@ -153,10 +134,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.damping_mode = self.damping_mode.replace("_", "-")  # the library's relative_min spelling too
         check_options(self)
-        if self.task not in TASKS and not self.task.startswith("neurogym:"):
-            raise ValueError(f"bad --task '{self.task}': use one of {', '.join(TASKS)} or neurogym:<EnvId>")
-        if (self.task_kwargs is not None or self.loss_on != "decision" or self.fixation_weight != 1.0) and not self.task.startswith("neurogym:"):
-            raise ValueError(f"--task-kwargs/--loss-on/--fixation-weight apply to neurogym:<EnvId> tasks only, not {self.task}")
+        self.check_constraints()
         if self.n_tangents < 1:
             raise ValueError(f"bad -K {self.n_tangents}: need at least 1 tangent")
         if not (self.damping >= 0 and self.damping < float("inf")):
@@ -170,6 +148,8 @@ class TrainConfig:
             raise ValueError(f"--supervise/--target-noise apply to --task lorenz only, not {self.task}")
         if self.init_gain is not None and self.task not in ("double-reach", "single-reach"):
             raise ValueError(f"--init-gain applies to the reach tasks only, not {self.task}")
+        if self.constrained and self.task in ("kalman", "lorenz", "linreg"):
+            raise ValueError(f"--dale-ratio/--connectivity/--no-autapses/--rec-noise/--input-noise apply to the reach and neurogym tasks, not {self.task}")
 
 
 def preset_values(preset: str, task: str) -> dict[str, Any]:
@@ -180,7 +160,5 @@ def preset_values(preset: str, task: str) -> dict[str, Any]:
 
 
 def preset_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The command's defaults hook: the chosen ``--preset`` for the chosen ``--task`` (every
-    ``neurogym:<EnvId>`` task under the ``neurogym`` entry)."""
-    task = "neurogym" if str(values["task"]).startswith("neurogym:") else values["task"]
-    return PRESETS[values["preset"]].get(task, {})
+    """The command's defaults hook: the chosen ``--preset`` for the chosen ``--task``."""
+    return PRESETS[values["preset"]].get(values["task"], {})

@@ -17,11 +17,13 @@ from typing import Any, Optional
 import torch
 
 from rnntk.core.models import register_adapter, register_model
+from rnntk.sofo.models.constrained_motor import ConstrainedMotorRNN, EffectiveMotorView, rebuild
 from rnntk.sofo.models.kalman_rnn import KalmanRNN
 from rnntk.sofo.models.motor_rnn import MotorRNN
 
 register_model(MotorRNN)
 register_model(KalmanRNN)
+register_model(ConstrainedMotorRNN, build=rebuild)
 
 
 class MotorContract:
@@ -83,3 +85,4 @@ class KalmanContract:
 
 register_adapter(MotorRNN)(MotorContract)
 register_adapter(KalmanRNN)(KalmanContract)
+register_adapter(ConstrainedMotorRNN)(lambda m: MotorContract(EffectiveMotorView(m)))  # type: ignore[arg-type]

@@ -116,9 +116,13 @@ class ReachProblem(Problem):
         duration: float = 2.0,
         noise: bool = True,
         init_gain: Optional[float] = None,
+        constraints: Optional[dict[str, Any]] = None,
     ) -> None:
         if task not in ("double-reach", "single-reach"):
             raise ValueError(task)
+        self.constraints = {k: v for k, v in (constraints or {}).items() if k not in ("rec_noise", "input_noise")}
+        if constraints and (constraints.get("rec_noise") or constraints.get("input_noise")):
+            raise ValueError("--rec-noise/--input-noise do not apply to the reach tasks (their network has its own rate noise: --noise/--no-noise)")
         self.name, self.hidden, self.dt, self.tau, self.duration, self.noise = task, hidden, dt, tau, duration, noise
         self.init_gain = init_gain
         self.steps = int(round(duration / dt))
@@ -129,6 +133,12 @@ class ReachProblem(Problem):
         return {"steps": self.steps, "n_in": self.n_in, "loss": f"(10/T) sum_t mean_b w (|p-p*|^2 + |v|^2), T={self.steps}"}
 
     def make_model(self, generator: torch.Generator) -> MotorRNN:
+        if self.constraints:  # Dale's law / masks / no autapses (rnntk.sofo.models.constrained_motor)
+            from rnntk.sofo.models.constrained_motor import ConstrainedMotorRNN
+
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))  # the connectivity draw
+            kw = dict(dt=self.dt, tau=self.tau, noise=self.noise, generator=generator, init_gain=self.init_gain, seed=seed)
+            return ConstrainedMotorRNN(self.n_in, self.hidden, **kw, **self.constraints)
         return MotorRNN(self.n_in, self.hidden, dt=self.dt, tau=self.tau, noise=self.noise, generator=generator, init_gain=self.init_gain)
 
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
@@ -217,7 +227,6 @@ class ReachProblem(Problem):
         unreach = [v for c, v in b.trials.table.items() if c.startswith("unreachable")]
         frac = float(torch.cat([u.float() for u in unreach]).mean()) if unreach else 0.0
         run.result("unreachable_frac", frac, description="fraction of validation targets beyond reach (|p| > 0.6 m)")
-        run.figure(reach.hand_figure(full["hand"].cpu(), b.trials, err, n_show=min(k, 8), title=self.name), "hand_trajectories")
         return {"unreachable_frac": frac}
 
 
@@ -427,7 +436,7 @@ def make_problem(task: str, **kw: Any) -> Problem:
         keep = ("hidden", "tau", "task_kwargs", "loss_on", "fixation_weight")
         return NeurogymProblem(task, **{k: v for k, v in kw.items() if k in keep and v is not None})
     if task in ("double-reach", "single-reach"):
-        return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise", "init_gain")})
+        return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise", "init_gain", "constraints")})
     if task == "kalman":
         return KalmanProblem(**{k: v for k, v in kw.items() if k in ("hidden", "steps")})
     if task == "lorenz":

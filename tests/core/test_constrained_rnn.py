@@ -192,3 +192,16 @@ def test_loading_an_effective_matrix_that_breaks_the_constraints_is_refused():
 def test_bad_constructor_arguments(bad):
     with pytest.raises(ValueError):
         net(**bad)
+
+
+def test_run_h5_with_a_second_saved_model_rebuilds_the_first(tmp_path):
+    """Regression: load_model(run.h5) of a `sofo-train --optimizer both` run failed ('unexpected
+    key adam_model.*'): /model/adam_model/ holds the other model, not part of /model's."""
+    from rnntk.engine import Run
+
+    a, b = net(), net(g=0.5)
+    with Run.open(tmp_path / "r", command="tiny", config={}, seed=0, device="cpu", progress="none") as run:
+        run.save_model(a, hparams=a.hparams())
+        run.save_model(b, name="adam_model", hparams=b.hparams())
+    back = load_model(tmp_path / "r" / "run.h5")
+    assert torch.equal(back.effective()["W_rec"], a.effective()["W_rec"])

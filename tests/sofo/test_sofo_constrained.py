@@ -96,3 +96,138 @@ def test_sofo_50_steps_keep_signs_masks_and_fixed_weights_exactly(tmp_path):
     free = m.free_mask("rec")
     assert not torch.equal(rec[free], before["rec"][free])  # SOFO did move the free weights
     assert sum(losses[-10:]) < sum(losses[:10])
+
+
+# ------------------------------------------------------------------ the reach tasks' network
+def reach_problem(tmp_path, **kw):
+    from rnntk.sofo.problems import ReachProblem
+
+    c = {"dale_ratio": 0.8, "connectivity": str(tmp_path / "c.npz"), "autapses": False, **kw}
+    model(tmp_path)  # writes c.npz (12 units)
+    return ReachProblem("single-reach", hidden=N, dt=0.01, tau=0.02, duration=0.2, noise=True, constraints=c)
+
+
+def assert_motor_constraints(m, before) -> None:
+    W = m.core.effective()
+    for b in ("in", "rec", "out"):
+        w = W[f"W_{b}"].detach()
+        off = ~getattr(m.core, f"mask_{b}")
+        assert torch.equal(w[off], torch.zeros_like(w[off]))
+        fixed = getattr(m.core, f"fixed_{b}")
+        assert torch.equal(w[fixed], before[b][fixed])
+    rec = W["W_rec"].detach()
+    assert torch.equal(rec.diagonal(), torch.zeros(N))
+    assert bool(((rec * m.core.dale_sign) >= 0).all())
+    mp = m.motor_params(m.params())  # what the arm network multiplies: row-vector W[:-1] = W_rec^T
+    assert torch.equal(mp["W"][:-1], rec.T)
+    free = m.core.free_mask("rec")
+    assert not torch.equal(rec[free], before["rec"][free])
+
+
+def test_reach_constrained_manual_tangents_equal_vmap_jvp(tmp_path):
+    from rnntk.sofo.models.constrained_motor import ConstrainedMotorRNN
+
+    prob = reach_problem(tmp_path)
+    m = prob.make_model(gen(0))
+    assert isinstance(m, ConstrainedMotorRNN)
+    b = prob.sample(3, gen(1))
+    p = m.params()
+    with torch.no_grad():
+        p["core.theta_rec"][::2] *= -1
+    V = {k: torch.randn(4, *v.shape, generator=gen(2)) for k, v in p.items() if not k.startswith("core.b")}
+    state, dstate = m.initial_state(p, 3), m.initial_tangent(V, 3)
+    args = (p, state, dstate, V, b.trials.inputs[:, 0], b.noise[:, 0])
+    manual = m.tangent_step(*args)
+    oracle = generic_tangent_step(m.step)(*args)
+    for a, o in zip(torch.utils._pytree.tree_leaves(manual), torch.utils._pytree.tree_leaves(oracle)):
+        torch.testing.assert_close(a, o, rtol=1e-5, atol=1e-6)
+    sk_m, sk_g = prob.sketch(m, V, b, "manual"), prob.sketch(m, V, b, "generic")
+    torch.testing.assert_close(sk_m.g_hat, sk_g.g_hat, rtol=1e-5, atol=1e-8)
+    L = prob.loss(m, b)  # autograd through the constrained rollout
+    params = dict(m.named_parameters())
+    keys = [k for k in V if params[k].requires_grad]
+    grads = torch.autograd.grad(L, [params[k] for k in keys])
+    g_ref = sum(torch.einsum("k...,...->k", V[k], g) for k, g in zip(keys, grads))
+    torch.testing.assert_close(sk_m.g_hat.float(), g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_reach_constraints_hold_exactly_after_50_sofo_and_50_adam_steps(tmp_path):
+    prob = reach_problem(tmp_path)
+    g = gen(3)
+    for optim in ("sofo", "adam"):
+        m = prob.make_model(gen(0))
+        before = {k[2:]: w.detach().clone() for k, w in m.core.effective().items()}
+        if optim == "sofo":
+            opt = SOFO(dict(m.named_parameters()), n_tangents=16, damping=1e-3, lr=0.5, generator=gen(4))
+            assert "core.b" not in opt.params and "core.theta_rec" in opt.params  # SOFO perturbs the free parameters only
+        else:
+            adam = torch.optim.Adam(m.parameters(), lr=1e-2)
+        for _ in range(50):
+            b = prob.sample(4, g)
+            if optim == "sofo":
+                opt.step(lambda V, b=b, m=m: prob.sketch(m, V, b, "auto"))
+            else:
+                loss = prob.loss(m, b)
+                adam.zero_grad()
+                loss.backward()
+                adam.step()
+        assert_motor_constraints(m, before)
+
+
+def test_reach_constrained_model_round_trips_and_speaks_the_contract(tmp_path):
+    from rnntk.core.models import as_recurrent_model, load_model
+    from rnntk.engine.checkpoint import save_checkpoint
+
+    prob = reach_problem(tmp_path)
+    m = prob.make_model(gen(0))
+    save_checkpoint(tmp_path / "model.pt", model=m, hparams=m.hparams())
+    (tmp_path / "c.npz").unlink()
+    back = load_model(tmp_path / "model.pt")
+    b = prob.sample(3, gen(5))
+    torch.testing.assert_close(
+        back.rollout(back.params(), b.trials.inputs, b.noise)["hand"], m.rollout(m.params(), b.trials.inputs, b.noise)["hand"], rtol=0, atol=0
+    )
+    c = as_recurrent_model(back)
+    assert torch.equal(c.recurrent_weight(), back.core.effective()["W_rec"])
+    x, u = torch.randn(3, N, generator=gen(6)), torch.randn(3, c.n_in, generator=gen(7))
+    ones = torch.ones(3, N)
+    ref = back.step(back.params(), (x, u[:, -4:-2], u[:, -2:]), u[:, : c.n_in - 4], ones)[0][0]
+    torch.testing.assert_close(c.step(x, u), ref)
+
+
+def test_cli_constraints_reach_the_reach_network_and_bad_input_is_one_line(tmp_path):
+    import h5py
+    from conftest import assert_user_error, run_cli
+
+    tiny = ["--hidden", "10", "--batch", "4", "-K", "8", "--duration", "0.2", "--eval-batch", "4", "--save-traces", "2"]
+    r = run_cli(
+        "sofo-train",
+        "--task",
+        "single-reach",
+        "--optimizer",
+        "both",
+        "--iters",
+        "3",
+        *tiny,
+        "--dale-ratio",
+        "0.8",
+        "--connectivity",
+        "0.5",
+        "--no-autapses",
+        "--out",
+        tmp_path / "r",
+    )
+    assert r.code == 0, r.stderr
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        for pre in ("", "adam_model/"):
+            W, s, mask = (f[f"model/{pre}core.{k}"][()] for k in ("W_rec", "dale_sign", "mask_rec"))
+            assert ((W * s) >= 0).all() and (W[~mask] == 0).all() and (np.diag(W) == 0).all()
+        assert f["model"].attrs["model_class"] == "ConstrainedMotorRNN"
+    for args, needle in (
+        (["--connectivity", "1.5"], "--connectivity"),
+        (["--connectivity", str(tmp_path / "none.npz")], "file not found"),
+        (["--dale-ratio", "2"], "--dale-ratio"),
+        (["--task", "kalman", "--dale-ratio", "0.8"], "not kalman"),
+        (["--rec-noise", "0.1"], "--rec-noise"),
+    ):
+        assert_user_error(run_cli("sofo-train", "--iters", "1", *tiny, *args, "--out", tmp_path / "bad"), needle)
