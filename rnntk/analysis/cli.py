@@ -520,3 +520,26 @@ def register(app: typer.Typer) -> None:
     from rnntk.analysis.fixed_points_cli import fixed_points_cmd
 
     engine_command(app, "fixed-points")(fixed_points_cmd)
+    task_app = typer.Typer(help="Named tasks: rnntk task show NAME.", no_args_is_help=True)
+    task_app.command("show")(task_show_cmd)
+    app.add_typer(task_app, name="task")
+
+
+def task_show_cmd(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="A built-in task (double-reach, kalman, xor, ...) or neurogym:<EnvId>.", show_default=False)],
+    png: Annotated[Optional[Path], O("--png", help="Render one trial (inputs, target, loss mask, periods shaded) to this PNG.", metavar="FILE")] = None,
+    task_kwargs: Annotated[Optional[str], O("--task-kwargs", help="neurogym tasks: JSON of neurogym.make arguments (ms).", metavar="JSON")] = None,
+    trials: Annotated[int, O("--trials", min=1, help="Trials sampled for the statistics.")] = 1000,
+    seed: Annotated[int, O("--seed", help="Seed of the sampled trials.")] = 0,
+) -> None:
+    """Timing table (ms and s), trial-length statistics and channel names of a task; --png draws one trial.
+
+    Example: [bold]rnntk task show neurogym:PerceptualDecisionMaking-v0 --task-kwargs '{"dt": 20}' --png pdm.png[/bold]."""
+    from rnntk.analysis.task_show import task_show
+
+    try:
+        print(task_show(name, png, task_kwargs, trials, seed))
+    except ValueError as e:
+        raise UserError(" ".join(str(e).split())) from None
+    except OSError as e:
+        raise UserError(f"cannot write --png {png}: {e.strerror or e}") from None
