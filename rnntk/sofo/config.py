@@ -24,6 +24,14 @@ class Task(str, Enum):
     linreg = "linreg"
 
 
+TASKS = tuple(t.value for t in Task)
+
+
+class LossOn(str, Enum):
+    decision = "decision"
+    all = "all"
+
+
 class Optim(str, Enum):
     sofo = "sofo"
     adam = "adam"
@@ -71,6 +79,7 @@ PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "kalman": dict(hidden=32, batch=32, dt=0.002, steps=200, n_tangents=32, iters=200, lr=1.0, damping=1e-3, adam_lr=1e-2),
         "lorenz": dict(hidden=64, batch=64, dt=0.002, n_tangents=64, iters=300, lr=1.0, damping=1e-3, adam_lr=1e-3),
         "linreg": dict(hidden=64, batch=512, dt=0.002, n_tangents=128, iters=50, lr=1.0, damping=0.0, adam_lr=3e-2),
+        "neurogym": dict(hidden=64, batch=64, n_tangents=64, iters=300, lr=1.0, damping=1e-2, adam_lr=1e-2),
     },
     "paper": {  # upstream sizes; GPU recipes (η in rnntk's exact Gauss–Newton units)
         "double-reach": dict(hidden=64, batch=256, dt=0.002, n_tangents=128, iters=5000, lr=0.1, damping=1e-5, adam_lr=5e-4),
@@ -88,7 +97,12 @@ class TrainConfig(ConstraintOptions):
     Adam and evaluation ones, :func:`rnntk.sofo.problems.make_problem` the task ones; the
     biological constraints (:class:`ConstraintOptions`) apply to the reach tasks' network."""
 
-    task: str = option("double-reach", "Task to train on.", flags=("--task", "-t"), choices=Task)
+    task: str = option(
+        "double-reach",
+        "Task to train on: a built-in one or neurogym:<EnvId> (any neurogym task; needs the neurogym extra).",
+        flags=("--task", "-t"),
+        metavar="[" + "|".join(t.value for t in Task) + "|neurogym:ID]",
+    )
     optimizer: str = option("sofo", "sofo, adam (BPTT), or both side by side on identical data.", choices=Optim)
     n_tangents: int = option(32, "Tangent directions per iteration (capped at the parameter count).", flags=("--n-tangents", "-K"), panel=S, preset=True)
     damping: float = option(1e-3, "Damping γ (relative to the top eigenvalue of the sketch by default).", panel=S, preset=True)
@@ -125,6 +139,13 @@ class TrainConfig(ConstraintOptions):
         panel=M,
         metavar="SIGMA",
     )
+    task_kwargs: Optional[str] = option(
+        None, 'neurogym tasks: JSON of neurogym.make arguments, in neurogym\'s ms, e.g. \'{"dt": 20, "timing": {"stimulus": 500}}\'.', panel=M, metavar="JSON"
+    )
+    loss_on: str = option(
+        "decision", "neurogym tasks: score the decision period only, or all periods (--fixation-weight on the others).", panel=M, choices=LossOn
+    )
+    fixation_weight: float = option(1.0, "neurogym tasks with --loss-on all: loss weight of the steps outside the decision period.", panel=M, min=0.0)
     adam_lr: float = option(1e-2, "Adam learning rate.", panel=A, preset=True)
     adam_eps: float = option(1e-7, "Adam epsilon.", panel=A)
     eval_every: int = option(10, "Validation every N iterations (fixed batch and noise).", min=1)
@@ -135,6 +156,10 @@ class TrainConfig(ConstraintOptions):
         self.damping_mode = self.damping_mode.replace("_", "-")  # the library's relative_min spelling too
         check_options(self)
         self.check_constraints()
+        if self.task not in TASKS and not self.task.startswith("neurogym:"):
+            raise ValueError(f"bad --task '{self.task}': use one of {', '.join(TASKS)} or neurogym:<EnvId>")
+        if (self.task_kwargs is not None or self.loss_on != "decision" or self.fixation_weight != 1.0) and not self.task.startswith("neurogym:"):
+            raise ValueError(f"--task-kwargs/--loss-on/--fixation-weight apply to neurogym:<EnvId> tasks only, not {self.task}")
         if self.n_tangents < 1:
             raise ValueError(f"bad -K {self.n_tangents}: need at least 1 tangent")
         if not (self.damping >= 0 and self.damping < float("inf")):
@@ -160,5 +185,7 @@ def preset_values(preset: str, task: str) -> dict[str, Any]:
 
 
 def preset_defaults(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The command's defaults hook: the chosen ``--preset`` for the chosen ``--task``."""
-    return PRESETS[values["preset"]].get(values["task"], {})
+    """The command's defaults hook: the chosen ``--preset`` for the chosen ``--task`` (every
+    ``neurogym:<EnvId>`` task under the ``neurogym`` entry)."""
+    task = "neurogym" if str(values["task"]).startswith("neurogym:") else values["task"]
+    return PRESETS[values["preset"]].get(task, {})
