@@ -40,7 +40,13 @@ STATUSES = ("running", "completed", "nonfinite", "interrupted", "failed")
 _CHUNK_BYTES = 1 << 20  # ≤ 1 MiB chunks: HDF5's default chunk cache
 
 
-def _open(path: Path | str, mode: str) -> h5py.File:
+# h5py ships no type stubs: a type checker infers ``Group | Dataset | Datatype`` for every
+# ``f[name]`` from its source. Files are typed ``Any`` here (the one module that reads and
+# writes HDF5); what leaves this module is NumPy arrays and plain Python values.
+H5 = Any
+
+
+def _open(path: Path | str, mode: str) -> H5:
     # 'best-effort' locking: works on cluster filesystems where flock fails.
     return h5py.File(path, mode, locking="best-effort")
 
@@ -97,6 +103,11 @@ def _guarded(after_failure: bool = False) -> Callable[[Callable[..., Any]], Call
         return wrapper
 
     return deco
+
+
+def _read(path: Path | str) -> H5:
+    """Open a run file read-only without locking (a running or crashed writer's file too)."""
+    return h5py.File(path, "r", locking=False)
 
 
 class RunFile:
@@ -176,7 +187,7 @@ class RunFile:
     def checkpoint_step(self) -> int | None:
         """The step of the last checkpoint recorded in ``/checkpoints/last``, if any."""
         g = self.f.get("checkpoints/last")
-        return int(g.attrs["step"]) if isinstance(g, h5py.Group) and "step" in g.attrs else None
+        return int(g.attrs["step"]) if isinstance(g, h5py.Group) and "step" in g.attrs else None  # pyright: ignore[reportArgumentType]
 
     def set_status(self, status: str, **attrs: Any) -> None:
         """Set ``/`` attr ``status`` (one of :data:`STATUSES`) plus any extra attrs; flush."""
@@ -214,7 +225,7 @@ class RunFile:
         g = self.f["metrics"]
         return int(g["step"].shape[0]) if "step" in g else 0
 
-    def _metric_ds(self, name: str, dtype: Any, n: int) -> h5py.Dataset:
+    def _metric_ds(self, name: str, dtype: Any, n: int) -> H5:
         g = self.f["metrics"]
         if name in g:
             return g[name]
@@ -282,7 +293,7 @@ class RunFile:
         description: str = "",
         append: bool = False,
         **attrs: Any,
-    ) -> h5py.Dataset:
+    ) -> H5:
         """Write ``/traces/<name>`` as float32, gzip-1 + shuffle, chunked ≤ 1 MiB.
 
         ``data``: array whose axes are named by ``dims`` (default ``[trial, time, unit]``);
@@ -355,7 +366,7 @@ class RunFile:
         self.flush()
 
     @_guarded()
-    def write_array(self, group: str, name: str, data: Any, **attrs: Any) -> h5py.Dataset:
+    def write_array(self, group: str, name: str, data: Any, **attrs: Any) -> H5:
         """Write ``/<group>/<name>`` (results, model weights); complex arrays allowed."""
         self._writable()
         g = self.f.require_group(group)
@@ -399,7 +410,7 @@ class RunFile:
         for k, v in attrs.items():
             ds.attrs[k] = _attr_value(v)
 
-    def _rows(self, group: str, name: str) -> h5py.Dataset:
+    def _rows(self, group: str, name: str) -> H5:
         ds = self.f[group][name]
         if not isinstance(ds, h5py.Dataset):
             raise ValueError(f"/{group}/{name} is not a dataset")
@@ -482,13 +493,13 @@ def _decode(v: Any) -> Any:
 
 def read_metrics(path: Path | str) -> dict[str, np.ndarray]:
     """All ``/metrics`` columns as NumPy arrays (``step`` included)."""
-    with h5py.File(path, "r", locking=False) as f:
+    with _read(path) as f:
         return {k: f["metrics"][k][:] for k in f.get("metrics", {})}
 
 
 def read_config_toml(path: Path | str) -> str:
     """The resolved config stored in ``/config/toml``."""
-    with h5py.File(path, "r", locking=False) as f:
+    with _read(path) as f:
         return _decode(f["config/toml"][()]) if "config/toml" in f else ""
 
 
@@ -498,7 +509,7 @@ def summarize(path: Path | str) -> dict[str, Any]:
     Works on a running or crashed file: opened read-only without file locking.
     """
     out: dict[str, Any] = {"file": str(path)}
-    with h5py.File(path, "r", locking=False) as f:
+    with _read(path) as f:
         out["attrs"] = {k: _decode(v) for k, v in f.attrs.items()}
         out["config_toml"] = _decode(f["config/toml"][()]) if "config/toml" in f else ""
         metrics: dict[str, Any] = {}
@@ -535,7 +546,7 @@ def summarize(path: Path | str) -> dict[str, Any]:
                         "dtype": str(obj.dtype),
                         "attrs": {k: _decode(v) for k, v in obj.attrs.items() if k not in _HDF5_INTERNAL},
                     }
-                    if obj.size <= 8 and obj.dtype.kind in "biufc":
+                    if obj.size is not None and obj.size <= 8 and obj.dtype.kind in "biufc":  # size None: an empty dataspace
                         val = obj[()]
                         res[name]["value"] = val.tolist() if isinstance(val, np.ndarray) else _decode(val)
 
