@@ -338,3 +338,12 @@ class Run(RunOutputs, RunClose):
         (every column when None); ``{}`` before the first row."""
         self.flush()
         return self.h5.read_metric_columns(names)
+
+    def figures(self) -> list[Path]:
+        """Make every figure registered for this command (:mod:`rnntk.engine.figures`) from
+        what ``run.h5`` holds now, as PNGs in the run folder; ``rnntk plot`` makes the same
+        ones later from the file alone."""
+        from .figures import RunReader, command_figures
+
+        self.flush()
+        return [self.figure(fig, name) for name, fig in command_figures(RunReader(self.h5.f))]

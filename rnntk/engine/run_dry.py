@@ -157,6 +157,9 @@ class DryRun(Run):
             pass
         raise DryRunDone(f"writing {name}.png")
 
+    def figures(self) -> list[Path]:
+        raise DryRunDone("making the figures")
+
     def close(self, exc: BaseException | None = None) -> None:
         """Nothing to close: nothing was opened."""
         self._closed = True

@@ -43,3 +43,7 @@ def floss_cmd(opts: RunOptions, cfg: FlossConfig) -> None:
 def register(app: typer.Typer) -> None:
     """Add the floss commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
     config_command(app, "floss", FlossConfig, resumable=("epochs",))(floss_cmd)
+    from rnntk.engine.figures import register_figures
+    from rnntk.floss.figures import floss_figures
+
+    register_figures("floss", floss_figures)

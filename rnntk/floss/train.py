@@ -163,49 +163,6 @@ def _finish(cfg: FlossConfig, run: Run, model: VanillaRNN, horizons: list[int]) 
     for k, v in out.items():
         run.result(k, v)
     run.save_model(model)
-    _figures(cfg, run)
+    run.figures()  # rnntk/floss/figures.py, from run.h5
     run.finish(**out)
     return out
-
-
-def _figures(cfg: FlossConfig, run: Run) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    st = run.state
-    le = np.array(st["le"])
-    fig, ax = plt.subplots(figsize=(6, 4))
-    idx = np.arange(1, le.shape[1] + 1)
-    ax.plot(idx, le[0], label="initial")
-    after = [i for i, a in enumerate(st["le_after_floss"]) if a]
-    if after:
-        ax.plot(idx, le[after[0]], label="after first flossing")
-    ax.plot(idx, le[-1], label="final")
-    ax.axhline(cfg.floss_target, color="k", lw=0.5)
-    ax.axvline(cfg.floss_k, color="grey", ls=":", lw=0.8, label=f"k = {cfg.floss_k}")
-    ax.set_xlabel("index i")
-    ax.set_ylabel("λ_i (per step)")
-    ax.legend()
-    run.figure(fig, "lyapunov_spectrum")
-    g = run.read_metrics(["accuracy", "test_accuracy"])
-    if "step" not in g or "accuracy" not in g:
-        return
-    fig, ax = plt.subplots(figsize=(6, 4))
-    step = g["step"]
-    acc = g["accuracy"]
-    w = 50
-    if len(acc) >= w:
-        ax.plot(step[w - 1 :], np.convolve(acc, np.ones(w) / w, mode="valid"), label="training batch (running mean 50)")
-    if "test_accuracy" in g:
-        ta = g["test_accuracy"]
-        ok = ~np.isnan(ta)
-        ax.plot(step[ok], ta[ok], "o-", ms=3, label="held-out test batch")
-    ax.axhline(0.95, color="grey", ls=":", lw=0.8)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(0.4, 1.02)
-    ax.legend()
-    run.figure(fig, "accuracy")

@@ -121,8 +121,9 @@ def sweep_cmd(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``rnntk sweep``, ``ls``, ``compare`` and ``cite`` to ``app``."""
-    from . import browse_cli
+    """Add ``rnntk sweep``, ``ls``, ``compare``, ``cite`` and ``plot`` to ``app``."""
+    from . import browse_cli, plot
 
     app.command("sweep")(sweep_cmd)
     browse_cli.register(app)
+    plot.register(app)

@@ -87,3 +87,7 @@ def register(app: typer.Typer) -> None:
     config_command(app, "sofo-train", TrainConfig, extra=[_PRESET], extra_after="task", defaults=preset_defaults, resumable=("iters", "time_budget"))(
         sofo_train
     )
+    from rnntk.engine.figures import register_figures
+    from rnntk.sofo.figures import sofo_figures
+
+    register_figures("sofo-train", sofo_figures)

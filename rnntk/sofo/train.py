@@ -140,37 +140,6 @@ def train(problem: Problem, cfg: TrainConfig, run: Run) -> dict[str, float]:
     run.save_model(first["model"])
     if len(names) == 2:
         run.save_model(arms["adam"]["model"], name="adam_model")
-    loss_figure(run, names)
+    run.figures()  # rnntk/sofo/figures.py, from run.h5
     run.finish(**final)
     return final
-
-
-def loss_figure(run: Run, names: list[str]) -> None:
-    """PNG of training and validation loss vs iteration (and vs wall-clock) from run.h5."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    g = run.read_metrics()
-    step = g["step"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for name in names:
-        pre = f"{name}_" if len(names) == 2 else ""
-        for key, style in (("loss", "-"), ("val_loss", "o-")):
-            if pre + key not in g:
-                continue
-            v = g[pre + key]
-            ok = ~np.isnan(v)
-            axes[0].semilogy(step[ok], v[ok], style, ms=3, label=f"{name} {key}")
-            if pre + "iter_s" in g:
-                wall = np.cumsum(np.nan_to_num(g[pre + "iter_s"]))
-                axes[1].semilogy(wall[ok], v[ok], style, ms=3, label=f"{name} {key}")
-    axes[0].set_xlabel("iteration")
-    axes[1].set_xlabel("optimiser wall-clock (s)")
-    for ax in axes:
-        ax.set_ylabel("loss")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    run.figure(fig, "loss_curves")

@@ -206,9 +206,9 @@ def scripted_reach(trials: TrialBatch, move_time: float = 0.5) -> torch.Tensor:
     return torch.stack(hands, 1)
 
 
-def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Tensor], n_show: int = 8, title: str = "reach") -> object:
+def hand_figure(hand: torch.Tensor, trials: TrialBatch | torch.Tensor, err: dict[str, torch.Tensor], n_show: int = 8, title: str = "reach") -> object:
     """Matplotlib figure of the first ``n_show`` hand paths (B, T, ≥2) with each trial's
-    targets in its colour, numbered in reach order, each inside a 2 cm success circle (solid:
+    targets (``trials``: the batch, or its hold targets [B, R, 2] in m) in its colour, numbered in reach order, each inside a 2 cm success circle (solid:
     the hold ended inside it; dashed: missed; grey cross: beyond reach). ``err`` is
     :func:`reach_errors` of the same trials; the title gives the medians over all of them."""
     import matplotlib
@@ -219,7 +219,7 @@ def hand_figure(hand: torch.Tensor, trials: TrialBatch, err: dict[str, torch.Ten
 
     fig, ax = plt.subplots(figsize=(5.6, 5.0))
     cols = plt.cm.tab10.colors  # pyright: ignore[reportAttributeAccessIssue]  (tab10 is a ListedColormap)
-    tg = trials.extra["hold_targets"].cpu()
+    tg = (trials.extra["hold_targets"] if isinstance(trials, TrialBatch) else trials).cpu()
     end, ok = err["end"].cpu(), err["reachable"].cpu()
     R = tg.shape[1]
     cx, cy = central_spot()

@@ -1,0 +1,100 @@
+"""``rnntk plot RUN`` (issue 17.4): every figure of a run made again from ``run.h5`` alone, plus
+the metric panel, in PNG, PDF and SVG. Oracle: the PNGs a command wrote during its run equal,
+pixel for pixel, those ``rnntk plot`` makes later from the file (the figure makers read only
+run.h5); the panel has one subplot per logged metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_user_error, run_cli
+from PIL import Image
+
+import rnntk.cli  # noqa: F401 - registers every command and its figure makers
+from rnntk.engine.figures import FIGURES, RunReader, metric_panel
+from rnntk.runs.plot import MARKER, plot_run
+
+RUNS = {
+    "selftest": (["selftest", "--iters", "3"], []),
+    "sofo": (["sofo-train", "--iters", "3"], ["hand_trajectories", "loss_curves"]),
+    "floss": (["floss", "--epochs", "4", "--le-every", "2"], ["lyapunov_spectrum", "accuracy"]),
+}
+
+
+def _listing(d: Path) -> dict[str, int]:
+    return {str(p.relative_to(d)): p.stat().st_mtime_ns for p in d.rglob("*")}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("plotruns")
+    out = {}
+    for key, (args, _) in RUNS.items():
+        r = run_cli(*args, "--out", root / key, "-q", cwd=root)
+        assert r.code == 0, r.stderr
+        out[key] = root / key
+    return out
+
+
+def test_every_figure_making_command_registers_its_makers():
+    assert {"sofo-train", "floss"} <= set(FIGURES)
+
+
+@pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
+@pytest.mark.parametrize("key", sorted(RUNS))
+def test_plot_makes_every_figure_in_each_format(runs, key, fmt, tmp_path):
+    run = runs[key]
+    before = _listing(run)
+    res = plot_run(run, fmt, tmp_path / "figs")
+    assert _listing(run) == before  # the run folder is only read
+    names = [Path(f).name for f in res["files"]]  # type: ignore[union-attr]
+    assert names == [f"{n}.{fmt}" for n in RUNS[key][1]] + [f"metrics.{fmt}"]
+    for f in res["files"]:  # type: ignore[union-attr]
+        data = Path(f).read_bytes()
+        assert len(data) > 8000, f
+        if fmt == "png":
+            w, h = Image.open(f).size
+            assert w > 400 and h > 300
+        elif fmt == "pdf":
+            assert data.startswith(b"%PDF")
+        else:
+            assert b"<svg" in data[:2000]
+
+
+@pytest.mark.parametrize("key", ["sofo", "floss"])
+def test_regenerated_pngs_equal_the_ones_the_run_wrote(runs, key, tmp_path):
+    res = plot_run(runs[key], "png", tmp_path / "figs")
+    for name in RUNS[key][1]:
+        a = np.asarray(Image.open(runs[key] / f"{name}.png"))
+        b = np.asarray(Image.open(tmp_path / "figs" / f"{name}.png"))
+        assert a.shape == b.shape and np.array_equal(a, b), name
+    assert any(f.endswith("metrics.png") for f in res["files"])  # type: ignore[union-attr]
+
+
+def test_metric_panel_has_one_plot_per_metric(runs):
+    with RunReader(runs["floss"] / "run.h5") as r:
+        names = [k for k in r.metrics() if k not in ("step", "wall_time")]
+        fig = metric_panel(r)
+    assert fig is not None
+    titled = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titled == names[:16] and len(names) >= 3
+
+
+def test_cli_default_folder_next_to_the_run_and_errors(runs, tmp_path):
+    run = runs["selftest"]
+    r = run_cli("plot", run, "--format", "svg", cwd=tmp_path)
+    assert r.code == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[-1])
+    default = run.parent / f"{run.name}-plots"
+    assert Path(out["out"]) == default and (default / "metrics.svg").is_file() and (default / MARKER).is_file()
+    assert run_cli("plot", run, "--format", "svg", cwd=tmp_path).code == 0  # its own folder: replaced
+    assert_user_error(run_cli("plot", run, "--format", "jpg", cwd=tmp_path), "bad --format 'jpg'", engine=False)
+    assert_user_error(run_cli("plot", tmp_path, cwd=tmp_path), "not an rnntk run folder", engine=False)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not rnntk's")
+    assert_user_error(run_cli("plot", run, "--out", foreign, cwd=tmp_path), "did not make", engine=False)
+    assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
