@@ -15,7 +15,9 @@ from typing import Any, ClassVar, Optional
 import torch
 
 from rnntk.core import neurogym as ngt
+from rnntk.core.constrained_rnn import ConstrainedRNN
 from rnntk.core.leaky_rnn import ACTIVATIONS, LeakyRNN
+from rnntk.sofo.constrained import sketch_constrained
 from rnntk.sofo.optimizer import CrossEntropy, Params, Sketch, sketch_recurrent
 from rnntk.sofo.problems import Batch, Problem
 
@@ -37,6 +39,7 @@ class NeurogymProblem(Problem):
         fixation_weight: float = 1.0,
         activation: str = "tanh",
         g: float = 0.9,
+        constraints: Optional[dict[str, Any]] = None,
     ) -> None:
         self.task = ngt.NeurogymTask(task, ngt.parse_kwargs(task_kwargs), loss_on=loss_on, fixation_weight=fixation_weight)
         self.name = self.task.name
@@ -44,11 +47,21 @@ class NeurogymProblem(Problem):
         self.dt = self.task.dt
         self.tau = max(float(tau), self.dt)
         self.ce = CrossEntropy(1.0)
+        # --dale-ratio/--connectivity/--no-autapses/--rec-noise/--input-noise: a ConstrainedRNN
+        # (softplus rates, non-negative, so that Dale's signs mean excitation and inhibition)
+        self.constraints = dict(constraints) if constraints else None
+        if self.constraints:
+            self.activation = "softplus"
+            self.has_manual_tangents = True
 
     def describe(self) -> dict[str, Any]:
-        return {**self.task.describe(), "hidden": self.hidden, "tau_s": self.tau, "model": "LeakyRNN"}
+        return {**self.task.describe(), "hidden": self.hidden, "tau_s": self.tau, "model": "ConstrainedRNN" if self.constraints else "LeakyRNN"}
 
-    def make_model(self, generator: torch.Generator) -> LeakyRNN:
+    def make_model(self, generator: torch.Generator) -> LeakyRNN | ConstrainedRNN:
+        if self.constraints:
+            seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))  # the connectivity draw
+            kw = dict(dt=self.dt, tau=self.tau, g=self.g, activation=self.activation, generator=generator, seed=seed)
+            return ConstrainedRNN(self.task.n_in, self.hidden, self.task.n_out, **kw, **self.constraints)
         m = LeakyRNN(self.task.n_in, self.hidden, self.task.n_out, dt=self.dt, tau=self.tau, g=self.g, activation=self.activation)
         n, k = self.hidden, self.task.n_in
         with torch.no_grad():  # LeakyRNN draws from the global stream; redraw from the run's generator
@@ -58,7 +71,12 @@ class NeurogymProblem(Problem):
         return m
 
     def sample(self, batch: int, generator: torch.Generator) -> Batch:
-        return Batch(self.task.sample(batch, generator))
+        tr = self.task.sample(batch, generator)
+        c = self.constraints or {}
+        if c.get("rec_noise") or c.get("input_noise"):  # standard normals (B, T, n + n_in), shared by all tangents
+            g = self.noise_generator or generator
+            return Batch(tr, torch.randn(batch, tr.steps, self.hidden + self.task.n_in, generator=g, device=g.device))
+        return Batch(tr)
 
     def step(self, p: Params, x: torch.Tensor, u: torch.Tensor, noise: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
         """One Euler step of :class:`LeakyRNN` as a function of its parameters: ``x (B, N)``,
@@ -68,14 +86,22 @@ class NeurogymProblem(Problem):
         x1 = x + a * (-x + phi(x) @ p["W"].T + u @ p["U"].T + p["b"])
         return x1, phi(x1) @ p["C"].T + p["d"]
 
-    def sketch(self, model: LeakyRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+    def sketch(self, model: LeakyRNN | ConstrainedRNN, V: Params, b: Batch, impl: str = "auto") -> Sketch:
+        if isinstance(model, ConstrainedRNN):
+            return sketch_constrained(model, V, b.trials, self.ce, b.noise, impl)
         p = {k: v.detach() for k, v in model.named_parameters()}
         x0 = model.initial_state(b.trials.batch).to(b.trials.inputs.dtype)
         return sketch_recurrent(self.step, p, V, x0, b.trials.inputs, b.trials.targets, b.trials.mask, self.ce)
 
-    def logits(self, model: LeakyRNN, b: Batch) -> torch.Tensor:
+    def logits(self, model: LeakyRNN | ConstrainedRNN, b: Batch) -> torch.Tensor:
         """``(B, T, C)`` logits of the whole batch (differentiable)."""
-        return model(b.trials.inputs)[0]
+        return self._forward(model, b)[0]
+
+    @staticmethod
+    def _forward(model: LeakyRNN | ConstrainedRNN, b: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(model, ConstrainedRNN):
+            return model(b.trials.inputs, b.noise)
+        return model(b.trials.inputs)
 
     def loss(self, model: LeakyRNN, b: Batch) -> torch.Tensor:
         return ngt.masked_cross_entropy(self.logits(model, b), b.trials)
@@ -94,7 +120,7 @@ class NeurogymProblem(Problem):
 
     def record(self, run: Any, model: LeakyRNN, b: Batch, n_trials: int) -> dict[str, float]:
         with torch.no_grad():
-            z, r = model(b.trials.inputs)
+            z, r = self._forward(model, b)
         ngt.record_decisions(run, z, b.trials, n_trials=n_trials)
         k = min(n_trials, b.trials.batch)
         dt, dims = self.dt, ("trial", "time", "channel")

@@ -433,7 +433,7 @@ def make_problem(task: str, **kw: Any) -> Problem:
     if task.startswith("neurogym:"):
         from rnntk.sofo.neurogym_problem import NeurogymProblem
 
-        keep = ("hidden", "tau", "task_kwargs", "loss_on", "fixation_weight")
+        keep = ("hidden", "tau", "task_kwargs", "loss_on", "fixation_weight", "constraints")
         return NeurogymProblem(task, **{k: v for k, v in kw.items() if k in keep and v is not None})
     if task in ("double-reach", "single-reach"):
         return ReachProblem(task, **{k: v for k, v in kw.items() if k in ("hidden", "dt", "tau", "duration", "noise", "init_gain", "constraints")})

@@ -6,6 +6,7 @@ after 50 SOFO steps. Oracles: torch.func.jvp/vmap, torch.autograd."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from rnntk.core.constrained_rnn import ConstrainedRNN
@@ -231,3 +232,24 @@ def test_cli_constraints_reach_the_reach_network_and_bad_input_is_one_line(tmp_p
         (["--rec-noise", "0.1"], "--rec-noise"),
     ):
         assert_user_error(run_cli("sofo-train", "--iters", "1", *tiny, *args, "--out", tmp_path / "bad"), needle)
+
+
+def test_neurogym_task_builds_the_constrained_network_and_its_sketch_is_vmap_jvp():
+    pytest.importorskip("neurogym")
+    from rnntk.sofo.problems import make_problem
+
+    c = {"dale_ratio": 0.8, "connectivity": 0.5, "autapses": False, "rec_noise": 0.05, "input_noise": 0.01}
+    prob = make_problem("neurogym:PerceptualDecisionMaking-v0", hidden=N, constraints=c)
+    assert prob.has_manual_tangents
+    m = prob.make_model(gen(0))
+    assert isinstance(m, ConstrainedRNN) and m.activation == "softplus"
+    b = prob.sample(4, gen(1))
+    assert b.noise is not None and b.noise.shape == (4, b.trials.steps, N + m.n_in)
+    V = {k: torch.randn(6, *v.shape, generator=gen(2)) for k, v in m.named_parameters()}
+    a, o = prob.sketch(m, V, b, "manual"), prob.sketch(m, V, b, "generic")
+    torch.testing.assert_close(a.g_hat, o.g_hat, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(a.G_hat, o.G_hat, rtol=1e-5, atol=1e-8)
+    L = prob.loss(m, b)  # autograd through the same noisy rollout
+    grads = torch.autograd.grad(L, list(m.parameters()))
+    g_ref = sum(torch.einsum("k...,...->k", V[k], g) for k, g in zip(dict(m.named_parameters()), grads))
+    torch.testing.assert_close(a.g_hat.float(), g_ref, rtol=1e-4, atol=1e-6)
