@@ -82,12 +82,11 @@ class ConvOperator:
         if x.device.type == "cpu" and x.shape[0] == 1 and x.dtype == torch.float32:
             # one float32 vector: ATen's native conv is ~1.5-2x faster than oneDNN's on CPU
             # (oneDNN re-lays out the weights at every call; measured at the R8 layer sizes)
-            old = torch._C._get_mkldnn_enabled()
-            torch.backends.mkldnn.set_flags(False, None, None, None)
+            old = torch.backends.mkldnn.set_flags(False, None, None, None)  # pyright: ignore[reportArgumentType]  (None: leave unchanged)
             try:
                 return F.conv2d(x, self.weight, padding=p)
             finally:
-                torch.backends.mkldnn.set_flags(old, None, None, None)
+                torch.backends.mkldnn.set_flags(*old)
         return F.conv2d(x, self.weight, padding=p)
 
     def matvec(self, x: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ Why each is needed:
                              interpolation, norms and callback names: ``odeint_adjoint_gq``
                              takes exactly what ``odeint_adjoint`` takes, so it must accept
                              and normalise inputs the way torchdiffeq does.
+  tree_map                   torch's pytree map (no public path in torch): SOFO maps over a
+                             model's state and noise, whatever their nesting.
   MemTracker                 torch's tensor-memory tracker (peak bytes on the CPU) for
                              ``benchmarks/online_lru_speed.py``.
 
@@ -29,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch.distributed._tools.mem_tracker import MemTracker
+    from torch.utils._pytree import tree_map
     from torchdiffeq._impl.interp import _interp_evaluate as td_interp_evaluate
     from torchdiffeq._impl.misc import _all_adjoint_callback_names as td_adjoint_callback_names
     from torchdiffeq._impl.misc import _all_callback_names as td_callback_names
@@ -53,6 +56,7 @@ _PRIVATE: dict[str, tuple[str, str | None]] = {
     "td_adjoint_callback_names": ("torchdiffeq._impl.misc", "_all_adjoint_callback_names"),
     "RKAdaptiveStepsizeODESolver": ("torchdiffeq._impl.rk_common", "RKAdaptiveStepsizeODESolver"),
     "MemTracker": ("torch.distributed._tools.mem_tracker", "MemTracker"),
+    "tree_map": ("torch.utils._pytree", "tree_map"),
 }
 
 __all__ = [
@@ -67,6 +71,7 @@ __all__ = [
     "td_interp_evaluate",
     "td_mixed_norm",
     "td_rms_norm",
+    "tree_map",
 ]
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.func import jvp, vmap
 
+from rnntk.engine.compat import tree_map
 from rnntk.engine.device import generator_device
 
 Params = dict[str, torch.Tensor]
@@ -471,13 +472,13 @@ def sketch_recurrent(
         V = {k: V[k] if k in V else torch.zeros((K, *p.shape), dtype=p.dtype, device=p.device) for k, p in params.items()}
     with torch.inference_mode():
         state = state0
-        dstate = dstate0 if dstate0 is not None else torch.utils._pytree.tree_map(lambda s: torch.zeros((K, *s.shape), dtype=s.dtype, device=s.device), state0)
+        dstate = dstate0 if dstate0 is not None else tree_map(lambda s: torch.zeros((K, *s.shape), dtype=s.dtype, device=s.device), state0)
         g_hat = torch.zeros(K, dtype=torch.float64, device=inputs.device)
         G_hat = torch.zeros(K, K, dtype=torch.float64, device=inputs.device)
         total = torch.zeros((), dtype=torch.float64, device=inputs.device)
         outs = []
         for t in range(T):
-            nt = None if noise is None else torch.utils._pytree.tree_map(lambda n: n[:, t], noise)  # noqa: B023 - called at once, inside the loop
+            nt = None if noise is None else tree_map(lambda n: n[:, t], noise)  # noqa: B023 - called at once, inside the loop
             state, y, dstate, dY = tstep(params, state, dstate, V, inputs[:, t], nt)
             w = None if weights is None else weights[:, t]
             if record:

@@ -69,6 +69,13 @@ def test_torchdiffeq_interp_norms_and_callbacks():
     assert [n + "_adjoint" for n in compat.td_callback_names] == list(compat.td_adjoint_callback_names)
 
 
+def test_tree_map_over_nested_state():
+    state = {"h": torch.ones(2, 3), "c": (torch.zeros(1), [torch.full((2,), 2.0)])}
+    out = compat.tree_map(lambda t: t * 3, state)
+    assert torch.equal(out["h"], torch.full((2, 3), 3.0)) and torch.equal(out["c"][1][0], torch.full((2,), 6.0))
+    assert isinstance(out["c"], tuple) and isinstance(out["c"][1], list)
+
+
 def test_mem_tracker_sees_a_cpu_allocation():
     mt = compat.MemTracker()
     with mt:
@@ -81,7 +88,8 @@ def _private_imports(source: str) -> list[str]:
     """Imports of a non-rnntk module path with a private component (``pkg._x``), or of a
     private name from one (``from pkg import _x``)."""
     out = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
         mods: list[str] = []
         if isinstance(node, ast.Import):
             mods = [a.name for a in node.names]
@@ -92,12 +100,25 @@ def _private_imports(source: str) -> list[str]:
         ]
         if private:
             out.append(f"{node.lineno}: {private[0]}")
+    # attribute chains into a private part of an imported package: torch.utils._pytree.x, torch._C._f()
+    modules = {
+        (a.asname or a.name).split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names if not a.name.startswith("rnntk")
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in modules:
+                out.append(f"{node.lineno}: {ast.unparse(node)}")
     return out
 
 
 def test_the_private_import_check_finds_them():
     src = "from typer._click import exceptions\nimport torchdiffeq._impl.misc\nfrom torch.distributed._tools.mem_tracker import MemTracker\nfrom numpy import _core\n"
     assert len(_private_imports(src)) == 4
+    chains = "import torch\nimport numpy as np\nx = torch.utils._pytree.tree_map(f, s)\nold = torch._C._get_mkldnn_enabled()\ny = self._cache\nz = np.random.rand()\n"
+    assert sorted(b.split(": ")[1] for b in _private_imports(chains)) == ["torch._C", "torch._C._get_mkldnn_enabled", "torch.utils._pytree"]
     assert _private_imports("from rnntk.engine.compat import click_exceptions\nimport torch.nn.functional as F\nfrom rnntk.x import _private\n") == []
 
 
