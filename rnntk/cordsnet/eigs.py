@@ -162,7 +162,7 @@ class ConvOperator:
             Y = Y.cpu().numpy()
             return Y[0] if vec else Y.T
 
-        return LinearOperator((self.N, self.N), matvec=mm, matmat=mm, dtype=np.float64)
+        return LinearOperator((self.N, self.N), matvec=mm, matmat=mm, dtype=np.float64)  # pyright: ignore[reportCallIssue]  (scipy's stubs)
 
 
 def symbols(weight: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -203,8 +203,8 @@ def symmetric_part_max(op: ConvOperator) -> float:
         t = torch.from_numpy(np.ascontiguousarray(np.asarray(x).reshape(-1))).to(o.device)
         return (0.5 * (o.matvec(t) + o.rmatvec(t))).cpu().numpy()
 
-    lin = LinearOperator((o.N, o.N), matvec=mv, dtype=np.float64)
-    return float(eigsh(lin, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])
+    lin = LinearOperator((o.N, o.N), matvec=mv, dtype=np.float64)  # pyright: ignore[reportCallIssue]  (scipy's stubs)
+    return float(eigsh(lin, k=1, which="LA", tol=1e-10, return_eigenvectors=False)[0])  # pyright: ignore[reportArgumentType]  (tol is a float)
 
 
 def stability(values: np.ndarray, alpha: float = 0.2) -> dict[str, Any]:
@@ -212,7 +212,7 @@ def stability(values: np.ndarray, alpha: float = 0.2) -> dict[str, Any]:
     recurrent operator W: continuous ``tau dr/dt = -r + W r`` stable iff ``max Re < 1``; Euler
     map ``(1-alpha) I + alpha W`` stable iff every ``|lambda - (1 - 1/alpha)| < 1/alpha``. For
     leading values only use :func:`certified_stability`."""
-    vals = np.asarray(values)
+    vals: Any = np.asarray(values)  # real or complex
     c = 1 - 1 / alpha
     return dict(
         spectral_radius=float(np.abs(vals).max()),
@@ -252,7 +252,9 @@ def certified_stability(results: dict[str, EigResult], alpha: float = 0.2) -> di
         return float(abs(r.values[0])) if w == "LM" else float(r.values[0].real)
 
     rho, mu = leading("LM", "spectral_radius"), leading("LR", "max_real")
-    conv = np.concatenate([np.zeros(0, np.complex128)] + [r.values[np.asarray(r.converged, bool)] for r in results.values() if not r.info.get("incomplete")])
+    conv: Any = np.concatenate(
+        [np.zeros(0, np.complex128)] + [r.values[np.asarray(r.converged, bool)] for r in results.values() if not r.info.get("incomplete")]
+    )
     conv = conv[np.isfinite(conv)]
     if mu is not None:
         cont: Any = mu < 1
