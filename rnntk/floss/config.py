@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Optional
 
+from rnntk.core.constraint_options import ConstraintOptions
 from rnntk.engine.config_cli import check_options, finite, option, positive
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ T = "Task"
 
 
 @dataclass
-class FlossConfig:
+class FlossConfig(ConstraintOptions):
     """Options of ``rnntk floss`` (defaults: upstream's README call; see ``rnntk floss --help``)."""
 
     task: str = option(
@@ -93,6 +94,7 @@ class FlossConfig:
 
     def __post_init__(self) -> None:
         check_options(self)
+        self.check_constraints()  # --dale-ratio/--connectivity/...: a ConstrainedRNN (rnntk.floss.train.make_model)
         from rnntk.floss.delayed_xor import check_delay
 
         neurogym = self.task.startswith("neurogym:")

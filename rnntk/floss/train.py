@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from rnntk.analysis.lyapunov import condition_numbers, initial_basis, long_term_jacobian_singular_values, lyapunov_spectrum
+from rnntk.core.constrained_rnn import ConstrainedRNN
 from rnntk.core.vanilla_rnn import VanillaRNN
 from rnntk.engine.limits import overflow_as_nonfinite
 from rnntk.floss.config import FlossConfig
@@ -29,11 +30,12 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
     """Train a :class:`VanillaRNN` on the delayed parity task (or a neurogym task) with the flossing schedule."""
     dev = run.device
     src = task_source(cfg)
-    model = VanillaRNN(cfg.n_units, src.n_in, src.n_out, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=run.generator).to(dev)
-    if not cfg.train_x0:
+    model = make_model(cfg, src.n_in, src.n_out, run.generator).to(dev)
+    if not cfg.train_x0 and isinstance(model, VanillaRNN):
         model.x0.requires_grad_(False)
     task_opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, betas=(0.9, 0.999))
-    floss_opt = torch.optim.Adam(flossed_parameters(model), lr=cfg.floss_lr, betas=(0.9, 0.999))
+    flossed = ("theta_in", "theta_rec", "b") if isinstance(model, ConstrainedRNN) else ("W_in", "J", "b")  # the free parameters
+    floss_opt = torch.optim.Adam(flossed_parameters(model, flossed), lr=cfg.floss_lr, betas=(0.9, 0.999))
     run.track(model, task_opt, hparams=model.hparams(), floss_opt=floss_opt)
     st = run.state
     for key in ("episodes", "floss_losses", "floss_lambdas", "le_epochs", "le_after_floss", "le", "cond", "sv", "accs", "floss_s", "task_s", "nonfinite_floss"):
@@ -51,7 +53,7 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
     def spectrum(updates: int, after_floss: bool = False) -> None:
         """Spectrum of the probe sequence; ``updates`` = task updates done so far."""
         with torch.no_grad():
-            x0 = model.x0[:1].detach()
+            x0 = _x0(model)
             res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4), check=stop_check)
             sv = long_term_jacobian_singular_values(model, probe, horizons, x0=x0, check=stop_check) if horizons else torch.zeros(0, cfg.n_units)
         st["le_epochs"].append(int(updates))
@@ -71,7 +73,7 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
                     floss_opt,
                     u,
                     cfg.floss_k,
-                    x0=model.x0[:1].detach(),
+                    x0=_x0(model),
                     warmup=cfg.floss_warmup,
                     t_ons=cfg.floss_tons,
                     target=cfg.floss_target,
@@ -101,12 +103,12 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
             row.update(floss_loss=st["floss_losses"][-1], floss_lambda_1=st["floss_lambdas"][-1][0])
         t0 = time.perf_counter()
         tr = to_device(src.trials(cfg.batch, run.generator), dev)
-        logits, _ = model(tr.inputs)
+        logits, _ = model(tr.inputs, model.sample_noise(tr.batch, tr.steps, run.generator)) if isinstance(model, ConstrainedRNN) else model(tr.inputs)
         loss = src.loss(logits, tr)
         acc = src.accuracy(logits.detach(), tr)  # on never-seen data, before the update
         task_opt.zero_grad()
         loss.backward()
-        gx0 = float(model.x0.grad.norm()) if model.x0.grad is not None else 0.0
+        gx0 = float(model.x0.grad.norm()) if isinstance(model, VanillaRNN) and model.x0.grad is not None else 0.0
         gnorm = clip_per_tensor([p for p in model.parameters() if p.requires_grad], cfg.clip)
         with overflow_as_nonfinite(epoch, "task_update"):  # e.g. --lr 1e38
             task_opt.step()
@@ -130,7 +132,25 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
     return _finish(cfg, run, model, horizons)
 
 
-def _finish(cfg: FlossConfig, run: Run, model: VanillaRNN, horizons: list[int]) -> dict[str, float]:
+def make_model(cfg: FlossConfig, n_in: int, n_out: int, generator: torch.Generator) -> VanillaRNN | ConstrainedRNN:
+    """The upstream :class:`VanillaRNN`, or with any of ``--dale-ratio/--connectivity/--no-autapses/
+    --rec-noise/--input-noise`` a :class:`ConstrainedRNN` with the same leak (``dt/tau = --alpha``,
+    tau = 1 step), gain ``--g`` (spectral radius of W_rec) and zero initial state; its rates are
+    tanh, or softplus (non-negative) under Dale's law. Flossing then changes its free parameters
+    (``theta_in``, ``theta_rec``, ``b``), so the constraints hold exactly throughout."""
+    if not cfg.constrained:
+        return VanillaRNN(cfg.n_units, n_in, n_out, batch=cfg.batch, g=cfg.g, init=cfg.init, alpha=cfg.alpha, generator=generator)
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))  # the connectivity draw
+    act = "softplus" if cfg.dale_ratio is not None else "tanh"
+    return ConstrainedRNN(n_in, cfg.n_units, n_out, dt=cfg.alpha, tau=1.0, g=cfg.g, activation=act, generator=generator, seed=seed, **cfg.constraint_kwargs())
+
+
+def _x0(model: VanillaRNN | ConstrainedRNN) -> torch.Tensor:
+    """The initial state ``(1, N)`` of spectra and flossing (VanillaRNN: its first trained x0)."""
+    return model.x0[:1].detach() if isinstance(model, VanillaRNN) else model.initial_state(1)
+
+
+def _finish(cfg: FlossConfig, run: Run, model: VanillaRNN | ConstrainedRNN, horizons: list[int]) -> dict[str, float]:
     st = run.state
     accs = st["accs"]
     final_acc = sum(accs[-100:]) / max(len(accs[-100:]), 1)
