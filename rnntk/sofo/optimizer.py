@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence, cast
 
 import torch
 from torch import nn
@@ -57,7 +57,7 @@ def _draw(shape: tuple[int, ...], generator: Optional[torch.Generator], dtype: t
 
 def _unit_rows(blocks: list[torch.Tensor]) -> list[torch.Tensor]:
     """K tangents stored as blocks (K, n_i), each tangent scaled to unit norm over all blocks."""
-    norm = torch.sqrt(sum(b.pow(2).sum(1) for b in blocks))[:, None]
+    norm = torch.sqrt(cast(torch.Tensor, sum(b.pow(2).sum(1) for b in blocks)))[:, None]
     return [b / norm for b in blocks]
 
 
@@ -73,7 +73,7 @@ def _gram_factor(blocks: list[torch.Tensor]) -> torch.Tensor:
     """Cholesky factor L (K×K, float64, lower) of the Gram matrix Σ_i V_i V_iᵀ of K tangents
     stored as blocks (K, n_i); one GEMM per block in the working dtype. Raises
     ``torch.linalg.LinAlgError`` when the Gram matrix is not positive definite."""
-    gram = sum(torch.mm(b, b.T) for b in blocks)
+    gram = cast(torch.Tensor, sum(torch.mm(b, b.T) for b in blocks))
     return torch.linalg.cholesky(gram.to(torch.float64))
 
 
@@ -137,7 +137,7 @@ def _sample(
         if 8 * K <= P:
             try:
                 L = _gram_factor(blocks)
-            except torch.linalg.LinAlgError:
+            except torch.linalg.LinAlgError:  # pyright: ignore[reportPrivateImportUsage]  (public, documented)
                 L = None
         if L is not None and defer:
             return {name: b.reshape(K, *p.shape).to(out_dtype) for (name, p), b in zip(params.items(), blocks)}, L
@@ -318,7 +318,7 @@ class FunctionLoss:
         """H u for a batch of directions U: (M, B, D) → (M, B, D), float64 (exact Hessian)."""
         with torch.inference_mode(False):
             y, target, weight, U = self._plain(y, target, weight, U)
-            _, hv = torch.func.vjp(torch.func.grad(self._f(target, weight)), y)  # u ↦ uᵀH = Hu (reverse over reverse)
+            _, hv = torch.func.vjp(torch.func.grad(self._f(target, weight)), y)[:2]  # u ↦ uᵀH = Hu (reverse over reverse)
             return vmap(lambda u: hv(u)[0])(U)
 
     def hessian_blocks(self, y: torch.Tensor, target: Any, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -359,7 +359,7 @@ def as_loss(loss: Any) -> Any:
     if all(hasattr(loss, a) for a in ("value", "grad", "ggn")):
         return loss
     if callable(loss):
-        return FunctionLoss(loss)
+        return FunctionLoss(cast(Callable[..., torch.Tensor], loss))
     raise TypeError(f"a SOFO loss must be a callable fn(y, target) or have value/grad/ggn, got {type(loss).__name__}")
 
 
@@ -391,7 +391,7 @@ def sketch_feedforward(
     loss = as_loss(loss)
     f, primal = _restrict(f, params, V)
     with torch.inference_mode():
-        y, dY = vmap(lambda v: jvp(f, (primal,), (v,)), out_dims=(None, 0))(V)
+        y, dY = vmap(lambda v: jvp(f, (primal,), (v,)), out_dims=(None, 0))(V)  # pyright: ignore[reportAssignmentType, reportArgumentType]  (torch.func's stubs)
         g = loss.grad(y, target, weight).to(torch.float64)
         g_hat = torch.einsum("kbd,bd->k", dY.to(torch.float64), g)
         G_hat = loss.ggn(dY, y, target, weight)
@@ -430,7 +430,7 @@ def generic_tangent_step(step: StepFn) -> TangentStepFn:
         def one(v: Params, ds: Any) -> Any:
             return jvp(lambda p, s: fstep(p, s, x_t, noise_t), (primal, state), (v, ds))
 
-        (state1, y), (dstate1, dy) = vmap(one, out_dims=((None, None), (0, 0)))(V, dstate)
+        (state1, y), (dstate1, dy) = vmap(one, out_dims=((None, None), (0, 0)))(V, dstate)  # pyright: ignore[reportArgumentType]  (torch.func's stubs)
         return state1, y, dstate1, dy
 
     return tstep
