@@ -43,3 +43,7 @@ def ode_train(opts: RunOptions, cfg: ODEConfig) -> None:
 def register(app: typer.Typer) -> None:
     """Add the ode commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
     config_command(app, "ode-train", ODEConfig, resumable=("epochs",))(ode_train)
+    from rnntk.engine.figures import register_figures
+    from rnntk.ode.figures import trajectories
+
+    register_figures("ode-train", trajectories)

@@ -314,12 +314,8 @@ def train_ode(cfg: ODEConfig, run: Run) -> dict[str, float]:
 
 
 def _record(prob: ODEProblem, run: Run, dev: torch.device) -> None:
-    """Predicted trajectories on the test set (dense grid) to /traces/trajectory and a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """Predicted trajectories on the test set (dense grid) to /traces/trajectory and a PNG
+    (rnntk/ode/figures.py, from run.h5)."""
     cfg = prob.cfg
     if cfg.task == "ou":
         with torch.no_grad():
@@ -338,17 +334,7 @@ def _record(prob: ODEProblem, run: Run, dev: torch.device) -> None:
         md, vd = prob._moments(data)
         for k, v in (("model_mean", mp), ("model_var", vp), ("data_mean", md), ("data_var", vd)):
             run.result(k, v, dims='["initial value", "time"]')
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for i in range(min(3, len(y0))):
-            axes[0].plot(prob.t, md[i], "--", color=f"C{i}")
-            axes[0].plot(prob.t, mp[i], color=f"C{i}")
-            axes[1].plot(prob.t, vd[i], "--", color=f"C{i}")
-            axes[1].plot(prob.t, vp[i], color=f"C{i}")
-        axes[0].set_title("mean: model (line) vs data (dashed)")
-        axes[1].set_title("variance")
-        for ax in axes:
-            ax.set_xlabel("t")
-        run.figure(fig, "trajectories")
+        run.figures()
         return
     with torch.no_grad():
         if cfg.task == "sines":
@@ -367,15 +353,8 @@ def _record(prob: ODEProblem, run: Run, dev: torch.device) -> None:
             traj = odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
             truth = None
     dt = float(grid[1] - grid[0])
-    run.trace("trajectory", traj, dt=dt, units="a.u.", description="predicted state on test trials")
+    run.trace("trajectory", traj, dt=dt, units="a.u.", description="predicted state on test trials", times=grid.cpu().tolist())
     if truth is not None:
-        run.trace("truth", truth, dt=dt if cfg.task == "sines" else float(prob.t[1] - prob.t[0]), units="a.u.", description="true trajectories")
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for i in range(min(4, traj.shape[0])):
-        ax.plot(grid, traj[i, :, 0], color=f"C{i}", label="predicted" if i == 0 else None)
-        if truth is not None:
-            ax.plot(grid if cfg.task == "sines" else prob.t, truth[i, :, 0], "--", color=f"C{i}", label="true" if i == 0 else None)
-    ax.set_xlabel("t")
-    ax.set_ylabel("x (first coordinate)")
-    ax.legend()
-    run.figure(fig, "trajectories")
+        t_truth = grid if cfg.task == "sines" else prob.t
+        run.trace("truth", truth, dt=float(t_truth[1] - t_truth[0]), units="a.u.", description="true trajectories", times=t_truth.cpu().tolist())
+    run.figures()

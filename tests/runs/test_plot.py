@@ -21,6 +21,7 @@ RUNS = {
     "selftest": (["selftest", "--iters", "3"], []),
     "sofo": (["sofo-train", "--iters", "3"], ["hand_trajectories", "loss_curves"]),
     "floss": (["floss", "--epochs", "4", "--le-every", "2"], ["lyapunov_spectrum", "accuracy"]),
+    "ode": (["ode-train", "--task", "sines", "--epochs", "1"], ["trajectories"]),
 }
 
 
@@ -40,7 +41,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_every_figure_making_command_registers_its_makers():
-    assert {"sofo-train", "floss"} <= set(FIGURES)
+    assert {"sofo-train", "floss", "ode-train"} <= set(FIGURES)
 
 
 @pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
@@ -64,7 +65,7 @@ def test_plot_makes_every_figure_in_each_format(runs, key, fmt, tmp_path):
             assert b"<svg" in data[:2000]
 
 
-@pytest.mark.parametrize("key", ["sofo", "floss"])
+@pytest.mark.parametrize("key", ["sofo", "floss", "ode"])
 def test_regenerated_pngs_equal_the_ones_the_run_wrote(runs, key, tmp_path):
     res = plot_run(runs[key], "png", tmp_path / "figs")
     for name in RUNS[key][1]:
