@@ -186,65 +186,8 @@ def evaluate(model: CordsNet, source: ImageSource, preset: Preset, cfg: EvalConf
             out["best_step_top1"] = float(acc.max())
     if source.classes:
         run.annotate("results", classes=",".join(source.classes)[:60000])
-    spont_pop = torch.stack(spont_rates, 1)[0].float().cpu().numpy() if spont_rates else None
-    stim_pop = streams[1].read().mean(0)
-    run.figure(plot_population_rate(spont_pop, stim_pop, dt, cfg), "population_rate")
-    if labels is not None and cfg.readout == "every":
-        run.figure(plot_accuracy_vs_time((correct / n).numpy(), dt, cfg), "accuracy_vs_time")
+    run.figures()  # rnntk/cordsnet/figures.py, from run.h5
     return out
-
-
-def plot_population_rate(spont: Any, stim: Any, dt: float, cfg: EvalConfig) -> Any:
-    """Per-area population rate vs time (ms): the spontaneous phase ``(T_s, depth)`` (shared
-    by all images), then the stimulus (and post) phase ``(T, depth)`` averaged over images."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    ms = dt * 1e3
-    fig, ax = plt.subplots(figsize=(7, 4))
-    depth = stim.shape[1]
-    colors = plt.cm.viridis(np.linspace(0, 0.9, depth))  # pyright: ignore[reportAttributeAccessIssue]  (registered at import)
-    ts = np.arange(1, cfg.spont_steps + 1) * ms
-    tt = (cfg.spont_steps + np.arange(1, stim.shape[0] + 1)) * ms
-    for j in range(depth):
-        y = np.concatenate([spont[:, j] if spont is not None else np.zeros(0), stim[:, j]])
-        ax.plot(np.concatenate([ts[: 0 if spont is None else len(spont)], tt]), y, color=colors[j], lw=1.2, label=f"area {j}")
-    ax.axvline(cfg.spont_steps * ms, color="k", ls="--", lw=0.8)
-    ax.text(cfg.spont_steps * ms, ax.get_ylim()[1], " stimulus on", va="top", fontsize=8)
-    if cfg.post_steps:
-        ax.axvline((cfg.spont_steps + cfg.stim_steps) * ms, color="k", ls=":", lw=0.8)
-        ax.text((cfg.spont_steps + cfg.stim_steps) * ms, ax.get_ylim()[1], " stimulus off", va="top", fontsize=8)
-    ax.set_xlabel("time (ms)")
-    ax.set_ylabel("population rate (mean over units, a.u.)")
-    ax.set_title("per-area population rate: spontaneous, then stimulus (mean over images)")
-    ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-def plot_accuracy_vs_time(acc: Any, dt: float, cfg: EvalConfig) -> Any:
-    """Top-1 accuracy of the readout after each stimulus (and post) step vs time (ms)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    ms = dt * 1e3
-    t = (cfg.spont_steps + np.arange(1, len(acc) + 1)) * ms
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(t, acc, color="tab:blue", lw=1.5)
-    ax.axvline(cfg.spont_steps * ms, color="k", ls="--", lw=0.8, label="stimulus on")
-    if cfg.post_steps:
-        ax.axvline((cfg.spont_steps + cfg.stim_steps) * ms, color="k", ls=":", lw=0.8, label="stimulus off")
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("time (ms)")
-    ax.set_ylabel("top-1 accuracy")
-    ax.set_title(f"accuracy vs time (readout after each step; final {acc[cfg.stim_steps - 1]:.3f})")
-    ax.legend(fontsize=8)
-    return fig
 
 
 # ---------------------------------------------------------------------- training

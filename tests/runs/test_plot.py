@@ -22,6 +22,11 @@ RUNS = {
     "sofo": (["sofo-train", "--iters", "3"], ["hand_trajectories", "loss_curves"]),
     "floss": (["floss", "--epochs", "4", "--le-every", "2"], ["lyapunov_spectrum", "accuracy"]),
     "ode": (["ode-train", "--task", "sines", "--epochs", "1"], ["trajectories"]),
+    "cordsnet": (
+        ["cordsnet-eval", "--init", "random", "--depth", "2", "--image-size", "16", "--width", "0.125", "--data", "digits", "--limit", "20"]
+        + ["--post-steps", "2", "--batch-size", "8", "--spont-steps", "5", "--stim-steps", "6"],
+        ["population_rate", "accuracy_vs_time"],
+    ),
 }
 
 
@@ -41,7 +46,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_every_figure_making_command_registers_its_makers():
-    assert {"sofo-train", "floss", "ode-train"} <= set(FIGURES)
+    assert {"sofo-train", "floss", "ode-train", "cordsnet-eval"} <= set(FIGURES)
 
 
 @pytest.mark.parametrize("fmt", ["png", "pdf", "svg"])
@@ -65,7 +70,7 @@ def test_plot_makes_every_figure_in_each_format(runs, key, fmt, tmp_path):
             assert b"<svg" in data[:2000]
 
 
-@pytest.mark.parametrize("key", ["sofo", "floss", "ode"])
+@pytest.mark.parametrize("key", ["sofo", "floss", "ode", "cordsnet"])
 def test_regenerated_pngs_equal_the_ones_the_run_wrote(runs, key, tmp_path):
     res = plot_run(runs[key], "png", tmp_path / "figs")
     for name in RUNS[key][1]:
