@@ -1,6 +1,8 @@
 """What the analysis commands read: a trained model from a run folder, its ``run.h5`` or a
 checkpoint, rebuilt through the registry (:func:`rnntk.core.models.build_model`), and the drive
-(inputs) its trajectories are run with. Errors are one line (:class:`UserError`)."""
+(inputs) its trajectories are run with; for ``rnntk fixed-points`` the constant input condition
+and the stored or generated trajectories its candidates are sampled from. Errors are one line
+(:class:`UserError`)."""
 
 from __future__ import annotations
 
@@ -71,3 +73,58 @@ def make_drive(
     if kind == "noise":
         return torch.randn(n_traj, steps, n_in, generator=generator).to(device, dtype)
     raise UserError(f"bad drive {kind!r} (one of {', '.join(DRIVES)})")
+
+
+def parse_input(text: str, n_in: int) -> list[float]:
+    """``zero`` or comma-separated floats, one per model input -> the constant input."""
+    t = text.strip().lower()
+    if t in ("zero", "0", ""):
+        return [0.0] * n_in
+    try:
+        vals = [float(v) for v in t.split(",")]
+    except ValueError:
+        raise UserError(f"bad --input '{text}': use zero or {n_in} comma-separated numbers") from None
+    if len(vals) != n_in:
+        raise UserError(f"bad --input '{text}': the model has {n_in} input(s), got {len(vals)} number(s)")
+    if not all(math.isfinite(v) for v in vals):
+        raise UserError(f"bad --input '{text}': every value must be finite")
+    return vals
+
+
+def read_state_traces(run_file: Path, name: str, n: int) -> Any:
+    """``/traces/<name>`` of ``run_file`` as a float64 tensor ``(trial, time, n)``."""
+    import h5py
+
+    if not run_file.is_file():
+        raise UserError(f"--traces {name}: no run.h5 next to the model ({run_file})")
+    try:
+        with h5py.File(run_file, "r") as f:
+            g: Any = f.get("traces")
+            if g is None or name not in g:
+                have = ", ".join(sorted(g)) if g is not None else "none"
+                raise UserError(f"--traces {name}: {run_file} has no /traces/{name} (traces: {have})")
+            arr = g[name][()]
+    except OSError as e:
+        raise UserError(f"--traces {name}: cannot read {run_file} ({e})") from None
+    if arr.ndim != 3 or arr.shape[-1] != n or arr.shape[0] * arr.shape[1] == 0:
+        raise UserError(f"--traces {name}: shape {tuple(arr.shape)} is not (trial, time, n = {n})")
+    t = torch.as_tensor(arr, dtype=torch.float64)
+    if not torch.isfinite(t).all():
+        raise UserError(f"--traces {name}: holds non-finite values")
+    return t
+
+
+def trajectories(m: Any, u: Any, init_scale: float, gen: Any, check: Any) -> Any:
+    """States ``(n_traj, steps, n)`` of ``m`` under inputs ``u (n_traj, steps, n_in)`` from
+    N(0, init_scale^2) initial states (the first trajectory from zero)."""
+    n_traj, steps = u.shape[0], u.shape[1]
+    x = torch.randn(n_traj, m.n, generator=gen).to(u.device, u.dtype) * init_scale
+    x[0] = 0
+    xs = []
+    with torch.no_grad():
+        for t in range(steps):
+            x = m.step(x, u[:, t])
+            xs.append(x)
+            if t % 100 == 0:
+                check()
+    return torch.stack(xs, 1)
