@@ -18,8 +18,6 @@ from rnntk.engine.config_cli import CONFIG_COMMANDS, build_config, option_fields
 from rnntk.engine.options import ENGINE_COMMANDS
 
 CLICK = typer.main.get_command(app).commands  # type: ignore[attr-defined]
-# engine commands not yet built from a config dataclass: the analysis commands (issue 16)
-PENDING = {"lyapunov", "eigs", "fixed-points"}
 
 
 def _plain(v):
@@ -27,8 +25,9 @@ def _plain(v):
 
 
 def test_every_engine_command_is_built_from_its_config():
-    assert set(CONFIG_COMMANDS) == ENGINE_COMMANDS - PENDING
+    assert set(CONFIG_COMMANDS) == ENGINE_COMMANDS
     methods = {"sofo-train", "floss", "ode-train", "selftest", "online-lru", "online-lru-gradcheck", "online-lru-memory", "cordsnet-eval", "cordsnet-eigs"}
+    methods |= {"lyapunov", "eigs", "fixed-points"}
     assert set(CONFIG_COMMANDS) >= methods
 
 
@@ -80,6 +79,9 @@ BAD = {
     "online-lru-memory": (["--modes", "fast"], dict(modes="fast"), "bad --modes 'fast'"),
     "cordsnet-eval": (["--init", "random", "--alpha", "1.5"], dict(init="random", alpha=1.5), "bad --alpha 1.5: must be in (0, 1]"),
     "cordsnet-eigs": (["MODEL.pth", "--method", "power", "--which", "LR"], dict(method="power", which="LR"), "--method power finds the largest-|lambda|"),
+    "lyapunov": (["MODEL.pt", "--horizons", "0,10"], dict(horizons="0,10"), "bad --horizons '0,10': each must be between 1 and --steps 2000"),
+    "eigs": (["MODEL.pt", "--state", "fixed-point:2"], dict(state="fixed-point:2"), "--state fixed-point:I and --fixed-points FILE go together"),
+    "fixed-points": (["MODEL.pt", "--tol-slow", "1e-14"], dict(tol_slow=1e-14), "bad --tol-slow 1e-14: must be >= --tol-q 1e-12"),
 }
 
 
