@@ -103,9 +103,9 @@ class FlossConfig(ConstraintOptions):
         if (self.task_kwargs is not None or self.loss_on != "decision" or self.fixation_weight != 1.0) and not neurogym:
             raise ValueError(f"--task-kwargs/--loss-on/--fixation-weight apply to neurogym:<EnvId> tasks only, not {self.task}")
         if neurogym:  # the id, kwargs and the extra, checked before any run folder exists (imports neurogym, not torch)
-            from rnntk.core.neurogym import NeurogymTask
+            from rnntk.core.neurogym import NeurogymTask, parse_kwargs
 
-            NeurogymTask(self.task, self.task_kwargs or {}, loss_on=self.loss_on, fixation_weight=self.fixation_weight)
+            NeurogymTask(self.task, parse_kwargs(self.task_kwargs), loss_on=self.loss_on, fixation_weight=self.fixation_weight)
         try:
             if not neurogym:  # a neurogym task's trials have their own length
                 check_delay(self.delay, self.n_bits, self.trial_len)
