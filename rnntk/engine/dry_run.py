@@ -138,6 +138,7 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
     if run is not None:
         what = "continue" if run.resumed else ("replace" if run.dry_force else "write")
         print(f"would {what}: {run.dir}")
+        print(f"seed {run.seed}, device {run.device} (resolved)")
     print(f"stopped before: {where or 'the command ended without writing'}")
     print("resolved config:")
     for line in to_toml(config, "").splitlines():
@@ -165,6 +166,7 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
         "run_dir": None,
         "command": command,
         "would_write": str(run.dir) if run is not None else None,
+        "device": str(run.device) if run is not None else None,
         "stopped_before": where,
         "config": config,
         "n_params": n_params,

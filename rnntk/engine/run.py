@@ -18,6 +18,7 @@ Usage (the engine contract)::
 Methods use only these verbs, never ``run.h5`` itself: ``run.annotate(**attrs)`` (what
 the run is), ``run.read_metrics(names)``, ``run.rows(name, row_shape)`` (a result that grows a
 block of trials per step), ``run.result``, ``run.trace``, ``run.trials``, ``run.figure``,
+``run.figures()`` (the command's registered figure makers, from run.h5: :mod:`.figures`),
 ``run.path``; random streams come from ``run.rng("stream-name")``.
 
 The class is assembled from small parts: :mod:`.run_base` (state, folder, fresh file),

@@ -68,7 +68,7 @@ def test_dry_run_prints_config_count_estimates_and_writes_nothing(name, tmp_path
     out = r.json
     assert out["status"] == "dry-run" and out["run_dir"] is None and out["command"] == name
     assert Path(out["would_write"]).parts[0] == "runs" and not (work / "runs").exists()
-    assert out["config"]["seed"] == 0 and "device" in out["config"]
+    assert out["config"]["seed"] == 0 and "device" in out["config"] and out["device"] in ("cpu", "cuda:0")
     assert "resolved config:" in r.stdout and "peak memory (estimate" in r.stdout and "run.h5 size (estimate)" in r.stdout
     assert out["run_h5_bytes_estimate"] >= 64 * 1024
     if name in NO_COUNT:
