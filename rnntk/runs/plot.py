@@ -10,6 +10,7 @@ when it is empty, and only the files it writes there are ever replaced.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -25,7 +26,7 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
     """Make the figures of ``run`` (a run folder or its run.h5) in ``out`` (default
     ``<run>-plots``). Returns ``{"run", "command", "out", "files"}``; one-line
     :class:`UserError` for a bad run, format or folder."""
-    from rnntk.engine.figures import FIGURES, FORMATS, RunReader, command_figures, metric_panel, save_figure
+    from rnntk.engine.figures import FIGURES, FORMATS, RunReader, metric_panel, save_figure
 
     if fmt not in FORMATS:
         raise UserError(f"bad --format '{fmt}': choose one of {', '.join(FORMATS)}")
@@ -42,9 +43,15 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
         reader = RunReader(h5)
     except OSError as e:
         raise UserError(f"cannot read {h5}: {e}") from None
+    skipped: list[str] = []
     with reader:
         command = reader.command
-        figs = command_figures(reader)
+        figs = []
+        for maker in FIGURES.get(command, []):
+            try:
+                figs.extend(maker(reader))
+            except (KeyError, ValueError, IndexError, TypeError) as e:  # a run older or shorter than its maker expects
+                skipped.append(f"{maker.__name__}: {type(e).__name__}: {e}")
         panel = metric_panel(reader)
     if panel is not None:
         figs.append(("metrics", panel))
@@ -55,7 +62,9 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
         raise UserError(f"cannot write in {out}: {e.strerror or e}") from None
     files = [str(save_figure(fig, out / name, fmt)) for name, fig in figs]
     note = None if command in FIGURES else f"rnntk {command} registers no figures of its own; only the metric panel"
-    return {"run": str(folder), "command": command, "out": str(out), "files": files, "note": note}
+    for line in skipped:
+        print(f"rnntk: warning: a figure of {folder} could not be made from its run.h5 ({line})", file=sys.stderr, flush=True)
+    return {"run": str(folder), "command": command, "out": str(out), "files": files, "note": note, "skipped": skipped}
 
 
 def plot_cmd(

@@ -107,3 +107,21 @@ def test_cli_default_folder_next_to_the_run_and_errors(runs, tmp_path):
     (foreign / "notes.txt").write_text("not rnntk's")
     assert_user_error(run_cli("plot", run, "--out", foreign, cwd=tmp_path), "did not make", engine=False)
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+
+def test_a_maker_that_cannot_read_an_older_run_is_skipped_with_a_warning(runs, tmp_path, capsys):
+    """A run whose file lacks what a maker reads (here the trajectory's time grid and dt, as
+    an older rnntk might have written it): the other figures and the panel are still made."""
+    import shutil
+
+    import h5py
+
+    run = tmp_path / "old-ode"
+    shutil.copytree(runs["ode"], run)
+    with h5py.File(run / "run.h5", "a") as f:
+        for k in ("dt", "times"):
+            del f["traces/trajectory"].attrs[k]
+    res = plot_run(run, "png", tmp_path / "figs")
+    assert [Path(f).name for f in res["files"]] == ["metrics.png"]  # type: ignore[union-attr]
+    assert res["skipped"] and "trajectories: KeyError" in res["skipped"][0]  # type: ignore[index]
+    assert "rnntk: warning:" in capsys.readouterr().err
