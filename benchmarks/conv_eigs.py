@@ -26,6 +26,9 @@ Part 4 (``--polish-study``, ~1 min) — why the float64 polish of ``--dtype mixe
 run from the float32 wanted subspace: the float32 wanted Schur block's float64 residual is full
 rank (float32 rounding noise), so the float32 factorisation cannot be continued in float64.
 
+Part 5 (``--lever-study``, ~2 min of CPU) — deterministic product counts of the cheap levers on the
+Part 3 operator: one joint LR+LM run vs separate runs, basis size, kept fraction, float32 stop level.
+
 Run: ``python benchmarks/conv_eigs.py [--full] [--skip-small] [--skip-r8] [--skip-realistic] [--polish-study]``. Timings are noisy on
 shared machines; every ratio is measured in this one run.
 """
@@ -251,6 +254,45 @@ def polish_study(rows: list[str]) -> None:
     )
 
 
+def lever_study(rows: list[str]) -> None:
+    """Deterministic product counts of the cheap levers on the Part 3 operator (seed 0): one joint
+    LR+LM run vs separate runs, basis size, kept fraction, and the float32 stopping level of
+    ``--dtype mixed`` (float32 + float64 products). About 2 min of CPU on one thread."""
+    from rnntk.analysis.eigs import _ks_ritz, _ks_run
+
+    print("\n== Part 5: cheap levers (realistic area 7, seed 0; products to 1e-10) ==")
+    op = ConvOperator(realistic_r8(0).recurrent_weight(7).detach().double(), 7, 7)
+    v0 = torch.rand(op.N, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = []
+    for which, m, kf in (
+        ("LR+LM", 160, 0.5),
+        ("LR", 120, 0.5),
+        ("LM", 120, 0.5),
+        ("LR+LM", 200, 0.5),
+        ("LR+LM", 240, 0.5),
+        ("LR+LM", 160, 0.3),
+        ("LR+LM", 160, 0.7),
+    ):
+        r, ws, cs = _timed(
+            lambda w=which, m=m, kf=kf: krylov_schur(op, k=10, which=w.split("+"), m=m, keep_frac=kf, tol=1e-10, dtype=torch.float64, polish=False, v0=v0)
+        )
+        x = next(iter(r.values()))
+        ok = all(y.converged.all() for y in r.values())
+        print(f"float64 {which:>6} m={m} keep={kf}: {x.info['n_matvec_float64']} products, {cs:.1f} s CPU, converged {ok}", flush=True)
+        out.append(f"{which} m{m} k{kf}: {x.info['n_matvec_float64']}")
+    op32 = op.to(torch.float32)
+    for f32tol in (1e-3, 1e-4, 1e-5, 1e-6):
+        r = _ks_run(op32.matvec, op.N, op.device, torch.float32, 10, ["LR", "LM"], 160, f32tol, v0, 1000, 0.5, None)
+        _, Y, _ = _ks_ritz(r, 10, ["LR", "LM"])
+        X = torch.from_numpy(np.ascontiguousarray(Y.T))
+        c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64) + 0.5
+        start = (c.to(torch.complex128) @ X) @ r.V[: r.m].double().to(torch.complex128)
+        r2 = _ks_run(op.matvec, op.N, op.device, torch.float64, 10, ["LR", "LM"], 160, 1e-10, start.real + start.imag, 1000, 0.5, None)
+        print(f"mixed, float32 stopped at {f32tol:.0e}: {r.n_matvec} float32 + {r2.n_matvec} float64 products, converged {r2.converged}", flush=True)
+        out.append(f"f32 {f32tol:.0e}: {r.n_matvec}+{r2.n_matvec}")
+    rows.append("levers (products): " + "; ".join(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--full", action="store_true", help="ARPACK on all four R8 sizes (many minutes)")
@@ -259,6 +301,11 @@ def main() -> None:
     ap.add_argument("--skip-realistic", action="store_true")
     ap.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the realistic comparison (median ratios; ~1-3 min each on one thread)")
     ap.add_argument("--polish-study", action="store_true", help="Part 4: why the float64 polish restarts from the float32 subspace (~1 min)")
+    ap.add_argument(
+        "--lever-study",
+        action="store_true",
+        help="Part 5: product counts of the cheap levers (joint vs separate runs, basis, restart, float32 stop; ~2 min CPU)",
+    )
     ap.add_argument("--with-mixed", action="store_true", help="also the float32 Krylov + float64 polish variant (the CLI default, --dtype mixed)")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
@@ -271,6 +318,8 @@ def main() -> None:
         realistic(rows, args.repeats, args.with_mixed)
     if args.polish_study:
         polish_study(rows)
+    if args.lever_study:
+        lever_study(rows)
     print(f"\n== Targets == (load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
     for r in rows:
         print(r)
