@@ -9,6 +9,7 @@ logits ``(B, T, n_out)``, and its sizes ``n_in``/``n_out``.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 import torch
@@ -77,9 +78,11 @@ class NeurogymSource:
         return decision_accuracy(logits, tr)
 
     def record(self, run: Any, logits: torch.Tensor, tr: TrialBatch) -> None:
-        """``decision_accuracy``, psychometric tables and figure, the per-trial table (``/trials``)."""
+        """``decision_accuracy``, psychometric tables and figure, the per-trial table (``/trials``),
+        and the task's ``dt`` in seconds (run attrs ``task_dt_s``; ``task_kwargs`` as given, in ms)."""
         from rnntk.core.neurogym import decision_accuracy, record_decisions
 
+        run.annotate(task_dt_s=self.task.dt, task_steps=int(self.task.steps or 0), task_kwargs=json.dumps(self.task.kwargs, sort_keys=True))
         run.result("decision_accuracy", decision_accuracy(logits, tr), description="held-out trials whose choice at the last decision step is correct")
         record_decisions(run, logits, tr)
 

@@ -161,3 +161,4 @@ def test_floss_end_to_end(tmp_path):
     with h5py.File(d / "run.h5", "r") as f:
         assert f["results/decision_accuracy"][()] >= 0.7
         assert "coh" in f["trials"] and "psychometric_coh" in f["results"]
+        assert f.attrs["task_dt_s"] == pytest.approx(0.1)
