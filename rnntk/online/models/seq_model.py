@@ -17,7 +17,7 @@ stack's output up to t in the forward pass, the identity on x_t in the backward 
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Optional, Union, cast
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +29,9 @@ from rnntk.online.models.rnns import GRUCell, LinearRNN, _trunc_normal
 ACTIVATIONS = ("full_glu", "half_glu1", "half_glu2", "gelu", "none")
 POOLINGS = ("none", "pool", "last", "pool_st")
 ARCHS = ("lru", "rnn", "gru")
+
+#: A recurrent layer of the sequence model (one per arch of ARCHS).
+RecLayer = Union[LRU, LinearRNN, GRUCell]
 
 
 def dense(d_in: int, d_out: int, generator: Optional[torch.Generator]) -> nn.Linear:
@@ -43,9 +46,15 @@ def dense(d_in: int, d_out: int, generator: Optional[torch.Generator]) -> nn.Lin
 class SequenceLayer(nn.Module):
     """Norm + recurrent layer + GLU/MLP + residual (see module doc)."""
 
+    rec: RecLayer
+    norm: nn.Module
+    out1: nn.Linear
+    out2: nn.Linear
+    dropout: float
+
     def __init__(
         self,
-        rec: nn.Module,
+        rec: RecLayer,
         d_model: int,
         *,
         activation: str = "full_glu",
@@ -101,6 +110,12 @@ class SeqModel(nn.Module):
     ``forward(x)`` → log-probs (batch, T', n_out, n_classes) with T' = 1 for ``pool`` and T
     otherwise; gradients of ``forward`` are those of BPTT (parallel scan for the LRU)."""
 
+    encoder: nn.Linear
+    layers: nn.ModuleList
+    readout: Optional[nn.Linear]
+    decoder: nn.Linear
+    _hp: dict[str, object]
+
     def __init__(
         self,
         d_in: int,
@@ -130,7 +145,7 @@ class SeqModel(nn.Module):
         self.arch, self.pooling, self.n_out, self.n_classes = arch, pooling, n_out, n_classes
         self.encoder = dense(d_in, d_model, generator)
 
-        def make_rec() -> nn.Module:
+        def make_rec() -> RecLayer:
             if arch == "lru":
                 return LRU(d_model, d_hidden, r_min=r_min, r_max=r_max, max_phase=max_phase, generator=generator)
             if arch == "rnn":
@@ -144,8 +159,13 @@ class SeqModel(nn.Module):
         self.decoder = dense(readout or d_model, n_out * n_classes, generator)
 
     @property
-    def recs(self) -> list[nn.Module]:
-        return [lay.rec for lay in self.layers]
+    def seq_layers(self) -> list[SequenceLayer]:
+        """The sequence layers of ``self.layers`` (a ModuleList of SequenceLayer), typed."""
+        return [cast(SequenceLayer, lay) for lay in self.layers]
+
+    @property
+    def recs(self) -> list[RecLayer]:
+        return [lay.rec for lay in self.seq_layers]
 
     def sample_masks(
         self, batch: int, generator: Optional[torch.Generator] = None, device: Optional[torch.device] = None, dtype: torch.dtype = torch.float32
@@ -153,7 +173,7 @@ class SeqModel(nn.Module):
         """Dropout masks shared across time, per layer: two (batch, 1, H) inverted-dropout
         masks, or None when not training or dropout is 0."""
         out: list[Optional[tuple[torch.Tensor, torch.Tensor]]] = []
-        for lay in self.layers:
+        for lay in self.seq_layers:
             p = lay.dropout
             if not self.training or p <= 0:
                 out.append(None)
@@ -188,7 +208,7 @@ class SeqModel(nn.Module):
     def forward(self, x: torch.Tensor, masks: Optional[list] = None) -> torch.Tensor:
         z = self.encoder(x)
         masks = masks or [None] * len(self.layers)
-        for lay, m in zip(self.layers, masks):
+        for lay, m in zip(self.seq_layers, masks):
             u = lay.pre(z)
             z = lay.post(z, lay.rec(u), m)
         z, _ = self.pool(z)
