@@ -19,7 +19,7 @@ import torch
 from rnntk.online.alignment import gradient_alignment
 from rnntk.online.config import TrainConfig
 from rnntk.online.learner import StreamingLearner, loss_weights, online_gradients, step_losses
-from rnntk.online.models.lru import linear_scan
+from rnntk.online.models.lru import LRU, linear_scan
 from rnntk.online.models.seq_model import SeqModel
 from rnntk.online.rules import make_rule
 from rnntk.online.tasks.seq_loaders import SeqData
@@ -109,7 +109,8 @@ def lambda_values(model: SeqModel) -> Optional[torch.Tensor]:
     """λ of every LRU layer, (L, N) complex128, or None for RNN/GRU."""
     if model.arch != "lru":
         return None
-    return torch.stack([rec.lam().detach().cpu().to(torch.complex128) for rec in model.recs])
+    lrus = [rec for rec in model.recs if isinstance(rec, LRU)]  # all of them for arch lru
+    return torch.stack([rec.lam().detach().cpu().to(torch.complex128) for rec in lrus])
 
 
 @torch.no_grad()
@@ -121,11 +122,11 @@ def hidden_traces(model: SeqModel, x: torch.Tensor, block: int = 0) -> dict[str,
     model.eval()
     z = model.encoder(x)
     norms, h = [], None
-    for lay in model.layers:
+    for lay in model.seq_layers:
         rec = lay.rec
         u = lay.pre(z)
         h = rec.states(u)
-        if model.arch == "lru":
+        if isinstance(rec, LRU):  # arch lru
             lam, gam = rec.lam(), rec.gamma()
             b, T, H = u.shape
             k = block or max(1, 2**22 // (b * lam.shape[0] * H))
@@ -137,6 +138,8 @@ def hidden_traces(model: SeqModel, x: torch.Tensor, block: int = 0) -> dict[str,
             norms.append(torch.cat(parts, 1))
         z = lay.post(z, rec.readout(h, u))
     model.train(was)
+    if h is None:
+        raise ValueError("hidden_traces: the model has no sequence layers")
     out = {"hidden": h.abs().float()}
     if h.is_complex():
         out["hidden_phase"] = torch.angle(h).float()
