@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import torch
 from torch import nn
@@ -93,6 +93,9 @@ class ODEProblem:
     """Data, model and loss of one task (see module doc), and the gradient strategy of its
     solves (``gradient``: given, or made from ``cfg.adjoint``; ``auto`` picks by
     :func:`auto_adjoint` from :meth:`auto_shape`)."""
+
+    train: tuple[torch.Tensor, ...]  # (inputs, targets[, times]) of the task
+    test: tuple[torch.Tensor, ...]
 
     def __init__(self, cfg: ODEConfig, generator: torch.Generator, gradient: Optional[Gradient] = None) -> None:
         from rnntk.ode import tasks as ode_tasks
@@ -192,6 +195,7 @@ class ODEProblem:
             sol, st = grad.solve(cfg, self.field, x0, self.t.to(dev))
             xT = sol[-1]
             if cfg.task == "spheres":
+                assert self.readout is not None  # set for spheres
                 logits = self.readout(xT)
                 return nn.functional.cross_entropy(logits, y), st, float((logits.argmax(-1) == y).float().mean())
             return ((xT[:, :1] - y) ** 2).mean(), st, None
@@ -340,17 +344,17 @@ def _record(prob: ODEProblem, run: Run, dev: torch.device) -> None:
         if cfg.task == "sines":
             s0, x, times = prob.test
             grid = torch.linspace(0, float(times.max()), 100)
-            traj = odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            traj = cast(torch.Tensor, odeint(prob.field, s0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol)).transpose(0, 1).cpu()
             truth = s0[:, None, 1:2] * torch.sin(grid)[None, :, None] + s0[:, None, 0:1] * torch.cos(grid)[None, :, None]
         elif cfg.task == "rate-rnn":
             x0, xs = prob.test
             grid = prob.t
-            traj = odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            traj = cast(torch.Tensor, odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol)).transpose(0, 1).cpu()
             truth = xs
         else:
             x0 = prob.test[0][:16]
             grid = torch.linspace(0, 1, 50)
-            traj = odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol).transpose(0, 1).cpu()
+            traj = cast(torch.Tensor, odeint(prob.field, x0.to(dev), grid.to(dev), rtol=cfg.rtol, atol=cfg.atol)).transpose(0, 1).cpu()
             truth = None
     dt = float(grid[1] - grid[0])
     run.trace("trajectory", traj, dt=dt, units="a.u.", description="predicted state on test trials", times=grid.cpu().tolist())
