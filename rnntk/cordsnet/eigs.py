@@ -330,31 +330,14 @@ def cordsnet_operators(
     return ops
 
 
-def leading_eigs(
-    op: ConvOperator,
-    method: str = "arnoldi",
-    k: int = 20,
-    which: Sequence[str] = ("LM", "LR"),
-    krylov_m: Optional[int] = None,
-    qr_steps: int = 0,
-    tol: float = 1e-8,
-    max_dense_n: int = 4096,
-    ncv: Optional[int] = None,
-    power_iters: int = 10000,
-    generator: Optional[torch.Generator] = None,
-    dtype: torch.dtype = torch.float64,
-    seed: int = 0,
-    check: Optional[Callable[[], None]] = None,
-    max_restarts: int = 1000,
-    polish: bool = False,
-) -> dict[str, EigResult]:
-    """:func:`rnntk.analysis.eigs.leading_eigs` (``arnoldi``, ``arpack``, ``dense``, ``power``)
-    on a conv operator, plus ``fft-circular``: the circular-padding spectrum (a preview,
-    residuals NaN)."""
+def leading_eigs(op: ConvOperator, method: str = "arnoldi", k: int = 20, which: Sequence[str] = ("LM", "LR"), **options: Any) -> dict[str, EigResult]:
+    """:func:`rnntk.analysis.eigs.leading_eigs` (``arnoldi``, ``arpack``, ``dense``, ``power``;
+    ``options`` as there: krylov_m, tol, polish, ...) on a conv operator, plus ``fft-circular``:
+    the circular-padding spectrum (a preview, residuals NaN)."""
     if method != "fft-circular":
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}")
-        return _leading_eigs(op, method, k, which, krylov_m, qr_steps, tol, max_dense_n, ncv, power_iters, generator, dtype, seed, check, max_restarts, polish)
+        return _leading_eigs(op, method, k, which, **options)
     if op.gate is not None:
         raise ValueError("fft-circular applies to the recurrent conv only (no Jacobian gate)")
     k = max(1, min(k, op.N))
