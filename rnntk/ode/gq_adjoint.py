@@ -43,7 +43,7 @@ import bisect
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, TypeGuard, Union, cast
 
 import numpy as np
 import torch
@@ -267,8 +267,9 @@ def _param_vjp(
                 for r in range(R if outs else 0):
                     cots = [wj[r].view(n, *([1] * (a.dim() - 1))) * a for _, a in outs]
                     out[r] = torch.autograd.grad([o for o, _ in outs], params, cots, retain_graph=r < R - 1, allow_unused=True)
-                    if sinks is not None and sinks[r] is not None:
-                        out[r] = sinks[r](out[r])
+                    sink = sinks[r] if sinks is not None else None
+                    if sink is not None:
+                        out[r] = sink(out[r])
             return (out[0] if single else out), 1
         except Exception:  # not vmappable: fall back to one node at a time (real errors re-raise there)
             cfg["vmap_ok"] = False
@@ -515,7 +516,9 @@ def _auto_quadrature(intervals: list, counts: list, f: Callable, params: tuple, 
         ns = [min(n + level, nmax) for n in counts]
         if pair:
             G, e_norms = _rule_sums(intervals, ns, [n - 1 for n in ns], f, params, cfg, tally)
+            assert e_norms is not None  # lower counts given: the pair's difference norms
         else:
+            assert G is not None  # a step round follows a round that set G
             prev, (G, _) = G, _rule_sums(intervals, ns, None, f, params, cfg, tally)
             # G(s) − G(s + 1) in place (no new parameter-sized buffers: their page faults dominate)
             e_norms = _norms([None if g is None else (g if p is None else p.sub_(g)) for p, g in zip(prev, G)])
@@ -552,9 +555,10 @@ def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optiona
     names = _all_adjoint_callback_names if adjoint else _all_callback_names
 
     def wrap(c):
-        return c if to_user is None else (lambda t0, y0, dt: c(*to_user(t0, y0, dt)))
+        mapper = to_user
+        return c if mapper is None else (lambda t0, y0, dt: c(*mapper(t0, y0, dt)))
 
-    def chain(c):
+    def chain(c, record: Callable):
         return lambda t0, y0, dt: (record(t0, y0, dt), c(t0, y0, dt))
 
     for name, src in zip(_all_callback_names, names):
@@ -562,7 +566,7 @@ def _install_callbacks(target, user: Callable, *, adjoint: bool, record: Optiona
         if cb is not None:
             cb = wrap(cb)
         if name == "callback_accept_step" and record is not None:
-            cb = record if cb is None else chain(cb)
+            cb = record if cb is None else chain(cb, record)
         if cb is not None:
             setattr(target, name, cb)
 
@@ -589,7 +593,7 @@ def _adjoint_norm(norm_opt, state_norm: Optional[Callable], n: int, is_tuple: bo
 # ----------------------------------------------------------------------------------------------
 def _start_counts(cfg: dict, stats: GQStats, t_list: list) -> tuple[list, int]:
     """Nodes per interval to start from: the fixed count, or the gtol rule (≥ 2 for "auto")."""
-    fixed = cfg["nodes"] if _is_int(cfg["nodes"]) else None
+    fixed = int(cfg["nodes"]) if _is_int(cfg["nodes"]) else None
     counts, caps = gq_node_counts(stats.nfe_forward, t_list, gtol=cfg["gtol"], nmin=cfg["nmin"], nmax=cfg["nmax"], nodes=fixed)
     if cfg["nodes"] == "auto":
         return [min(max(c, 2), cfg["nmax"]) for c in counts], 0
@@ -617,7 +621,8 @@ class _GQAdjoint(torch.autograd.Function):
             grid = torch.cat([t[:1].detach(), event_t.detach().reshape(1).to(t)])
         else:
             event_t, grid = None, t.detach()
-        sol = tuple(s.clone() for s in sol) if cfg["is_tuple"] else (sol,)
+        # odeint returns a tuple of tensors for a tuple y0, else a tensor
+        sol = tuple(s.clone() for s in cast(tuple[torch.Tensor, ...], sol)) if cfg["is_tuple"] else (cast(torch.Tensor, sol),)
         cfg["stats"].nfe_forward = counter.n
         ctx.cfg = cfg
         ctx.n_y = n_y
@@ -665,6 +670,7 @@ class _GQAdjoint(torch.autograd.Function):
                     slots.append(k - 1)
                     adj = end[n:]
                 else:
+                    assert p_grad is not None  # allocated when not auto
                     adj = _quadrature_interval(counts[k - 1], t64[k], t64[k - 1], solve, f, params, p_grad, cfg, tally)
             if k > 1:
                 adj = tuple(a + g[k - 1] for a, g in zip(adj, grad_y))
@@ -789,6 +795,7 @@ class _GQAdjointStore(torch.autograd.Function):
                 pending.append((s_list[k], s_list[k - 1], lambda taus, at=at: ((torch.stack([x_at(tj) for tj in taus]).to(dt_),), at(taus))))
                 a = end[0]
             else:
+                assert p_grad is not None  # allocated when not auto
                 a = _quadrature_interval(counts[k - 1], s_list[k], s_list[k - 1], solve, f_tuple, params, p_grad, cfg, tally)
             if k > 1:
                 a = a + grad_y[k - 1]
@@ -815,7 +822,7 @@ class _GQAdjointStore(torch.autograd.Function):
 # ----------------------------------------------------------------------------------------------
 # public entry point
 # ----------------------------------------------------------------------------------------------
-def _is_int(v) -> bool:
+def _is_int(v: object) -> TypeGuard[Union[int, np.integer]]:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 
 
