@@ -183,6 +183,14 @@ def test_slurm_launcher_preempted_job_is_requeued_and_resumes_identically(tmp_pa
     assert np.array_equal(losses(run), _reference(tmp_path, folder / "configs" / "s5.toml", 5))
 
 
+def _default_signals() -> None:
+    """In the child: Slurm starts a batch script with default signal dispositions. pytest's own
+    process may have SIGUSR2/SIGTERM ignored by an earlier in-process CLI test, and a shell
+    cannot trap a signal that was ignored when it started (POSIX), so reset them."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(s, signal.SIG_DFL)
+
+
 def test_sbatch_script_task_checkpoints_requeues_and_resumes(tmp_path):
     sweep = load_sweep(write(tmp_path / "arr.toml", SLOW))
     folder = tmp_path / "runs" / "arr"
@@ -204,7 +212,7 @@ def test_sbatch_script_task_checkpoints_requeues_and_resumes(tmp_path):
     bin_.mkdir()
     write(bin_ / "scontrol", f'#!/bin/sh\necho "$@" >> {tmp_path}/requeued\n').chmod(0o755)
     env = {**ENV, "PATH": f"{bin_}:{ENV['PATH']}", "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_JOB_ID": "77"}
-    p = subprocess.Popen(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path)
+    p = subprocess.Popen(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path, preexec_fn=_default_signals)
     run = folder / "s5"
     deadline = time.time() + 120
     while time.time() < deadline and not (run / "ckpt-last.pt").exists() and not (run / "run.h5").exists():
@@ -214,7 +222,7 @@ def test_sbatch_script_task_checkpoints_requeues_and_resumes(tmp_path):
     assert p.wait(timeout=120) == 143
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "77_0"]
     assert job_state(run) == "interrupted"
-    assert subprocess.run(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path, timeout=300).returncode == 0  # the requeued task
+    assert subprocess.run(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path, timeout=300, preexec_fn=_default_signals).returncode == 0  # the requeued task
     assert job_state(run) == "completed"
     assert np.array_equal(losses(run), _reference(tmp_path, folder / "configs" / "s5.toml", 5))
 
