@@ -17,6 +17,7 @@ for the Wong–Zakai SDE of the OU task (ODE strategies: fresh Karhunen–Loève
 
 from __future__ import annotations
 
+import abc
 from typing import Any, Callable, ClassVar, Optional, cast
 
 import torch
@@ -46,16 +47,16 @@ def _solver_options(cfg: Any) -> dict[str, Any]:
     return dict(rtol=cfg.rtol, atol=cfg.atol, method=cfg.method)
 
 
-class Gradient:
+class Gradient(abc.ABC):
     """How ode-train differentiates a solve (see the module doc). ``solve`` returns the solution
     (len(t), *y0.shape) with its graph for ``backward`` and the solver stats (:class:`GQStats` or
     :class:`CountedStats`: forward NFE now, backward NFE and GQ nodes once backward has run)."""
 
     name: ClassVar[str] = ""
 
+    @abc.abstractmethod
     def solve(self, cfg: Any, func: nn.Module, y0: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, Any]:
         """Solve dy/dt = func(t, y) from y0 (batch, n) at the times t (K + 1,)."""
-        raise NotImplementedError
 
     def sample_paths(self, cfg: Any, sde: Any, x0: torch.Tensor, t: torch.Tensor, next_seed: Callable[[], int]) -> tuple[torch.Tensor, Any]:
         """Paths of the Wong–Zakai SDE ``sde`` from x0 (paths, 1) at the times t: fresh
