@@ -67,6 +67,36 @@ def cli():
     return run_cli
 
 
+def main_in_process(capsys, *args) -> CliResult:
+    """The real ``rnntk`` entry point in this process (no interpreter start-up). ``main`` sets
+    signal dispositions (and ignores SIGINT/SIGTERM/SIGUSR2 once the outcome is decided) and the
+    thread count: both are restored, so later tests and their child processes (a shell cannot
+    trap a signal ignored at its start) see this process's own."""
+    import signal
+
+    import torch
+
+    from rnntk.cli import main
+
+    sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR2)}
+    threads = torch.get_num_threads()
+    try:
+        with pytest.raises(SystemExit) as e:
+            main([str(a) for a in args])
+    finally:
+        for s, h in sigs.items():
+            signal.signal(s, h)
+        torch.set_num_threads(threads)
+    cap = capsys.readouterr()
+    return CliResult(e.value.code, cap.out, cap.err)
+
+
+@pytest.fixture
+def cli_in_process(capsys):
+    """``cli_in_process(*args) -> CliResult``: :func:`main_in_process` bound to this test."""
+    return lambda *args: main_in_process(capsys, *args)
+
+
 def assert_sketch_matches_autograd(prob, model, V, batch, impls=("manual", "generic")) -> None:
     """Oracle O2 for a SOFO problem: the sketch's loss equals the autograd loss and
     ĝ = V·∇L with ∇L from autograd through the whole rollout, for each tangent implementation."""

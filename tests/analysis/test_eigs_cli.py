@@ -4,13 +4,11 @@ command stored, then numpy.linalg.eig."""
 
 from __future__ import annotations
 
-import signal
-
 import h5py
 import numpy as np
 import pytest
 import torch
-from conftest import CliResult, assert_user_error
+from conftest import assert_user_error
 
 from rnntk.engine import save_checkpoint
 
@@ -19,24 +17,9 @@ def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 @pytest.fixture
-def cli(capsys):
+def cli(cli_in_process):
     """The CLI in this process (no interpreter start-up): ``cli(*args) -> CliResult``."""
-    from rnntk.cli import main
-
-    def run(*args) -> CliResult:
-        sigs = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-        threads = torch.get_num_threads()
-        try:
-            with pytest.raises(SystemExit) as e:
-                main([str(a) for a in args])
-        finally:  # the command sets signal handlers and the thread count: this process's are restored
-            for s, h in sigs.items():
-                signal.signal(s, h)
-            torch.set_num_threads(threads)
-        cap = capsys.readouterr()
-        return CliResult(int(e.value.code or 0), cap.out, cap.err)
-
-    return run
+    return cli_in_process
 
 
 def top(values: np.ndarray, k: int, which: str) -> np.ndarray:

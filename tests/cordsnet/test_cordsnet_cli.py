@@ -8,10 +8,10 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from conftest import assert_user_error, main_in_process, run_cli
 
-from conftest import assert_user_error, run_cli
-from rnntk.cordsnet.model import CordsNet
 from rnntk.cordsnet.images import PRESETS, ImageError, load_folder_source, open_source, preprocess, preset_for
+from rnntk.cordsnet.model import CordsNet
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "checkpoints" / "cordsnet-mini-digits.pth"
@@ -41,14 +41,10 @@ def _png(path, arr):
 def _inproc(capsys, *args):
     """Run the CLI in this process (no interpreter start-up): (exit code, stderr lines); the
     parsed JSON line is in ``_inproc.last``."""
-    from rnntk.cli import main
-
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    cap = capsys.readouterr()
-    lines = [ln for ln in cap.out.splitlines() if ln.strip()]
+    r = main_in_process(capsys, *args)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     _inproc.last = json.loads(lines[-1]) if lines else None
-    return e.value.code, [ln for ln in cap.err.splitlines() if ln.strip()]
+    return r.code, [ln for ln in r.stderr.splitlines() if ln.strip()]
 
 
 def test_eval_random_init_writes_logits_traces_accuracy(tmp_path):

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 import typer
-
-from conftest import CliResult, assert_user_error, run_cli
+from conftest import assert_user_error, run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ("--task", "copy", "--pattern-len", "2", "--pad-len", "1", "--layers", "2", "--d-model", "6", "--d-hidden", "6",
@@ -20,27 +19,13 @@ FITS = {"lru": ("bptt", "online_full", "online_snap", "online_truncated", "onlin
 
 
 @pytest.fixture
-def cli(capsys, monkeypatch):
+def cli(cli_in_process, monkeypatch):
     """The real CLI entry point run in this process (no interpreter start-up per call)."""
-    import signal
-
-    from rnntk.cli import main
-
     monkeypatch.setenv("NO_COLOR", "1")
     for k in ("RNNTK_SEED", "RNNTK_DEVICE"):
         monkeypatch.delenv(k, raising=False)
 
-    def call(*args):
-        old = signal.getsignal(signal.SIGTERM)
-        try:
-            with pytest.raises(SystemExit) as e:
-                main([str(a) for a in args])
-        finally:
-            signal.signal(signal.SIGTERM, old)
-        out = capsys.readouterr()
-        return CliResult(e.value.code, out.out, out.err)
-
-    return call
+    return cli_in_process
 
 
 @pytest.mark.parametrize("arch", list(FITS))
