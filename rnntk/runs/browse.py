@@ -272,7 +272,8 @@ def final_table(groups: Sequence[Group], metric: str) -> list[dict[str, Any]]:
     """Per group: runs, and the mean, s.e.m., min and max of the metric's last logged value."""
     rows = []
     for g in groups:
-        last = np.array([read_metric(r.path, metric)[1][-1] for r in g.runs if read_metric(r.path, metric)[1].size])
+        values = [read_metric(r.path, metric)[1] for r in g.runs]  # each run's file read once
+        last = np.array([v[-1] for v in values if v.size])
         n = int(last.size)
         rows.append(
             {
