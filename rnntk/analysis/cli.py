@@ -1,7 +1,7 @@
 """The analysis commands (work on any model of the contract): ``rnntk lyapunov``, ``rnntk eigs``,
 ``rnntk fixed-points`` and ``rnntk task show``. This module only registers them: options are
 the fields of :mod:`rnntk.analysis.config`, bodies in ``lyapunov_run``, ``eigs_run`` and
-``fixed_points_cli``."""
+``fixed_points_cli``, figures (from run.h5) in :mod:`rnntk.analysis.figures`."""
 
 from __future__ import annotations
 
@@ -27,8 +27,14 @@ def _model_path(metavar: str, help: str) -> inspect.Parameter:
 def register(app: typer.Typer) -> None:
     """Add the analysis commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
     from rnntk.analysis.eigs_run import eigs_cmd
+    from rnntk.analysis.figures import eigs_figures, fixed_points_figures, lyapunov_figures
     from rnntk.analysis.fixed_points_cli import fixed_points_cmd
     from rnntk.analysis.lyapunov_run import lyapunov_cmd
+    from rnntk.engine.figures import register_figures
+
+    register_figures("lyapunov", lyapunov_figures)  # made from run.h5, by the command and by rnntk plot
+    register_figures("eigs", eigs_figures)
+    register_figures("fixed-points", fixed_points_figures)
 
     ckpt = "An rnntk checkpoint of a recurrent network (model.pt or ckpt-last.pt), or a run whose model.pt to use."
     config_command(app, "lyapunov", LyapunovConfig, extra=[_model_path("MODEL.pt|RUN_DIR|run.h5", ckpt)])(lyapunov_cmd)

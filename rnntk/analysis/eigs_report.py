@@ -1,12 +1,15 @@
 """What ``rnntk eigs`` reads and writes besides the model: the point of a fixed-points run its
 Jacobian may be taken at; per layer the eigenvalues and residuals (run.h5, as cordsnet-eigs:
-``/results/eigs/layer<i>_<LM|LR>``), the stability verdict, the complex-plane figure and the rows of eigs.csv."""
+``/results/eigs/layer<i>_<LM|LR>``, with ``_residual`` and per-value ``_converged``), the stability verdict, the rows
+of eigs.csv, and the complex-plane figure (drawn from run.h5 by :func:`rnntk.analysis.figures.eigs_figures`)."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from rnntk.analysis.config import AnalysisEigsConfig
 from rnntk.engine.errors import UserError
@@ -35,8 +38,11 @@ def write_layer(
     attrs = dict(time=m.time, operator=cfg.operator, state=cfg.state, units="1/tau" if cont and not weight else "", tau=float(getattr(m, "tau", 0.0)))
     for w, r in res.items():
         conv = bool(r.converged.all())
-        run.result(f"eigs/{tag}_{w}", r.values, N=N, method=r.method, which=w, seconds=r.seconds, n_matvec=r.n_matvec, converged=conv, **attrs)
+        run.result(
+            f"eigs/{tag}_{w}", r.values, N=N, method=r.method, which=w, seconds=r.seconds, n_matvec=r.n_matvec, converged=conv, layer_name=lname, **attrs
+        )
         run.result(f"eigs/{tag}_{w}_residual", r.residuals)
+        run.result(f"eigs/{tag}_{w}_converged", np.asarray(r.converged, bool), description="per value: its residual met the tolerance")
         for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
             rows.append(f"{j},{N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
     if not weight:
@@ -46,7 +52,6 @@ def write_layer(
     final[tag] = dict(name=lname or name, N=N, time=m.time, **verdict, converged=bool(all(r.converged.all() for r in res.values())))
     label = f"{name}{' ' + lname if lname else ''}"
     print(f"{label} ({cfg.operator} at {cfg.state}, N = {N}): {eig_line(verdict)}", file=sys.stderr)
-    run.figure(eig_plot(res, cont, cfg.operator, f"{label} ({cfg.operator}, {cfg.state}, {cfg.method}, N = {N})"), f"eigs_{tag}")
 
 
 def read_fixed_point(path: Path, i: int, n: int) -> tuple[Any, Any]:
@@ -109,12 +114,12 @@ def eig_line(v: dict[str, Any]) -> str:
 
 def eig_plot(res: dict[str, Any], continuous: bool, operator: str, title: str) -> Any:
     """Eigenvalues in the complex plane: the unit circle (discrete), or the imaginary axis
-    (continuous Jacobian; Re = 1 for a continuous recurrent weight)."""
+    (continuous Jacobian; Re = 1 for a continuous recurrent weight). ``res``: ``{which:
+    (values (k,) complex, converged (k,) bool)}``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     fig, ax = plt.subplots(figsize=(5, 5))
     if continuous:
@@ -124,14 +129,14 @@ def eig_plot(res: dict[str, Any], continuous: bool, operator: str, title: str) -
         th = np.linspace(0, 2 * np.pi, 400)
         ax.plot(np.cos(th), np.sin(th), color="0.6", lw=0.8, label="|λ| = 1")
     marks = {"LM": ("o", "tab:blue"), "LR": ("s", "tab:orange")}
-    for w, r in res.items():
+    for w, (vals, conv) in res.items():
         mk, col = marks[w]
-        ok = np.asarray(r.converged, bool)
+        vals, ok = np.asarray(vals, np.complex128), np.asarray(conv, bool)
         by = "|λ|" if w == "LM" else "Re λ"
         if ok.any():
-            ax.scatter(r.values.real[ok], r.values.imag[ok], marker=mk, color=col, s=18, label=f"top-{len(r.values)} by {by} ({int(ok.sum())} converged)")
+            ax.scatter(vals.real[ok], vals.imag[ok], marker=mk, color=col, s=18, label=f"top-{len(vals)} by {by} ({int(ok.sum())} converged)")
         if (~ok).any():
-            ax.scatter(r.values.real[~ok], r.values.imag[~ok], marker=mk, facecolors="none", edgecolors=col, s=22, label=f"NOT converged ({int((~ok).sum())})")
+            ax.scatter(vals.real[~ok], vals.imag[~ok], marker=mk, facecolors="none", edgecolors=col, s=22, label=f"NOT converged ({int((~ok).sum())})")
     ax.axhline(0, color="k", lw=0.3)
     ax.set_xlabel("Re λ" + (" (1/τ)" if continuous and operator == "jacobian" else ""))
     ax.set_ylabel("Im λ")

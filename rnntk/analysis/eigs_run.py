@@ -115,11 +115,12 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
 
 
 def _finish(run: Any, cfg: AnalysisEigsConfig, name: str, rows: list[str], final: dict[str, Any]) -> None:
-    """eigs.csv (with ``--csv``) and the run's summary: stable over all layers, the largest radius."""
+    """eigs.csv (with ``--csv``), the figures and the run's summary: stable over all layers, the largest radius."""
     from rnntk.engine.files import write_text_atomic
 
     if cfg.csv:
         write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
+    run.figures()  # eigs_layer<j>, from run.h5 (rnntk.analysis.figures)
     stab = [v["stable"] for v in final.values()]
     radii = [v["spectral_radius"] for v in final.values()]
     run.finish(

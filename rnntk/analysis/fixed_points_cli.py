@@ -34,7 +34,7 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
     Example: [bold]rnntk fixed-points runs/selftest-0 --input 0.5[/bold]."""
     import torch
 
-    from rnntk.analysis.fixed_points_report import figure, write_layer
+    from rnntk.analysis.fixed_points_report import write_figure_data, write_layer
     from rnntk.analysis.source import load_trained, parse_input, read_state_traces, trajectories
     from rnntk.core.models import as_recurrent_layers
     from rnntk.engine.device import resolve_device
@@ -87,7 +87,6 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
             cond_inputs = stack.layer_inputs(u_model.expand(1, max(steps, 1), stack.n_in)) if stacked else [u_model[None, None]]
         rows: list[str] = []
         final: dict[str, Any] = {}
-        plots = []
         for lname, m in layers:
             i = [ln for ln, _ in layers].index(lname)
             u_cond = cond_inputs[i][0, -1]  # the constant input this layer settles to
@@ -98,10 +97,12 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
             if fp is None:
                 raise UserError(f"{name}{' ' + lname if lname else ''}: the sampled states are not finite (the model's trajectories blow up)")
             write_layer(run, name, lname, m, fp, stacked, rows, final)
-            plots.append((lname, X, fp))
+            write_figure_data(run, f"fixed_points/{lname}" if stacked else "fixed_points", X, fp)
         header = ("layer," if stacked else "") + "index,kind,n_unstable,rotational,is_slow,q,lambda1_real,lambda1_imag,lambda1_abs"
         write_text_atomic(run.path("fixed_points.csv"), "\n".join([header] + rows) + "\n")
-        run.figure(figure(plots, name), "fixed_points")
+        run.annotate(model=name)
+        run.annotate("results/fixed_points", layers=[ln for ln, _ in layers])  # what the figure maker reads
+        run.figures()  # fixed_points, from run.h5 (rnntk.analysis.figures)
         if stacked:
             run.finish(model_class=name, layers=final)
         else:

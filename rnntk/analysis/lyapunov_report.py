@@ -71,7 +71,8 @@ def finish(run: Any, cfg: LyapunovConfig, name: str, stacked: bool, ks: list[int
 
     header = ("layer," if stacked else "") + "index,lambda_mean,lambda_sem,lambda_mean_per_s,lambda_sem_per_s"
     write_text_atomic(run.path("lyapunov.csv"), "\n".join([header] + rows) + "\n")
-    run.figure(spectrum_figure(all_means, f"{name}: {cfg.n_traj} trajectories of {cfg.steps} steps"), "lyapunov_spectrum")
+    run.annotate("results", model_class=name, lyapunov_layers=[ln if stacked else "" for ln in final])  # what the figure maker reads
+    run.figures()  # lyapunov_spectrum, from run.h5 (rnntk.analysis.figures)
     first = next(iter(final.values()))
     top = max(final.values(), key=lambda v: v["lambda_1"])
     summary: dict[str, Any] = dict(lambda_1=top["lambda_1"], lambda_mean=float(torch.cat([a for _, a, _, _ in all_means]).mean()), k=sum(ks), model_class=name)
