@@ -135,9 +135,14 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
     h5 = H5_OVERHEAD_BYTES + model_bytes + (2 * metric_col if metric_col else 0)
 
     print(f"rnntk {command} --dry-run: every option checked; nothing was written.")
+    resume_step = int(run.start_step) if run is not None and run.resumed else None
+    if run is not None and run.resumed:
+        held = "of its checkpoint ckpt-last.pt" if run._resume_ck is not None else "(it has no checkpoint yet)"
+        left = f" (steps {resume_step} to {steps - 1} left of {steps})" if steps is not None and steps > resume_step else ""
+        print(f"would continue: {run.dir} from step {resume_step} {held}{left}")
+    elif run is not None:
+        print(f"would {'replace' if run.dry_force else 'write'}: {run.dir}")
     if run is not None:
-        what = "continue" if run.resumed else ("replace" if run.dry_force else "write")
-        print(f"would {what}: {run.dir}")
         print(f"seed {run.seed}, device {run.device} (resolved)")
     print(f"stopped before: {where or 'the command ended without writing'}")
     print("resolved config:")
@@ -166,6 +171,7 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
         "run_dir": None,
         "command": command,
         "would_write": str(run.dir) if run is not None else None,
+        "resume_step": resume_step,
         "device": str(run.device) if run is not None else None,
         "stopped_before": where,
         "config": config,

@@ -175,9 +175,7 @@ class RunLock:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
             except FileExistsError:
-                holder = lock_holder(self.path.parent)
-                if holder is not None:
-                    raise UserError(f"{self.path.parent} is in use by another rnntk process ({holder}); wait for it to finish or stop it") from None
+                self.check_free()
                 old = read_lock(self.path.parent) or {}
                 self.took_over = f"stale lock of pid {old.get('pid', '?')} on {old.get('host', '?')}"
                 try:
@@ -194,6 +192,13 @@ class RunLock:
             self.held = True
             return self
         raise UserError(f"cannot lock {self.path.parent}: another process keeps re-creating {LOCK}")
+
+    def check_free(self) -> None:
+        """:class:`UserError` while another live process holds the lock (a stale lock is free);
+        makes and changes nothing (``--resume --dry-run`` checks with it)."""
+        holder = lock_holder(self.path.parent)
+        if holder is not None:
+            raise UserError(f"{self.path.parent} is in use by another rnntk process ({holder}); wait for it to finish or stop it") from None
 
     def release(self) -> None:
         """Remove the lock if this process holds it."""

@@ -1,8 +1,11 @@
 """:class:`DryRun`: the run a command gets under ``--dry-run``. It resolves the seed and the
 device and seeds the generators as :meth:`rnntk.engine.run.Run.open` does, checks the output
 folder as a real run would (without making it), records what the command registers with
-:meth:`track`, and raises :class:`rnntk.engine.dry_run.DryRunDone` at the first step or the
-first write. It never touches the disk and installs no signal handler."""
+:meth:`track`, and raises :class:`rnntk.engine.dry_run.DryRunDone` at the first step, the first
+write, or where an analysis's computation begins (:meth:`before_compute`). With ``--resume`` it
+reads the run folder as a real resume does (run.h5 read-only, the checkpoint loaded and checked,
+its states loaded into what :meth:`track` registers). It writes nothing (no lock file either)
+and installs no signal handler."""
 
 from __future__ import annotations
 
@@ -66,6 +69,10 @@ class DryRun(Run):
             if out is None:
                 raise UserError("--resume needs the run folder to continue")
             self.dir = Path(out)
+            # what a real --resume reads and checks before it commits (run.h5 opened read-only,
+            # ckpt-last.pt loaded with weights_only=True and validated), with no lock file made
+            self._open_resume(lock=False)
+            self.h5.close()
         else:
             self.dir = Path(out) if out is not None else default_run_dir(command, self.seed, runs_root)
             d = self.dir
@@ -79,18 +86,33 @@ class DryRun(Run):
         self.device_generator = device_generator(self.device, self.generator, derive_seed(self.seed, "device"))
         return self
 
-    # what the command registers: kept, never loaded from or written to a checkpoint
+    # what the command registers: kept for the parameter count, never written to a checkpoint;
+    # on --resume loaded from the run's checkpoint and checked as a real resume does
     def track(self, model: nn.Module | None = None, optimizer: Any = None, *, hparams: Mapping[str, Any] | None = None, **others: Any) -> None:
-        """Record the model, optimizer and other objects (for the parameter count)."""
+        """Record the model, optimizer and other objects (for the parameter count); with
+        ``--resume``, load their states from the checkpoint (:meth:`Run.track`'s checks)."""
         if model is not None:
             self._tracked["model"] = model
         if optimizer is not None:
             self._tracked["optimizer"] = optimizer
         self._tracked.update(others)
+        self._load_tracked(model, optimizer, others)
+
+    def before_compute(self, what: str, model: nn.Module | None = None) -> None:
+        """Stop the dry run where the command's computation would begin (source loaded, every
+        option checked); ``model``: the model it analyses, counted (and, on ``--resume``,
+        loaded from the checkpoint as :meth:`track` does)."""
+        if model is not None:
+            self.track(model)
+        raise DryRunDone(what)
 
     def steps(self, n: int, desc: str | None = None, *, time_budget: float | None = None) -> Iterator[int]:
-        """Stop the dry run before the first of ``n`` steps."""
+        """Stop the dry run before the first of ``n`` steps (with ``--resume``: before the
+        first step not done, after the check that ``n`` covers the checkpoint's step)."""
         self.planned_steps = int(n)
+        if self.resumed:
+            self._check_resume_steps(n)
+            raise DryRunDone(f"step {self.start_step} of {n} ({desc or self.command}), the first not done")
         raise DryRunDone(f"the first of {n} steps ({desc or self.command})")
         yield 0  # pragma: no cover - makes this a generator, as Run.steps is
 

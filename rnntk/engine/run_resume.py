@@ -51,13 +51,19 @@ def check_optimizer_state(opt: Any, sd: Any, src: str) -> None:
 class RunResume(RunBase):
     """The ``--resume`` part of a run."""
 
-    def _open_resume(self) -> None:
+    def _open_resume(self, *, lock: bool = True) -> None:
+        """Open the run folder read-only and load and check its checkpoint. ``lock=False``
+        (``--resume --dry-run``): take no lock (make no file), only refuse as ``lock`` would
+        while another process writes the run."""
         d = self.dir
         if not d.is_dir():
             raise UserError(f"--resume: no such run folder: {d}")
         if not (d / "run.h5").exists():
             raise UserError(f"--resume: {d} has no run.h5; not an rnntk run folder")
-        self._lock = RunLock(d).acquire()  # refuses while another process writes the run
+        if lock:
+            self._lock = RunLock(d).acquire()  # refuses while another process writes the run
+        else:
+            RunLock(d).check_free()
         marker = read_marker(d)
         self.run_id = marker["id"] if marker else ""
         self._registered = set(marker["files"]) if marker else set()
@@ -104,13 +110,17 @@ class RunResume(RunBase):
             if extra.get(key) is not None and not isinstance(extra[key], dict):
                 raise UserError(f"--resume: {path} is damaged: extra '{key}' is not a dict")
 
+    def _check_resume_steps(self, n_steps: int | None) -> None:
+        """:class:`UserError` when a resumed run asks for fewer steps than its checkpoint holds."""
+        if n_steps is not None and n_steps < self.start_step:
+            raise UserError(f"--resume: {self.dir} is already at step {self.start_step}; ask for at least that many steps (got {n_steps})")
+
     def _commit_resume(self, n_steps: int | None = None) -> None:
         """Truncate metrics past the checkpoint, rewrite the config, mark the run running.
         Called when training actually continues, after the model and optimizer loaded."""
         if not self.resumed or self._resume_committed:
             return
-        if n_steps is not None and n_steps < self.start_step:
-            raise UserError(f"--resume: {self.dir} is already at step {self.start_step}; ask for at least that many steps (got {n_steps})")
+        self._check_resume_steps(n_steps)
         self._resume_committed = True
         d = self.dir
         try:
