@@ -6,9 +6,14 @@
 One SOFO iteration of ``sofo-train --task neurogym:...`` (cpu-small sizes: n 64, batch 64, K 64)
 and one Adam+BPTT iteration, each timed (a) drawing a fresh batch with the adapter
 (``NeurogymTask.sample``: ``env.new_trial()`` per row, padding, mask, table) and (b) reusing one
-pre-generated batch, interleaved, median of the repeats. Prints the medians and the ratios
-(a)/(b). Needs ``pip install 'rnntk[neurogym]'``. Times are wall clock on whatever else runs on
-the machine; the interleaving makes the ratio, not the absolute times, the figure to read.
+pre-generated batch, interleaved (the order of (a) and (b) alternates between repeats), median of
+the repeats. Prints the medians, the ratio of the medians (a)/(b) and the median of the per-repeat
+ratios (each (a) paired with the (b) timed next to it, so slow drifts of the machine's load
+cancel), and the cost of the batch split into neurogym's own ``env.new_trial()`` calls (timed on a
+second copy of the environment) and the adapter's assembly (padding, mask, table).
+``--busy N`` starts N busy-looping processes for the duration (a loaded machine). Needs
+``pip install 'rnntk[neurogym]'``. Times are wall clock on whatever else runs on the machine; the
+interleaving makes the ratio, not the absolute times, the figure to read.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -29,9 +36,20 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("-K", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--busy", type=int, default=0, help="busy-looping background processes to start (a loaded machine)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.busy)]
+    try:
+        run(args)
+    finally:
+        for b in busy:
+            b.kill()
+            b.wait()
 
+
+def run(args: argparse.Namespace) -> None:
+    from rnntk.core.neurogym import NeurogymTask
     from rnntk.sofo.optimizer import SOFO
     from rnntk.sofo.problems import make_problem
 
@@ -52,26 +70,56 @@ def main() -> None:
         loss.backward()
         adam.step()
 
-    times: dict[str, list[float]] = {k: [] for k in ("sample", "sofo_fresh", "sofo_pre", "adam_fresh", "adam_pre")}
+    raw = NeurogymTask(args.task, {"dt": args.dt})  # a second copy: neurogym's own new_trial() alone
+    raw_gen = torch.Generator().manual_seed(2)
+
+    def new_trials_only() -> float:
+        t0 = time.perf_counter()
+        raw.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=raw_gen)))
+        for _ in range(args.batch):
+            raw.env.new_trial()
+        return time.perf_counter() - t0
+
+    def fresh(fn) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        b = prob.sample(args.batch, gen)
+        t1 = time.perf_counter()
+        fn(b)
+        return t1 - t0, time.perf_counter() - t0
+
+    def pre(fn) -> float:
+        t0 = time.perf_counter()
+        fn(fixed)
+        return time.perf_counter() - t0
+
+    times: dict[str, list[float]] = {k: [] for k in ("sample", "new_trial", "sofo_fresh", "sofo_pre", "adam_fresh", "adam_pre")}
     sofo_iter(fixed), adam_iter(fixed)  # warm-up
-    for _ in range(args.repeats):
+    for r in range(args.repeats):
+        times["new_trial"].append(new_trials_only())
         for name, fn in (("sofo", sofo_iter), ("adam", adam_iter)):
-            t0 = time.perf_counter()
-            b = prob.sample(args.batch, gen)
-            t1 = time.perf_counter()
-            fn(b)
-            t2 = time.perf_counter()
-            fn(fixed)
-            t3 = time.perf_counter()
-            times["sample"].append(t1 - t0)
-            times[f"{name}_fresh"].append(t2 - t0)
-            times[f"{name}_pre"].append(t3 - t2)
+            if r % 2:  # alternate which of the pair runs first
+                p = pre(fn)
+                s, f = fresh(fn)
+            else:
+                s, f = fresh(fn)
+                p = pre(fn)
+            times["sample"].append(s)
+            times[f"{name}_fresh"].append(f)
+            times[f"{name}_pre"].append(p)
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"{args.task} dt {args.dt:g} ms: {fixed.trials.steps} steps, batch {args.batch}, n {args.hidden}, K {args.K}; median of {args.repeats}, interleaved")
-    print(f"  adapter sample (batch {args.batch}): {med['sample'] * 1e3:.1f} ms")
+    if args.busy:
+        print(f"  with {args.busy} busy-looping background process(es)")
+    s, nt = med["sample"], med["new_trial"]
+    print(
+        f"  adapter sample (batch {args.batch}): {s * 1e3:.2f} ms, of which neurogym's env.new_trial() x{args.batch}: {nt * 1e3:.2f} ms (adapter's own {(s - nt) * 1e3:.2f} ms)"
+    )
     for name in ("sofo", "adam"):
-        fresh, pre = med[f"{name}_fresh"], med[f"{name}_pre"]
-        print(f"  {name}: iteration with a fresh batch {fresh * 1e3:.1f} ms, with a pre-generated batch {pre * 1e3:.1f} ms, ratio {fresh / pre:.3f}")
+        f, p = med[f"{name}_fresh"], med[f"{name}_pre"]
+        paired = statistics.median(a / b for a, b in zip(times[f"{name}_fresh"], times[f"{name}_pre"]))
+        print(
+            f"  {name}: iteration with a fresh batch {f * 1e3:.1f} ms, with a pre-generated batch {p * 1e3:.1f} ms, ratio {f / p:.3f} (median of paired ratios {paired:.3f})"
+        )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
@@ -43,6 +44,10 @@ LOSS_ON = ("decision", "all")
 
 class NeurogymMissing(ValueError):
     """neurogym (or gymnasium) is not installed."""
+
+
+class NoDecisionPeriod(ValueError):
+    """``loss_on="decision"`` for an environment whose timing has no ``decision`` period."""
 
 
 def is_neurogym(task: str) -> bool:
@@ -136,11 +141,14 @@ class NeurogymTask:
             msg = " ".join(str(e).split())
             raise ValueError(f"bad --task {self.name}: {msg}") from None
         self.env = env.unwrapped
-        if "decision" not in self.env.timing and self.loss_on == "decision":
-            raise ValueError(f"--task {self.name} has no decision period (periods: {', '.join(self.env.timing)}); use --loss-on all")
         self.dt_ms = float(self.env.dt)
         self.n_in = int(self.env.observation_space.shape[0])
+        if not hasattr(self.env.action_space, "n"):
+            space = type(self.env.action_space).__name__
+            raise ValueError(f"--task {self.name} has a continuous action space ({space}); rnntk trains on neurogym tasks with discrete actions (class labels)")
         self.n_out = int(self.env.action_space.n)
+        if "decision" not in self.env.timing and self.loss_on == "decision":
+            raise NoDecisionPeriod(f"--task {self.name} has no decision period (periods: {', '.join(self.env.timing)}); use --loss-on all")
         if self.steps is None:
             self.steps = self._bound_steps()
 
@@ -216,23 +224,49 @@ class NeurogymTask:
 
         if generator is not None:
             self.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
-        trials = self.new_trials(batch)
-        T = max([int(self.steps or 1)] + [len(tr["gt"]) for tr in trials])
-        self.steps = T  # a longer trial than the bound (a callable spec) grows the padded length for good
+        env, periods = self.env, self.periods()
+        T = max(int(self.steps or 1), 1)
         x = np.zeros((batch, T, self.n_in), dtype=np.float32)
         y = np.zeros((batch, T), dtype=np.int64)
+        lens: list[int] = []
+        bounds: list[tuple[Any, Any]] = []  # per trial: (starts, ends) of each period and then of the decision period, -1 when absent
+        infos: list[dict[str, Any]] = []
+        names = [*periods, "decision"]
+        get = operator.itemgetter(*names)
+        for i in range(batch):  # env.new_trial() is neurogym's own, one per row; the rest is a copy into place
+            infos.append(dict(env.new_trial()))
+            ob, gt = getattr(env, "ob", None), getattr(env, "gt", None)
+            if ob is None or gt is None:
+                raise ValueError(f"--task {self.name} builds no supervised trial (no env.ob / env.gt); rnntk trains on neurogym's supervised tasks")
+            gt = np.asarray(gt).reshape(-1)
+            n = gt.shape[0]
+            if n > T:  # a longer trial than the bound (a callable spec): grow the padded length
+                x = np.concatenate([x, np.zeros((batch, n - T, self.n_in), np.float32)], 1)
+                y = np.concatenate([y, np.zeros((batch, n - T), np.int64)], 1)
+                T = n
+            x[i, :n] = ob
+            y[i, :n] = gt
+            lens.append(n)
+            start, end = env.start_ind, env.end_ind
+            try:  # neurogym keeps one start_ind / end_ind dict per env, filled in place
+                bounds.append((get(start), get(end)))
+            except KeyError:  # a period this trial (and every trial before it) has not had
+                bounds.append((tuple(start.get(p, -1) for p in names), tuple(end.get(p, -1) for p in names)))
+        self.steps = T  # a longer trial than the bound grows the padded length for good
+        B = np.asarray(bounds, dtype=np.int64).reshape(batch, 2, len(names)).transpose(0, 2, 1)
+        L = np.asarray(lens, dtype=np.int64)
+        t = np.arange(T)
+        d0, d1 = B[:, -1, :1], B[:, -1, 1:]  # the decision period, -1 when the trial has none
         m = np.zeros((batch, T), dtype=np.float32)
-        for i, tr in enumerate(trials):
-            n = len(tr["gt"])
-            x[i, :n] = tr["ob"]
-            y[i, :n] = tr["gt"]
-            if self.loss_on == "all":
-                m[i, :n] = self.fixation_weight
-            if "decision" in tr["start"]:
-                m[i, tr["start"]["decision"] : tr["end"]["decision"]] = 1.0
-            elif self.loss_on == "all":
-                m[i, :n] = 1.0
-        table = _table(trials, self.periods())
+        if self.loss_on == "all":
+            inside = t < L[:, None]
+            m[inside] = self.fixation_weight
+            m[inside & (d0 < 0)] = 1.0  # no decision period in this trial: every step scored
+        m[(t >= d0) & (t < d1) & (d0 >= 0)] = 1.0
+        table = _columns(infos)
+        table["trial_len"] = L
+        for j, p in enumerate(periods):
+            table[f"period_{p}_start"], table[f"period_{p}_end"] = B[:, j, 0].copy(), B[:, j, 1].copy()
         return TrialBatch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), {k: torch.as_tensor(v) for k, v in table.items()}, dt=self.dt)
 
     def input_stream(self, steps: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -281,39 +315,67 @@ def _channel_names(names: Any, n: int, stem: str) -> list[str]:
     return out
 
 
-def _table(trials: Sequence[Mapping[str, Any]], periods: Sequence[str]) -> dict[str, np.ndarray]:
-    """The per-trial columns: scalar entries of the trial dicts (tuples split), lengths, periods."""
-    out: dict[str, np.ndarray] = {}
-    keys: list[str] = []
-    for tr in trials:
-        for k, v in tr["trial"].items():
-            vals = {k: v}
-            if isinstance(v, (tuple, list, np.ndarray)) and np.ndim(v) == 1 and len(v) <= 8:
-                vals = {f"{k}_{j}": x for j, x in enumerate(v)}
-            for kk, x in vals.items():
-                if np.ndim(x) == 0 and isinstance(np.asarray(x).item(), (bool, int, float)) and kk not in keys:
-                    keys.append(kk)
-    for k in keys:
-        col = []
-        for tr in trials:
-            v = tr["trial"].get(k)
-            if v is None and "_" in k:
-                base, j = k.rsplit("_", 1)
-                seq = tr["trial"].get(base)
-                v = seq[int(j)] if isinstance(seq, (tuple, list, np.ndarray)) and j.isdigit() and int(j) < len(seq) else None
-            col.append(np.nan if v is None else float(v))
-        arr = np.asarray(col, dtype=np.float64)
-        out[k] = arr.astype(np.int64) if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) and _int_like(trials, k) else arr
-    out["trial_len"] = np.asarray([len(tr["gt"]) for tr in trials], dtype=np.int64)
-    for p in periods:
-        out[f"period_{p}_start"] = np.asarray([tr["start"].get(p, -1) for tr in trials], dtype=np.int64)
-        out[f"period_{p}_end"] = np.asarray([tr["end"].get(p, -1) for tr in trials], dtype=np.int64)
+#: value types whose trial-dict entries are table columns (scalars whose ``.item()`` is a bool, int or float)
+_SCALARS = frozenset(
+    [bool, int, float, np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64, np.float16, np.float32, np.float64]
+)
+#: value types that never give a column (0-d, ``.item()`` not a number)
+_NOT_SCALARS = frozenset([str, type(None), np.str_])
+
+
+def _qualifying(info: Mapping[str, Any]) -> list[str]:
+    """The column names one trial dict gives, in its order: numeric scalars, and the numeric
+    items ``name_0, name_1, ...`` of a 1-D tuple / list / array of at most 8 entries."""
+    out = []
+    for k, v in info.items():
+        vals = {k: v}
+        if isinstance(v, (tuple, list, np.ndarray)) and np.ndim(v) == 1 and len(v) <= 8:
+            vals = {f"{k}_{j}": x for j, x in enumerate(v)}
+        for kk, x in vals.items():
+            if np.ndim(x) == 0 and isinstance(np.asarray(x).item(), (bool, int, float)):
+                out.append(kk)
     return out
 
 
-def _int_like(trials: Sequence[Mapping[str, Any]], key: str) -> bool:
-    v = trials[0]["trial"].get(key)
-    return v is None or isinstance(v, (bool, int, np.integer, np.bool_))
+def _columns(infos: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The per-trial table of the trial dicts ``infos`` (one per row): a column per scalar entry
+    (tuples split as ``name_0, name_1, ...``), NaN where a trial lacks it; int64 when every value
+    is integral and the first trial's is an int/bool (or absent), else float64. Column order: first
+    appearance. Trials whose entries are all plain scalars are classified once per key/type
+    signature (neurogym's dicts repeat one per task); when every trial has the same such signature
+    each column is one ``np.asarray`` of the values."""
+    keys: dict[str, None] = {}
+    done: set[tuple[Any, ...]] = set()
+    mixed = False
+    for info in infos:
+        types = tuple((k, type(v)) for k, v in info.items())
+        if types in done:
+            continue
+        if all(t in _SCALARS or t in _NOT_SCALARS for _, t in types):
+            done.add(types)
+            keys.update((k, None) for k, t in types if t in _SCALARS)
+        else:
+            mixed = True
+            keys.update((k, None) for k in _qualifying(info))
+    out: dict[str, np.ndarray] = {}
+    uniform = len(done) == 1 and not mixed  # every trial has one signature of plain scalars: each key in every trial
+    for k in keys:
+        cells = [info[k] for info in infos] if uniform else [_cell(info, k) for info in infos]
+        arr = np.asarray(cells, dtype=np.float64)
+        first = infos[0].get(k)
+        int_like = first is None or isinstance(first, (bool, int, np.integer, np.bool_))
+        out[k] = arr.astype(np.int64) if int_like and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)) else arr
+    return out
+
+
+def _cell(info: Mapping[str, Any], key: str) -> float:
+    """``info[key]`` as a float; ``name_j``: item j of ``info[name]``; NaN when absent."""
+    v = info.get(key)
+    if v is None and "_" in key:
+        base, j = key.rsplit("_", 1)
+        seq = info.get(base)
+        v = seq[int(j)] if isinstance(seq, (tuple, list, np.ndarray)) and j.isdigit() and int(j) < len(seq) else None
+    return np.nan if v is None else float(v)
 
 
 # ---------------------------------------------------------------------- metrics (any model)

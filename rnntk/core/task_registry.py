@@ -73,14 +73,19 @@ def describe_task(name: str, kwargs: Optional[dict[str, Any]] = None) -> TaskSpe
     from rnntk.core import neurogym as ngt
 
     if ngt.is_neurogym(name):
-        task = ngt.NeurogymTask(name, kwargs or {})
+        try:
+            task = ngt.NeurogymTask(name, kwargs or {})
+            scored = "loss mask on the decision period"
+        except ngt.NoDecisionPeriod:  # e.g. ReadySetGo-v0: shown as trained with --loss-on all
+            task = ngt.NeurogymTask(name, kwargs or {}, loss_on="all")
+            scored = "no decision period: loss mask on every step (--loss-on all)"
         return TaskSpec(
             task.name,
             task.sample,
             task.dt,
             task.input_names(),
             task.output_names(),
-            description=f"neurogym {task.id} (dt {task.dt_ms:g} ms), padded to {task.steps} steps",
+            description=f"neurogym {task.id} (dt {task.dt_ms:g} ms), padded to {task.steps} steps; {scored}",
             timing=task.timing_table(),
             labels=True,
         )
