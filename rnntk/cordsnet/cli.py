@@ -111,9 +111,10 @@ def cordsnet_eigs(opts: RunOptions, cfg: EigsConfig, model_path: Path) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the cordsnet commands to the ``rnntk`` app (called by :mod:`rnntk.cli`)."""
-    from rnntk.cordsnet.figures import cordsnet_eval_figures
+    from rnntk.cordsnet.figures import cordsnet_eigs_figures, cordsnet_eval_figures
     from rnntk.engine.figures import register_figures
 
     register_figures("cordsnet-eval", cordsnet_eval_figures)
+    register_figures("cordsnet-eigs", cordsnet_eigs_figures)
     config_command(app, "cordsnet-eval", EvalConfig)(cordsnet_eval)
     config_command(app, "cordsnet-eigs", EigsConfig, extra=[_MODEL_PATH])(cordsnet_eigs)

@@ -1,11 +1,18 @@
-"""The figures of ``rnntk cordsnet-eval``, made from ``run.h5`` alone (at the end of the run,
-and by ``rnntk plot``): ``population_rate`` (each area's rate in the spontaneous phase,
+"""The figures of ``rnntk cordsnet-eval`` and ``rnntk cordsnet-eigs``, made from ``run.h5``
+alone (at the end of the run, and by ``rnntk plot``).
+
+cordsnet-eval: ``population_rate`` (each area's rate in the spontaneous phase,
 ``/results/spontaneous_population_rate`` [time, area], then in the stimulus phase averaged over
 images, ``/results/population_rate`` [trial, time, area]) and, with labels and
-``--readout every``, ``accuracy_vs_time`` (``/results/accuracy_by_step``)."""
+``--readout every``, ``accuracy_vs_time`` (``/results/accuracy_by_step``).
+
+cordsnet-eigs: ``eigs_layer<j>`` per area, every computed value
+(``/results/eigs/layer<j>_<LM|LR>_computed``, with ``_computed_converged``; ``N`` from the
+reported set's attributes, ``alpha`` and ``operator`` from ``/config``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any, Optional
 
 import numpy as np
@@ -78,4 +85,72 @@ def cordsnet_eval_figures(reader: RunReader) -> list[tuple[str, Any]]:
     acc = reader.result("accuracy_by_step")
     if acc is not None and cfg.get("readout") == "every":
         out.append(("accuracy_vs_time", plot_accuracy_vs_time(acc, dt, **steps)))
+    return out
+
+
+def plot_eigs(j: int, res: dict[str, tuple[np.ndarray, np.ndarray]], alpha: float, N: int, operator: str, method: str) -> Any:
+    """Area ``j``'s eigenvalues in the complex plane with the unit circle, the Re λ = 1 line and
+    the Euler disc (``alpha`` = dt/tau); ``res``: ``{which: (values (m,) complex, converged (m,)
+    bool)}``, converged values filled, the others hollow."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 5))
+    th = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(th), np.sin(th), color="0.6", lw=0.8, label="|λ| = 1")
+    c, rad = 1 - 1 / alpha, 1 / alpha
+    ax.plot(c + rad * np.cos(th), rad * np.sin(th), color="tab:green", lw=0.8, ls=":", label=f"Euler-stable disc (α={alpha:g})")
+    ax.axvline(1.0, color="tab:red", lw=0.8, ls="--", label="Re λ = 1 (continuous stability)")
+    marks = {"LM": ("o", "tab:blue"), "LR": ("s", "tab:orange")}
+    for w, (vals, conv) in res.items():
+        m, col = marks[w]
+        by = "|λ|" if w == "LM" else "Re λ"
+        vals, ok = np.asarray(vals, np.complex128), np.asarray(conv, bool)
+        if ok.any():
+            ax.scatter(vals.real[ok], vals.imag[ok], marker=m, color=col, s=18, label=f"top-{len(vals)} by {by}: converged ({int(ok.sum())})")
+        if (~ok).any():
+            ax.scatter(
+                vals.real[~ok],
+                vals.imag[~ok],
+                marker=m,
+                facecolors="none",
+                edgecolors=col,
+                s=22,
+                label=f"top-{len(vals)} by {by}: NOT converged ({int((~ok).sum())})",
+            )
+    allv = np.concatenate([np.asarray(v, np.complex128) for v, _ in res.values()])
+    allv = allv[np.isfinite(allv)] if np.isfinite(allv).any() else np.zeros(1)
+    lim = max(1.2, float(np.abs(allv).max()) * 1.15)
+    ax.set_xlim(min(-lim, c - rad * 0.2) if np.abs(allv).max() > 3 else -lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Re λ")
+    ax.set_ylabel("Im λ")
+    ax.set_title(f"area {j} ({operator}, {method}, N = {N})")
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
+
+
+def cordsnet_eigs_figures(reader: RunReader) -> list[tuple[str, Any]]:
+    """``eigs_layer<j>`` for each analysed area, from every value computed for it."""
+    g = reader.f.get("results/eigs")
+    if g is None:
+        return []
+    found = [m for k in g for m in [re.fullmatch(r"layer(\d+)_(LM|LR)", k)] if m]
+    cfg = reader.config
+    out = []
+    for j in sorted({int(m.group(1)) for m in found}):
+        res: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for w in ("LM", "LR"):
+            if f"layer{j}_{w}" in g:
+                vals, conv = reader.result(f"eigs/layer{j}_{w}_computed"), reader.result(f"eigs/layer{j}_{w}_computed_converged")
+                if vals is None or conv is None:
+                    raise KeyError(f"/results/eigs/layer{j}_{w}_computed (a run older than the stored figure data)")
+                res[w] = (vals, conv)
+        w0 = next(iter(res))
+        N = int(reader.attrs_of(f"results/eigs/layer{j}_{w0}")["N"])
+        method = str(reader.attrs_of(f"results/eigs/layer{j}_{w0}_computed")["method"])
+        out.append((f"eigs_layer{j}", plot_eigs(j, res, float(cfg["alpha"]), N, str(cfg["operator"]), method)))
     return out

@@ -1,5 +1,6 @@
 """The run body of ``rnntk cordsnet-eigs``: per-area leading eigenvalues with Ritz residuals,
-stability verdicts, ``/results/eigs/*``, eigs.csv, one PNG per area and the run summary."""
+stability verdicts, ``/results/eigs/*``, eigs.csv, one PNG per area (drawn from run.h5 by
+:func:`rnntk.cordsnet.figures.cordsnet_eigs_figures`) and the run summary."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+import numpy as np
 import torch
 
 from rnntk.cordsnet.config import EigsConfig
@@ -86,6 +88,10 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
                 **{kk: vv for kk, vv in r.info.items() if isinstance(vv, (int, float, str, bool))},
             )
             run.result(f"eigs/layer{j}_{w}_residual", r.residuals)
+            run.result(f"eigs/layer{j}_{w}_converged", np.asarray(r.converged, bool), description="per value: its residual met the tolerance")
+            a = shown[w]  # every value computed (--plot-k widens the set): what eigs_layer<j>.png draws
+            run.result(f"eigs/layer{j}_{w}_computed", a.values, method=a.method, description="every value computed, leading first (the top --k are reported)")
+            run.result(f"eigs/layer{j}_{w}_computed_converged", np.asarray(a.converged, bool), description="per computed value: converged")
             for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
                 rows.append(f"{j},{op.N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
         secs = sum(r.seconds for r in res.values())
@@ -103,9 +109,9 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
         notes = [r.info.get("note") for r in res.values() if r.info.get("note")]
         if notes:
             final[f"layer{j}"]["note"] = notes[0]
-        run.figure(_plot(j, shown, cfg.alpha, op.N, cfg.operator), f"eigs_layer{j}")
     if cfg.csv:
         write_text_atomic(run.path("eigs.csv"), "\n".join(rows) + "\n")
+    run.figures()  # eigs_layer<j>, from run.h5 (rnntk.cordsnet.figures)
     run.last_metrics.clear()  # the per-area rows live in final["layers"]; the last one is not a run-level result
     run.finish(layers=final, **_overall(final), model_checkpoint=str(model_path))
 
@@ -149,46 +155,3 @@ def _verdict_line(v: dict) -> str:
         f"spectral radius {num(v['spectral_radius'])}, max Re {num(v['max_real'])}; continuous-stable {ver('continuous_stable')}; "
         f"Euler-stable {ver('euler_stable')}"
     )
-
-
-def _plot(j: int, res: dict, alpha: float, N: int, operator: str) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    fig, ax = plt.subplots(figsize=(5, 5))
-    th = np.linspace(0, 2 * np.pi, 400)
-    ax.plot(np.cos(th), np.sin(th), color="0.6", lw=0.8, label="|λ| = 1")
-    c, rad = 1 - 1 / alpha, 1 / alpha
-    ax.plot(c + rad * np.cos(th), rad * np.sin(th), color="tab:green", lw=0.8, ls=":", label=f"Euler-stable disc (α={alpha:g})")
-    ax.axvline(1.0, color="tab:red", lw=0.8, ls="--", label="Re λ = 1 (continuous stability)")
-    marks = {"LM": ("o", "tab:blue"), "LR": ("s", "tab:orange")}
-    for w, r in res.items():
-        m, col = marks[w]
-        by = "|λ|" if w == "LM" else "Re λ"
-        ok = np.asarray(r.converged, bool)
-        if ok.any():
-            ax.scatter(r.values.real[ok], r.values.imag[ok], marker=m, color=col, s=18, label=f"top-{len(r.values)} by {by}: converged ({int(ok.sum())})")
-        if (~ok).any():
-            ax.scatter(
-                r.values.real[~ok],
-                r.values.imag[~ok],
-                marker=m,
-                facecolors="none",
-                edgecolors=col,
-                s=22,
-                label=f"top-{len(r.values)} by {by}: NOT converged ({int((~ok).sum())})",
-            )
-    allv = np.concatenate([r.values for r in res.values()])
-    allv = allv[np.isfinite(allv)] if np.isfinite(allv).any() else np.zeros(1)
-    lim = max(1.2, float(np.abs(allv).max()) * 1.15)
-    ax.set_xlim(min(-lim, c - rad * 0.2) if np.abs(allv).max() > 3 else -lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Re λ")
-    ax.set_ylabel("Im λ")
-    ax.set_title(f"area {j} ({operator}, {next(iter(res.values())).method}, N = {N})")
-    ax.legend(fontsize=7, loc="lower left")
-    return fig
