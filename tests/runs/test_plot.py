@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 from conftest import assert_user_error, run_cli
@@ -47,6 +48,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 def test_every_figure_making_command_registers_its_makers():
     assert {"sofo-train", "floss", "ode-train", "cordsnet-eval"} <= set(FIGURES)
+    # the analysis commands and cordsnet-eigs: below, and in tests/analysis/test_figures_from_run.py and
+    # tests/cordsnet/test_cordsnet_eigs_figures.py (stacked layers, unconverged values, content of the figures)
+    assert {"lyapunov", "eigs", "fixed-points", "cordsnet-eigs"} <= set(FIGURES)
 
 
 # every run in PNG; PDF and SVG (slower to write) on the runs of three commands
@@ -81,6 +85,32 @@ def test_regenerated_pngs_equal_the_ones_the_run_wrote(runs, key, tmp_path):
         b = np.asarray(Image.open(tmp_path / "figs" / f"{name}.png"))
         assert a.shape == b.shape and np.array_equal(a, b), name
     assert any(f.endswith("metrics.png") for f in res["files"])  # type: ignore[union-attr]
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "checkpoints" / "cordsnet-mini-digits.pth"
+# the analysis commands on the trained floss run of the fixture, cordsnet-eigs on the shipped trained CordsNet
+ANALYSES = {
+    "lyapunov": (["--steps", "200", "--warmup", "20", "--k", "8"], ["lyapunov_spectrum"]),
+    "eigs": (["--k", "4"], ["eigs_layer0"]),
+    "fixed-points": (["--candidates", "128", "--n-traj", "16", "--steps", "100"], ["fixed_points"]),
+    "cordsnet-eigs": (["--k", "3", "--plot-k", "8"], ["eigs_layer0", "eigs_layer1"]),
+}
+
+
+@pytest.mark.parametrize("command", sorted(ANALYSES))
+def test_analysis_figures_deleted_then_made_again_pixel_for_pixel(runs, command, tmp_path, cli_in_process):
+    args, names = ANALYSES[command]
+    run = tmp_path / "run"
+    r = cli_in_process(command, SHIPPED if command == "cordsnet-eigs" else runs["floss"], *args, "--out", run, "-q")
+    assert r.code == 0, r.stderr
+    wrote = {n: mpimg.imread(run / f"{n}.png") for n in names}
+    for n in names:
+        (run / f"{n}.png").unlink()
+    res = plot_run(run, "png", tmp_path / "figs")
+    assert [Path(f).stem for f in res["files"] if not f.endswith("metrics.png")] == names  # type: ignore[union-attr]
+    for n in names:
+        again = mpimg.imread(tmp_path / "figs" / f"{n}.png")
+        assert again.shape == wrote[n].shape and np.array_equal(again, wrote[n]), n
 
 
 def test_metric_panel_has_one_plot_per_metric(runs):
