@@ -57,7 +57,11 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
         if stacked:
             raise UserError("--state fixed-point: a stack of layers has no single fixed point file; use spont, zero or trial:T")
         xstar, ustar = read_fixed_point(Path(str(cfg.fixed_points)), cfg.state_index, all_layers[0][1].n)
+    _check_eigs_fits(cfg, max(Ns), opts.device)
+    kk = 1 if cfg.method == "power" else min(cfg.k, min(Ns))  # values, residuals, flags per ordering; the state and input of a Jacobian
+    results = sum(len(cfg.whiches) * min(kk, n) * (16 + 8 + 1) + 8 * (n + stack.n_in) * (cfg.operator != "recurrent") for n in Ns)
     with opts.open_run(config={"model_path": str(model_path)}) as run:
+        run.before_compute(f"the eigenvalues of {len(js)} layer(s) (--method {cfg.method}, N = {max(Ns)})", model, results_bytes=results)
         model = model.to(device=run.device, dtype=torch.float64)
         stack = as_recurrent_layers(model)
         all_layers = stack.layers()
@@ -112,6 +116,28 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
                 raise UserError(str(e)) from None
             write_layer(run, cfg, name, j, lname, m, op.N, res, x, u_at, rows, final)
         _finish(run, cfg, name, rows, final)
+
+
+def _check_eigs_fits(cfg: AnalysisEigsConfig, n: int, device: str) -> None:
+    """Refuse (one line, exit 2) an eigen-solve whose main arrays cannot fit, before it starts:
+    dense: the float64 operator, its complex eigenvectors and LAPACK's workspace; arnoldi: the
+    Krylov basis (N x m) and the m x m Schur matrices; arpack: its basis (N x ncv); power: a
+    few vectors (``n``: the largest layer's units)."""
+    from rnntk.engine.device import resolve_device
+    from rnntk.engine.limits import check_fits, nbytes_of
+
+    wanted = cfg.k * len(cfg.whiches)
+    if cfg.method == "dense":
+        need = nbytes_of(n, n, itemsize=8) * 2 + nbytes_of(n, n, itemsize=16) * 2
+    elif cfg.method == "arnoldi":
+        m = min(n, cfg.krylov or max(60, 8 * wanted))
+        need = nbytes_of(n, m + 1, itemsize=8) * 2 + nbytes_of(m, m, itemsize=16) * 4
+    elif cfg.method == "arpack":
+        ncv = min(n, cfg.ncv or max(4 * cfg.k, 40))
+        need = nbytes_of(n, ncv + 2, itemsize=8) * 2 + nbytes_of(ncv, ncv, itemsize=16) * 4
+    else:
+        need = nbytes_of(n, 8, itemsize=8)
+    check_fits(need, resolve_device(device), f"--method {cfg.method} on N = {n} units", hint="use --method arnoldi or arpack, a smaller --k/--krylov/--ncv")
 
 
 def _finish(run: Any, cfg: AnalysisEigsConfig, name: str, rows: list[str], final: dict[str, Any]) -> None:

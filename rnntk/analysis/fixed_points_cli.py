@@ -68,7 +68,13 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
         f"--candidates {candidates} of N = {n_max} over --n-traj {n_traj} x --steps {steps}",
         hint="use fewer --candidates/--n-traj/--steps",
     )
+    # what run.h5 gets per layer, at most (every candidate a distinct point): the points, their
+    # q, Jacobian eigenvalues (complex), input, labels and flags; the figure's PCA projection of
+    # <= 30 trajectories and the unstable directions (<= n per point)
+    t_traj, t_len = (stored.shape[0], stored.shape[1]) if stored is not None else (n_traj, steps)
+    results = sum(candidates * (24 * m.n + 8 * stack.n_in + 42 + 32 * m.n) + 8 * 4 * m.n + 24 * min(30, t_traj) * t_len for _, m in layers)
     with opts.open_run(config={"model_path": str(model_path)}) as run:
+        run.before_compute(f"the fixed-point search ({candidates} candidates from {t_traj} trajectories of {t_len} steps)", model, results_bytes=results)
         model = model.to(device=run.device, dtype=torch.float64)
         stack = as_recurrent_layers(model)
         layers = stack.layers()

@@ -59,7 +59,12 @@ def lyapunov_cmd(opts: RunOptions, cfg: LyapunovConfig, model_path: Path) -> Non
         f"a spectrum of --k {max(ks)} over --steps {steps} for --n-traj {n_traj}",
         hint="use fewer --steps, a larger --tons, a smaller --k or --n-traj",
     )
+    # what run.h5 gets per layer: exponents per trajectory, their mean and s.e.m. (twice for a
+    # continuous model), the running estimate per QR window, the singular values at --horizons
+    n_windows = (steps - cfg.warmup) // cfg.t_ons + 1
+    results = sum(isz * kk * (n_traj + n_windows + 2 + 2 * (m.time == "continuous")) + 8 * len(hs) * (m.n + 1) for (_, m), kk in zip(layers, ks))
     with opts.open_run(config={"model_path": str(model_path)}) as run:
+        run.before_compute(f"the Lyapunov spectrum (--k {max(ks)}, {n_traj} trajectories of {steps} steps)", model, results_bytes=results)
         model = model.to(device=run.device, dtype=dt_)
         stack = as_recurrent_layers(model)
         layers = stack.layers()

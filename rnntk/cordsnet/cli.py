@@ -70,6 +70,13 @@ def cordsnet_eval(opts: RunOptions, cfg: EvalConfig) -> None:
     cfg = dataclasses.replace(cfg, record=tuple(layers), image_size=hp["image_size"])
     with opts.open_run() as run, oom_as_error("building and simulating the CordsNet", "use a smaller --width/--batch-size/--image-size"):
         model = (model if model is not None else CordsNet(**hp)).to(device=run.device, dtype=dt_)
+        # run.h5 gets the recorded traces (gb above), the logits, the areas' population rates, the
+        # predictions and labels, and the spontaneous phase once (float32)
+        t_read = (cfg.stim_steps + cfg.post_steps) if cfg.readout == "every" else 1
+        n_img = len(source)
+        spont_b = 4 * cfg.spont_steps * (hp["depth"] + sum(pooled(*shapes[j]) for j in layers) / cfg.record_stride)
+        results = gb * 1e9 + 4 * n_img * (t_read * hp["classes"] + (cfg.stim_steps + cfg.post_steps) * hp["depth"]) + 16 * n_img + spont_b
+        run.before_compute(f"simulating {n_img} images (batches of {cfg.batch_size}; {cfg.spont_steps} spontaneous steps first)", model, results_bytes=results)
         ck = str(cfg.checkpoint) if cfg.checkpoint else ""
         run.annotate(model=model.describe(), model_hparams=json.dumps(hp), upstream_config=model.upstream, data=cfg.data, n_images=len(source),
                      dataset_preset=preset.name, checkpoint=ck, init=cfg.init or "")  # fmt: skip
@@ -105,7 +112,10 @@ def cordsnet_eigs(opts: RunOptions, cfg: EigsConfig, model_path: Path) -> None:
             f"--method dense: area {big} has N = {Ns[big]} > --max-dense-n {cfg.max_dense_n}; dense eig is O(N^3) — use --method arnoldi (or arpack)"
         )
     img = eigs_image(cfg.image, model, cfg.dataset_preset) if cfg.operator == "jacobian-image" else None
+    kk = max(cfg.k, cfg.plot_k or 0)  # per area and ordering: values, residuals, flags, reported and computed
+    results = len(js) * len(cfg.whiches) * 2 * min(kk, max(Ns.values())) * (16 + 8 + 1)
     with opts.open_run(config={"model_path": str(model_path)}) as run:
+        run.before_compute(f"the spectra of {len(js)} area(s) (--operator {cfg.operator}, --method {cfg.method})", model, results_bytes=results)
         eigs_report(cfg, model, js, img, model_path, run)
 
 

@@ -128,11 +128,13 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
     else:
         peak, peak_how = None, "unknown (no model registered and no estimate from the command)"
 
-    # run.h5: provenance + config, metric rows (one per step at most), the model's arrays
-    model_bytes = 4.0 * (facts["n_params"] or 0)
+    # run.h5: provenance + config, metric rows (one per step at most), the model's arrays, or
+    # for an analysis (before_compute) the results it estimates and no model
+    results = getattr(run, "results_bytes", None)
+    model_bytes = 4.0 * (facts["n_params"] or 0) if results is None else 0.0
     rows = steps if steps is not None else None
     metric_col = 8.0 * rows if rows is not None else None
-    h5 = H5_OVERHEAD_BYTES + model_bytes + (2 * metric_col if metric_col else 0)
+    h5 = H5_OVERHEAD_BYTES + model_bytes + (2 * metric_col if metric_col else 0) + (results or 0.0)
 
     print(f"rnntk {command} --dry-run: every option checked; nothing was written.")
     resume_step = int(run.start_step) if run is not None and run.resumed else None
@@ -162,10 +164,16 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
         print(f"parameters: {facts['n_params']:,} (counted on the built model: {parts})")
     print(f"peak memory (estimate, not measured): {human_bytes(peak) if peak is not None else '?'} = {peak_how}")
     rows_txt = f"<= {rows} metric rows (one per step at most), {human_bytes(metric_col or 0)} per metric column" if rows is not None else "metric rows unknown"
-    print(
-        f"run.h5 size (estimate): >= {human_bytes(h5)} = ~{human_bytes(H5_OVERHEAD_BYTES)} attributes and config + {human_bytes(model_bytes)} model arrays"
-        f" (float32, /model, when the command saves its model) + step and wall_time columns; plus {rows_txt}; traces and results the command writes are not counted"
-    )
+    if results is not None:
+        print(
+            f"run.h5 size (estimate): ~{human_bytes(h5)} = ~{human_bytes(H5_OVERHEAD_BYTES)} attributes and config + {human_bytes(results)} results"
+            f" (the command's estimate of its /results and /traces, from the options and the model's sizes; an analysis saves no model)"
+        )
+    else:
+        print(
+            f"run.h5 size (estimate): >= {human_bytes(h5)} = ~{human_bytes(H5_OVERHEAD_BYTES)} attributes and config + {human_bytes(model_bytes)} model arrays"
+            f" (float32, /model, when the command saves its model) + step and wall_time columns; plus {rows_txt}; traces and results the command writes are not counted"
+        )
     out: dict[str, Any] = {
         "status": "dry-run",
         "run_dir": None,
@@ -178,6 +186,7 @@ def report(command: str, run: Any, where: Optional[str], options: dict[str, Any]
         "n_params": n_params,
         "peak_bytes_estimate": None if peak is None or not math.isfinite(peak) else int(peak),
         "run_h5_bytes_estimate": int(h5),
+        "results_bytes_estimate": None if results is None else int(results),
         "metric_rows_max": rows,
         "log_every": log_every,
     }

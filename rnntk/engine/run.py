@@ -196,11 +196,12 @@ class Run(RunOutputs, RunClose):
             self._hparams = dict(plain(dict(hparams)))
         self._load_tracked(model, optimizer, others)
 
-    def before_compute(self, what: str, model: nn.Module | None = None) -> None:
+    def before_compute(self, what: str, model: nn.Module | None = None, *, results_bytes: float | None = None) -> None:
         """Mark where a command that computes before it writes (an analysis: ``lyapunov``,
         ``eigs``, ``fixed-points``, ``cordsnet-*``) has loaded its source and checked every
         option, and its computation (``what``) begins. Nothing happens here in a real run; a
-        ``--dry-run`` stops here (:class:`rnntk.engine.run_dry.DryRun`) and counts ``model``."""
+        ``--dry-run`` stops here (:class:`rnntk.engine.run_dry.DryRun`), counts ``model`` and
+        reports ``results_bytes`` (the command's estimate of what it writes to run.h5, bytes)."""
         return None
 
     def stop(self, reason: str = "stopped early") -> None:

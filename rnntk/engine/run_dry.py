@@ -33,6 +33,7 @@ class DryRun(Run):
 
     planned_steps: int | None = None
     dry_force = False
+    results_bytes: float | None = None  # an analysis's estimate of its /results (before_compute)
 
     @classmethod
     def open_dry(
@@ -98,12 +99,14 @@ class DryRun(Run):
         self._tracked.update(others)
         self._load_tracked(model, optimizer, others)
 
-    def before_compute(self, what: str, model: nn.Module | None = None) -> None:
+    def before_compute(self, what: str, model: nn.Module | None = None, *, results_bytes: float | None = None) -> None:
         """Stop the dry run where the command's computation would begin (source loaded, every
         option checked); ``model``: the model it analyses, counted (and, on ``--resume``,
-        loaded from the checkpoint as :meth:`track` does)."""
+        loaded from the checkpoint as :meth:`track` does); ``results_bytes``: the command's
+        estimate of what it writes to run.h5 (an analysis saves no model of its own)."""
         if model is not None:
             self.track(model)
+        self.results_bytes = None if results_bytes is None else float(results_bytes)
         raise DryRunDone(what)
 
     def steps(self, n: int, desc: str | None = None, *, time_budget: float | None = None) -> Iterator[int]:
