@@ -48,19 +48,30 @@ def register(app: typer.Typer) -> None:
 
 
 def task_show_cmd(
-    name: Annotated[str, typer.Argument(metavar="NAME", help="A built-in task (double-reach, kalman, xor, ...) or neurogym:<EnvId>.", show_default=False)],
+    name: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="NAME",
+            help="A built-in task (double-reach, xor, online-lru:copy, spheres, cordsnet-eval:digits, ...; COMMAND:TASK where two commands share a name) or neurogym:<EnvId>. None: list them.",
+            show_default=False,
+        ),
+    ] = None,
     png: Annotated[Optional[Path], O("--png", help="Render one trial (inputs, target, loss mask, periods shaded) to this PNG.", metavar="FILE")] = None,
     task_kwargs: Annotated[Optional[str], O("--task-kwargs", help="neurogym tasks: JSON of neurogym.make arguments (ms).", metavar="JSON")] = None,
+    data_dir: Annotated[
+        Optional[Path], O("--data-dir", help="File tasks (online-lru cifar, lra-listops, imdb): the folder of their files.", metavar="DIR")
+    ] = None,
     trials: Annotated[int, O("--trials", min=1, help="Trials sampled for the statistics.")] = 1000,
     seed: Annotated[int, O("--seed", help="Seed of the sampled trials.")] = 0,
+    list_: Annotated[bool, O("--list", help="List every task name (also without NAME).")] = False,
 ) -> None:
-    """Timing table (ms and s), trial-length statistics and channel names of a task; --png draws one trial.
+    """Timing table (ms and s), trial-length statistics, scored steps and channel names of a task; --png draws one trial.
 
-    Example: [bold]rnntk task show neurogym:PerceptualDecisionMaking-v0 --task-kwargs '{"dt": 20}' --png pdm.png[/bold]."""
-    from rnntk.analysis.task_show import task_show
+    Example: [bold]rnntk task show neurogym:PerceptualDecisionMaking-v0 --task-kwargs '{"dt": 20}' --png pdm.png[/bold]; [bold]rnntk task show --list[/bold]."""
+    from rnntk.analysis.task_show import format_listing, task_show
 
     try:
-        print(task_show(name, png, task_kwargs, trials, seed))
+        print(format_listing() if list_ or name is None else task_show(name, png, task_kwargs, trials, seed, data_dir))
     except ValueError as e:
         raise UserError(" ".join(str(e).split())) from None
     except OSError as e:

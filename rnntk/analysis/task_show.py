@@ -2,8 +2,10 @@
 
 Prints the timing table (each named period's duration in ms and s: the spec as given for
 neurogym tasks, and min / mean / max over sampled trials), trial-length statistics (mean, std,
-95th percentile, max; in steps, ms and s), the input and output channel names, and with
-``--png`` renders one trial: inputs, target, loss mask, periods shaded.
+95th percentile, max; in steps, ms and s), the scored stretch (steps where the loss mask is
+non-zero, from the sampled trials), the input and output channel names, and with ``--png``
+renders one trial: inputs, target, loss mask, periods shaded. ``rnntk task show --list`` lists
+every task name.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from rnntk.core.task_registry import TaskSpec, describe_task
+from rnntk.core.task_registry import TaskSpec, describe_task, task_listing
 
 
 def _np(v: Any) -> np.ndarray:
@@ -36,11 +38,32 @@ def task_summary(spec: TaskSpec, n_trials: int = 1000, seed: int = 0) -> dict[st
         if f"period_{p}_start" in table:
             d = (table[f"period_{p}_end"] - table[f"period_{p}_start"]).astype(float)
             d = d[table[f"period_{p}_start"] >= 0]
-            row.update(min_steps=float(d.min()), mean_steps=float(d.mean()), max_steps=float(d.max()))
+            if d.size:  # else: in none of the sampled trials
+                row.update(min_steps=float(d.min()), mean_steps=float(d.mean()), max_steps=float(d.max()))
+            row["present"] = int(d.size)
         rows.append(row)
     L = lengths.astype(float)
     stats = {"mean": float(L.mean()), "std": float(L.std()), "p95": float(np.percentile(L, 95)), "max": float(L.max()), "padded": int(tb.steps)}
-    return {"name": spec.name, "dt": dt, "n_trials": n_trials, "timing": rows, "length": stats, "inputs": spec.inputs, "outputs": spec.outputs}
+    scored = _np(tb.mask).reshape(tb.batch, tb.steps, -1).max(-1) > 0  # (B, T): any channel scored
+    n_scored = scored.sum(1)
+    t = np.arange(tb.steps)
+    has = n_scored > 0
+    first = np.where(scored, t, tb.steps).min(1)[has]
+    last = np.where(scored, t, -1).max(1)[has]
+    score = {"trials": int(has.sum()), "count": (float(n_scored.min()), float(n_scored.mean()), float(n_scored.max()))}
+    if has.any():
+        score.update(first=(int(first.min()), int(first.max())), last=(int(last.min()), int(last.max())))
+    return {
+        "name": spec.name,
+        "dt": dt,
+        "n_trials": tb.batch,
+        "timing": rows,
+        "length": stats,
+        "scored": score,
+        "inputs": spec.inputs,
+        "outputs": spec.outputs,
+        "n_in": int(tb.inputs.shape[-1]),
+    }
 
 
 def format_summary(spec: TaskSpec, s: dict[str, Any]) -> str:
@@ -51,23 +74,38 @@ def format_summary(spec: TaskSpec, s: dict[str, Any]) -> str:
         return f"{steps:g} steps" if dt is None else f"{steps * dt * 1000:g} ms = {steps * dt:g} s"
 
     out = [f"task {s['name']}: {spec.description}", f"dt: {'none (unitless steps)' if dt is None else f'{dt * 1000:g} ms = {dt:g} s'}"]
+    out += [f"  {n}" for n in spec.notes]
     if s["timing"]:
         out.append(f"periods (over {s['n_trials']} sampled trials; min / mean / max):")
         w = max(len(r["period"]) for r in s["timing"])
         for r in s["timing"]:
             spec_s = f"  spec {r['spec_ms']} ms" if r["spec_ms"] != "" else ""
             if "min_steps" in r:
-                out.append(f"  {r['period']:<{w}}  {t(r['min_steps'])} / {t(r['mean_steps'])} / {t(r['max_steps'])}{spec_s}")
+                part = "" if r["present"] == s["n_trials"] else f"  (in {r['present']} of {s['n_trials']} trials)"
+                out.append(f"  {r['period']:<{w}}  {t(r['min_steps'])} / {t(r['mean_steps'])} / {t(r['max_steps'])}{spec_s}{part}")
+            elif r.get("present") == 0:
+                out.append(f"  {r['period']:<{w}}  absent in every sampled trial{spec_s}")
             else:
                 out.append(f"  {r['period']:<{w}}{spec_s}")
     else:
-        out.append("periods: none named (one scored stretch per trial; see the mask in --png)")
+        out.append("periods: none named (the scored stretch below; the mask in --png)")
     L = s["length"]
     out.append(
         f"trial length over {s['n_trials']} trials: mean {t(L['mean'])}, std {t(L['std'])}, 95th pct {t(L['p95'])}, max {t(L['max'])}; padded to {t(L['padded'])}"
     )
-    out.append(f"inputs ({len(s['inputs'])}): {', '.join(s['inputs']) if len(s['inputs']) <= 12 else ', '.join(s['inputs'][:6]) + ', ...'}")
-    out.append(f"outputs ({len(s['outputs'])}): {', '.join(s['outputs'])}" + (" (class labels)" if spec.labels else ""))
+    sc = s["scored"]
+    c0, c1, c2 = sc["count"]
+    line = f"scored (loss mask > 0): {c0:g} / {c1:g} / {c2:g} steps per trial (min / mean / max)"
+    if "first" in sc:
+        (f0, f1), (l0, l1) = sc["first"], sc["last"]
+        rng = lambda a, b: f"step {a}" if a == b else f"steps {a}..{b}"  # noqa: E731
+        line += f", from {rng(f0, f1)} to {rng(l0, l1)} (0-based, inclusive)"
+    out.append(line)
+    names = s["inputs"]
+    out.append(f"inputs ({s['n_in']}): {', '.join(names) if len(names) <= 12 else ', '.join(names[:6]) + ', ..., ' + names[-1]}")
+    outs = s["outputs"]
+    shown = ", ".join(outs) if len(outs) <= 12 else ", ".join(outs[:6]) + ", ..., " + outs[-1]
+    out.append(f"outputs ({len(outs)}): {shown}" + (" (class labels)" if spec.labels else ""))
     return "\n".join(out)
 
 
@@ -119,11 +157,31 @@ def trial_figure(spec: TaskSpec, seed: int = 0) -> Any:
     return fig
 
 
-def task_show(name: str, png: Optional[Path] = None, task_kwargs: Optional[str] = None, n_trials: int = 1000, seed: int = 0) -> str:
-    """The text of ``rnntk task show`` (and the PNG written to ``png``)."""
+def format_listing() -> str:
+    """The text of ``rnntk task show --list``: every task name, per command."""
+    rows = task_listing()
+    out = ["tasks (rnntk task show NAME; COMMAND:TASK where a name is shared):"]
+    for cmd in dict.fromkeys(r["command"] for r in rows):
+        names = [r["name"] + (" [--data-dir]" if r["data"] else "") for r in rows if r["command"] == cmd]
+        if cmd in ("sofo-train", "floss"):
+            names.append("neurogym:<EnvId>")
+        out.append(f"  {cmd + ':':<15} {', '.join(names)}")
+    try:
+        from neurogym.envs.registration import all_envs
+
+        out.append(f"  {'neurogym:':<15} " + ", ".join(f"neurogym:{e}" for e in all_envs()))
+    except ImportError:
+        out.append(f"  {'neurogym:':<15} neurogym:<EnvId> (needs pip install 'rnntk[neurogym]')")
+    return "\n".join(out)
+
+
+def task_show(
+    name: str, png: Optional[Path] = None, task_kwargs: Optional[str] = None, n_trials: int = 1000, seed: int = 0, data_dir: Optional[Path] = None
+) -> str:
+    """The text of ``rnntk task show`` (and the PNG written to ``png``); ``data_dir``: the files of a file task."""
     from rnntk.core.neurogym import parse_kwargs
 
-    spec = describe_task(name, parse_kwargs(task_kwargs))
+    spec = describe_task(name, parse_kwargs(task_kwargs), data_dir)
     text = format_summary(spec, task_summary(spec, n_trials, seed))
     if png is not None:
         import matplotlib.pyplot as plt

@@ -23,4 +23,4 @@ def _spec(task: str) -> TaskSpec:
 
 
 for _t in ("xor", "parity", "copy"):
-    register_task(_t, lambda t=_t: _spec(t))
+    register_task(_t, lambda t=_t: _spec(t), command="floss")

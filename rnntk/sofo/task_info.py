@@ -47,4 +47,4 @@ def _spec(task: str) -> TaskSpec:
 
 
 for _t in ("double-reach", "single-reach", "kalman", "lorenz", "linreg"):
-    register_task(_t, lambda t=_t: _spec(t))
+    register_task(_t, lambda t=_t: _spec(t), command="sofo-train")
