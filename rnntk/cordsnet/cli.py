@@ -112,11 +112,41 @@ def cordsnet_eigs(opts: RunOptions, cfg: EigsConfig, model_path: Path) -> None:
             f"--method dense: area {big} has N = {Ns[big]} > --max-dense-n {cfg.max_dense_n}; dense eig is O(N^3) — use --method arnoldi (or arpack)"
         )
     img = eigs_image(cfg.image, model, cfg.dataset_preset) if cfg.operator == "jacobian-image" else None
+    _check_eigs_fits(cfg, max(Ns.values()), sum(Ns.values()), opts.device)
     kk = max(cfg.k, cfg.plot_k or 0)  # per area and ordering: values, residuals, flags, reported and computed
     results = len(js) * len(cfg.whiches) * 2 * min(kk, max(Ns.values())) * (16 + 8 + 1)
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         run.before_compute(f"the spectra of {len(js)} area(s) (--operator {cfg.operator}, --method {cfg.method})", model, results_bytes=results)
         eigs_report(cfg, model, js, img, model_path, run)
+
+
+def _check_eigs_fits(cfg: EigsConfig, n: int, n_all: int, device: str) -> None:
+    """Refuse (one line, exit 2) spectra whose main arrays cannot fit, before any is computed:
+    the states and gates of the analysed areas (``n_all`` units in all, float64), and for the
+    largest area (``n`` units) dense: the operator, its complex eigenvectors and LAPACK's
+    workspace; arnoldi: the Krylov basis (N x m, float64 and float32) and the m x m Schur
+    matrices; arpack: its basis (N x ncv); power, fft-circular: a few vectors."""
+    from rnntk.engine.device import resolve_device
+    from rnntk.engine.limits import check_fits, nbytes_of
+
+    wanted = max(cfg.k, cfg.plot_k or 0) * len(cfg.whiches)
+    need = nbytes_of(n_all, 4, itemsize=8)
+    if cfg.method == "dense":
+        need += nbytes_of(n, n, itemsize=8) * 2 + nbytes_of(n, n, itemsize=16) * 2
+    elif cfg.method == "arnoldi":
+        m = min(n, cfg.krylov or (300 if cfg.max_restarts == 0 else max(60, 8 * wanted)))
+        need += nbytes_of(n, m + 1, itemsize=12) * 2 + nbytes_of(m, m, itemsize=16) * 4
+    elif cfg.method == "arpack":
+        ncv = min(n, cfg.ncv or max(4 * cfg.k, 40))
+        need += nbytes_of(n, ncv + 2, itemsize=8) * 2 + nbytes_of(ncv, ncv, itemsize=16) * 4
+    else:
+        need += nbytes_of(n, 8, itemsize=16)
+    check_fits(
+        need,
+        resolve_device(device),
+        f"--method {cfg.method} on an area of N = {n} units",
+        hint="use --method arnoldi, a smaller --k/--krylov/--ncv or fewer --layers",
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -102,6 +102,19 @@ def test_dry_run_loads_checks_counts_and_stops_before_the_analysis(name, source,
     # estimates: the command's own of its tensors and of what it writes (no model saved)
     assert out["peak_bytes_estimate"] > 0
     assert out["results_bytes_estimate"] > 0 and out["run_h5_bytes_estimate"] == 64 * 1024 + out["results_bytes_estimate"]
+    if name == "eigs":  # its solver's own estimate (before: weights only)
+        assert "the command's estimate of --method dense on N = 8 units" in r.stdout
+
+
+def test_an_eigen_solve_that_cannot_fit_is_refused_before_it_starts(model_run, cli_in_process, no_compute, monkeypatch, tmp_path):
+    import rnntk.engine.limits as limits
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(limits, "available_bytes", lambda device="cpu": 1024.0)
+    no_compute("eigs")
+    r = cli_in_process("eigs", model_run, "--dry-run")
+    assert_user_error(r, "--method dense on N = 8 units would need", "free")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_results_estimate_is_close_to_what_a_real_run_writes(model_run, cli_in_process, monkeypatch, tmp_path):

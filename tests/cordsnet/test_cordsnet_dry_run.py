@@ -84,6 +84,20 @@ def test_dry_run_loads_checks_counts_and_stops_before_the_computation(name, cli_
     assert out["run_h5_bytes_estimate"] == 64 * 1024 + out["results_bytes_estimate"]
     if name == "cordsnet-eval":  # the recorded traces of 20 images dominate: (C, H, W) per area, 2 areas, 100 + 0 steps
         assert 10 * 2**20 < out["results_bytes_estimate"] < 30 * 2**20
+    else:  # the solver's own estimate: the Krylov basis of the largest area (16 x 8 x 8 units)
+        assert "the command's estimate of --method arnoldi on an area of N = 1024 units" in r.stdout
+
+
+def test_a_solve_that_cannot_fit_is_refused_before_it_starts(cli_in_process, no_compute, monkeypatch, tmp_path):
+    """With 1 MiB free, the Krylov basis of an area of 1024 units does not fit: exit 2, one line."""
+    import rnntk.engine.limits as limits
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(limits, "available_bytes", lambda device="cpu": 2.0**20)
+    no_compute("cordsnet-eigs")
+    r = cli_in_process("cordsnet-eigs", SHIPPED, "--k", "4", "--dry-run")
+    assert_user_error(r, "--method arnoldi on an area of N = 1024 units would need", "free")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
