@@ -79,7 +79,7 @@ def format_summary(spec: TaskSpec, s: dict[str, Any]) -> str:
         out.append(f"periods (over {s['n_trials']} sampled trials; min / mean / max):")
         w = max(len(r["period"]) for r in s["timing"])
         for r in s["timing"]:
-            spec_s = f"  spec {r['spec_ms']} ms" if r["spec_ms"] != "" else ""
+            spec_s = "" if r["spec_ms"] == "" else f"  spec {r['spec_ms']}" + ("" if str(r["spec_ms"]).startswith("function") else " ms")
             if "min_steps" in r:
                 part = "" if r["present"] == s["n_trials"] else f"  (in {r['present']} of {s['n_trials']} trials)"
                 out.append(f"  {r['period']:<{w}}  {t(r['min_steps'])} / {t(r['mean_steps'])} / {t(r['max_steps'])}{spec_s}{part}")

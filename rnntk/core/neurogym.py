@@ -298,6 +298,8 @@ class NeurogymTask:
 
 
 def _spec_str(spec: Any) -> str:
+    if callable(spec) and not hasattr(spec, "vmax"):
+        return "function (drawn per trial)"
     if hasattr(spec, "vmax"):
         return f"{type(spec).__name__}(" + ", ".join(f"{k}={v}" for k, v in vars(spec).items() if isinstance(v, (int, float))) + ")"
     return str(spec)

@@ -8,16 +8,20 @@ from rnntk.floss.config import FlossConfig
 
 
 def _spec(task: str) -> TaskSpec:
+    from rnntk.floss.delayed_xor import check_delay
     from rnntk.floss.tasks import ParitySource
 
     cfg = FlossConfig(task=task)
     src = ParitySource(cfg)
+    spacing = check_delay(cfg.delay, cfg.n_bits, cfg.trial_len)
+    lags = [m * spacing for m in range(1, cfg.n_bits + 1)]
+    out = f"the bit {lags[0]} steps back" if len(lags) == 1 else f"parity (XOR) of the bits {', '.join(map(str, lags))} steps back"
     return TaskSpec(
         task,
         src.trials,
         None,
         ["bit"],
-        ["parity of the bits D/n_bits, 2D/n_bits, ..., D steps back"],
+        [out],
         description=f"floss --task {task}: delay {cfg.delay} steps, {cfg.n_bits} bit(s), scored from step {cfg.delay}",
     )
 

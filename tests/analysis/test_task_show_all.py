@@ -109,6 +109,8 @@ def test_numbers_follow_the_generators_options(tmp_path, monkeypatch):
     text = task_show("cordsnet-eval:digits", tmp_path / "c.png", n_trials=4)
     assert "spontaneous  60 ms = 0.06 s" in text and "stimulus     40 ms = 0.04 s" in text and "post         10 ms = 0.01 s" in text
     assert "padded to 110 ms = 0.11 s" in text and "1 / 1 / 1 steps per trial" in text and "from step 49 to step 49" in text
+    assert "outputs (1): the bit 20 steps back" in task_show("floss:copy", n_trials=2)  # floss's delay 20, one bit
+    assert "outputs (1): parity (XOR) of the bits 10, 20 steps back" in task_show("xor", n_trials=2)
     text = task_show("spheres", n_trials=6)
     assert "padded to 2 steps" in text and "from step 1 to step 1" in text and "(class labels)" in text
 
@@ -152,3 +154,4 @@ def test_neurogym_without_decision_period_shows_all_steps_scored(tmp_path):
     pytest.importorskip("neurogym", reason="the neurogym extra is not installed")
     text = task_show("neurogym:ReadySetGo-v0", tmp_path / "rsg.png", n_trials=8)
     assert "no decision period: loss mask on every step (--loss-on all)" in text and "ready" in text
+    assert "spec function (drawn per trial)" in text and "<function" not in text  # the measure period's callable spec
