@@ -113,11 +113,23 @@ def register_figures(command: str, maker: FigureMaker) -> None:
         makers.append(maker)
 
 
-def command_figures(reader: RunReader) -> list[tuple[str, Any]]:
-    """Every figure registered for the run's command, made from ``reader``."""
+# what a maker raises on a run older or shorter than it expects (a dataset it needs is absent)
+STALE_RUN_ERRORS = (KeyError, ValueError, IndexError, TypeError)
+
+
+def command_figures(reader: RunReader, skipped: Optional[list[str]] = None) -> list[tuple[str, Any]]:
+    """Every figure registered for the run's command, made from ``reader``. With ``skipped``
+    (a list), a maker that fails on what the file lacks is left out and a line saying why is
+    appended to it; without, the error propagates."""
     out: list[tuple[str, Any]] = []
     for maker in FIGURES.get(reader.command, []):
-        out.extend(maker(reader))
+        if skipped is None:
+            out.extend(maker(reader))
+            continue
+        try:
+            out.extend(maker(reader))
+        except STALE_RUN_ERRORS as e:
+            skipped.append(f"{getattr(maker, '__name__', 'maker')}: {type(e).__name__}: {e}")
     return out
 
 

@@ -26,7 +26,7 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
     """Make the figures of ``run`` (a run folder or its run.h5) in ``out`` (default
     ``<run>-plots``). Returns ``{"run", "command", "out", "files"}``; one-line
     :class:`UserError` for a bad run, format or folder."""
-    from rnntk.engine.figures import FIGURES, FORMATS, RunReader, metric_panel, save_figure
+    from rnntk.engine.figures import FIGURES, FORMATS, RunReader, command_figures, metric_panel, save_figure
 
     if fmt not in FORMATS:
         raise UserError(f"bad --format '{fmt}': choose one of {', '.join(FORMATS)}")
@@ -47,11 +47,7 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
     with reader:
         command = reader.command
         figs = []
-        for maker in FIGURES.get(command, []):
-            try:
-                figs.extend(maker(reader))
-            except (KeyError, ValueError, IndexError, TypeError) as e:  # a run older or shorter than its maker expects
-                skipped.append(f"{maker.__name__}: {type(e).__name__}: {e}")
+        figs.extend(command_figures(reader, skipped))
         panel = metric_panel(reader)
     if panel is not None:
         figs.append(("metrics", panel))
