@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -196,11 +196,12 @@ class Run(RunOutputs, RunClose):
             self._hparams = dict(plain(dict(hparams)))
         self._load_tracked(model, optimizer, others)
 
-    def before_compute(self, what: str, model: nn.Module | None = None, *, results_bytes: float | None = None) -> None:
+    def before_compute(self, what: str, model: nn.Module | Callable[[], nn.Module] | None = None, *, results_bytes: float | None = None) -> None:
         """Mark where a command that computes before it writes (an analysis: ``lyapunov``,
-        ``eigs``, ``fixed-points``, ``cordsnet-*``) has loaded its source and checked every
-        option, and its computation (``what``) begins. Nothing happens here in a real run; a
-        ``--dry-run`` stops here (:class:`rnntk.engine.run_dry.DryRun`), counts ``model`` and
+        ``eigs``, ``fixed-points``, ``cordsnet-*``, ``online-lru-gradcheck``) has loaded its
+        source and checked every option, and its computation (``what``) begins. Nothing happens
+        here in a real run; a ``--dry-run`` stops here (:class:`rnntk.engine.run_dry.DryRun`),
+        counts ``model`` (or the model that ``model()`` builds, called only by a dry run) and
         reports ``results_bytes`` (the command's estimate of what it writes to run.h5, bytes)."""
         return None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -99,13 +99,14 @@ class DryRun(Run):
         self._tracked.update(others)
         self._load_tracked(model, optimizer, others)
 
-    def before_compute(self, what: str, model: nn.Module | None = None, *, results_bytes: float | None = None) -> None:
+    def before_compute(self, what: str, model: nn.Module | Callable[[], nn.Module] | None = None, *, results_bytes: float | None = None) -> None:
         """Stop the dry run where the command's computation would begin (source loaded, every
-        option checked); ``model``: the model it analyses, counted (and, on ``--resume``,
-        loaded from the checkpoint as :meth:`track` does); ``results_bytes``: the command's
-        estimate of what it writes to run.h5 (an analysis saves no model of its own)."""
+        option checked); ``model``: the model it analyses (or a function that builds it),
+        counted (and, on ``--resume``, loaded from the checkpoint as :meth:`track` does);
+        ``results_bytes``: the command's estimate of what it writes to run.h5 (an analysis
+        saves no model of its own)."""
         if model is not None:
-            self.track(model)
+            self.track(model if isinstance(model, nn.Module) else model())
         self.results_bytes = None if results_bytes is None else float(results_bytes)
         raise DryRunDone(what)
 

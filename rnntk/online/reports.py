@@ -25,6 +25,8 @@ def gradcheck_report(cfg: GradcheckConfig, data: Any, dtype: torch.dtype, run: R
 
     rl = cfg.rule_names
     model = build_model(data[0], run.generator, dtype, **cfg.model_options).to(run.device)
+    n_groups = len(param_groups(model)) + 1  # cos, norm ratio and relative error per rule and group (float64)
+    run.before_compute(f"the gradients of {len(rl)} rule(s) and BPTT on {cfg.batch_size} sequences", model, results_bytes=3 * 8 * len(rl) * n_groups)
     n = min(cfg.batch_size, len(data[0]))
     x, y, mask, _ = data[0].batch(torch.arange(n), run.device, dtype)
     al = gradient_alignment(model, (x, y, mask), rl, cfg.exec, check=lambda: run.check_interrupt(checkpoint=False))
@@ -58,6 +60,12 @@ def memory_report(cfg: MemoryConfig, dtype: torch.dtype, run: Run) -> None:
     res = {k: np.zeros((len(combos), len(Ts))) for k in ("saved", "traces", "total")}
     print(f"{'rule':<18}{'exec':<10}" + "".join(f"{'T=' + str(t):>14}" for t in Ts) + "   (total bytes)", file=sys.stderr)
     lines = ["rule,exec,T,saved_bytes,trace_bytes,total_bytes"]
+
+    def first_model() -> torch.nn.Module:  # built only by a dry run, for its parameter count (each T builds its own)
+        return build_seq_model(d_in=8, n_classes=2, n_out=7, generator=run.rng("online-lru-memory/model"), **mo)
+
+    what = f"one gradient per rule and mode ({len(combos)}) at each of --seq-lens {','.join(map(str, Ts))}"
+    run.before_compute(what, first_model, results_bytes=3 * 8 * len(combos) * len(Ts))  # saved, traces, total (float64)
     for i, (r, m) in enumerate(combos):
         for j, T in enumerate(Ts):
             model = build_seq_model(d_in=8, n_classes=2, n_out=7, generator=run.rng("online-lru-memory/model"), **mo).to(run.device, dtype)

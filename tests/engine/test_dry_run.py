@@ -32,8 +32,6 @@ ARGS = {
     "eigs": ["{model}"],
     "fixed-points": ["{model}", "--candidates", "16", "--n-traj", "4", "--steps", "20"],
 }
-# commands that build their models inside the analysis, none registered with the run
-NO_COUNT = {"online-lru-gradcheck", "online-lru-memory"}
 
 
 def _listing(*roots: Path) -> set[str]:
@@ -71,11 +69,8 @@ def test_dry_run_prints_config_count_estimates_and_writes_nothing(name, tmp_path
     assert out["config"]["seed"] == 0 and "device" in out["config"] and out["device"] in ("cpu", "cuda:0")
     assert "resolved config:" in r.stdout and "peak memory (estimate" in r.stdout and "run.h5 size (estimate)" in r.stdout
     assert out["run_h5_bytes_estimate"] >= 64 * 1024
-    if name in NO_COUNT:
-        assert out["n_params"] is None and "parameters: unknown" in r.stdout
-    else:
-        assert isinstance(out["n_params"], int) and out["n_params"] > 0
-        assert f"parameters: {out['n_params']:,}" in r.stdout
+    assert isinstance(out["n_params"], int) and out["n_params"] > 0  # every command counts its model
+    assert f"parameters: {out['n_params']:,}" in r.stdout
     assert out["peak_bytes_estimate"] > 0
 
 
