@@ -116,6 +116,8 @@ class DryRun(Run):
         self.planned_steps = int(n)
         if self.resumed:
             self._check_resume_steps(n)
+            if self.start_step >= n:  # every step done: a real resume would only finish the run
+                raise DryRunDone(f"finishing after all {n} steps ({desc or self.command}), every one done")
             raise DryRunDone(f"step {self.start_step} of {n} ({desc or self.command}), the first not done")
         raise DryRunDone(f"the first of {n} steps ({desc or self.command})")
         yield 0  # pragma: no cover - makes this a generator, as Run.steps is

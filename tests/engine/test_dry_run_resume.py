@@ -47,6 +47,8 @@ def test_resume_dry_run_loads_the_checkpoint_and_prints_its_step(run_copy, cli_i
     assert out["status"] == "dry-run" and out["resume_step"] == 6 and out["n_params"] == 89
     assert f"would continue: {run_copy} from step 6 of its checkpoint ckpt-last.pt (steps 6 to 9 left of 10)" in r.stdout
     assert _snapshot(run_copy) == before  # bytes and mtimes, and no .rnntk-lock left or made
+    r = cli_in_process("selftest", "--resume", run_copy, "--iters", "6", "--dry-run")
+    assert r.code == 0 and r.json["stopped_before"] == "finishing after all 6 steps (selftest), every one done"
     # the checkpoint's step is checked against the asked steps, as a real resume checks it
     r = cli_in_process("selftest", "--resume", run_copy, "--iters", "3", "--dry-run")
     assert_user_error(r, "already at step 6", "got 3")
