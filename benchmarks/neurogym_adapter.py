@@ -9,8 +9,10 @@ and one Adam+BPTT iteration, each timed (a) drawing a fresh batch with the adapt
 pre-generated batch, interleaved (the order of (a) and (b) alternates between repeats), median of
 the repeats. Prints the medians, the ratio of the medians (a)/(b) and the median of the per-repeat
 ratios (each (a) paired with the (b) timed next to it, so slow drifts of the machine's load
-cancel), and the cost of the batch split into neurogym's own ``env.new_trial()`` calls (timed on a
-second copy of the environment) and the adapter's assembly (padding, mask, table).
+cancel), and the cost of a batch split into neurogym's own ``env.seed`` + ``env.new_trial()``
+calls and the adapter's assembly (padding, mask, table): on a second copy of the environment,
+the bare calls and a whole ``sample`` are timed next to each other (order alternating), and the
+median of their paired differences is the adapter's own cost.
 ``--busy N`` starts N busy-looping processes for the duration (a loaded machine). Needs
 ``pip install 'rnntk[neurogym]'``. Times are wall clock on whatever else runs on the machine; the
 interleaving makes the ratio, not the absolute times, the figure to read.
@@ -80,6 +82,11 @@ def run(args: argparse.Namespace) -> None:
             raw.env.new_trial()
         return time.perf_counter() - t0
 
+    def raw_sample() -> float:
+        t0 = time.perf_counter()
+        raw.sample(args.batch, raw_gen)
+        return time.perf_counter() - t0
+
     def fresh(fn) -> tuple[float, float]:
         t0 = time.perf_counter()
         b = prob.sample(args.batch, gen)
@@ -92,10 +99,18 @@ def run(args: argparse.Namespace) -> None:
         fn(fixed)
         return time.perf_counter() - t0
 
-    times: dict[str, list[float]] = {k: [] for k in ("sample", "new_trial", "sofo_fresh", "sofo_pre", "adam_fresh", "adam_pre")}
+    times: dict[str, list[float]] = {k: [] for k in ("sample", "new_trial", "own", "sofo_fresh", "sofo_pre", "adam_fresh", "adam_pre")}
     sofo_iter(fixed), adam_iter(fixed)  # warm-up
     for r in range(args.repeats):
-        times["new_trial"].append(new_trials_only())
+        for _ in range(5):  # short: five pairs per repeat
+            if r % 2:
+                a = new_trials_only()
+                b = raw_sample()
+            else:
+                b = raw_sample()
+                a = new_trials_only()
+            times["new_trial"].append(a)
+            times["own"].append(b - a)
         for name, fn in (("sofo", sofo_iter), ("adam", adam_iter)):
             if r % 2:  # alternate which of the pair runs first
                 p = pre(fn)
@@ -110,9 +125,9 @@ def run(args: argparse.Namespace) -> None:
     print(f"{args.task} dt {args.dt:g} ms: {fixed.trials.steps} steps, batch {args.batch}, n {args.hidden}, K {args.K}; median of {args.repeats}, interleaved")
     if args.busy:
         print(f"  with {args.busy} busy-looping background process(es)")
-    s, nt = med["sample"], med["new_trial"]
+    s, nt, own = med["sample"], med["new_trial"], med["own"]
     print(
-        f"  adapter sample (batch {args.batch}): {s * 1e3:.2f} ms, of which neurogym's env.new_trial() x{args.batch}: {nt * 1e3:.2f} ms (adapter's own {(s - nt) * 1e3:.2f} ms)"
+        f"  adapter sample (batch {args.batch}): {s * 1e3:.2f} ms in the loop; alone: neurogym's env.seed + {args.batch} env.new_trial() {nt * 1e3:.2f} ms, the adapter's own assembly {own * 1e3:.2f} ms (median paired difference)"
     )
     for name in ("sofo", "adam"):
         f, p = med[f"{name}_fresh"], med[f"{name}_pre"]
