@@ -360,12 +360,23 @@ def _ks_run(
     max_restarts: int,
     keep_frac: float,
     check: Optional[Callable[[], None]],
+    s: int = 8,
 ) -> _KSRun:
-    """Krylov-Schur (Stewart 2002): Arnoldi steps (classical Gram-Schmidt as matrix products,
-    a second pass when the first one cancelled more than 1 - 1/sqrt(2) of the norm) up to ``m``
-    vectors, then a reordered real Schur form of ``B_m`` keeps the wanted Ritz values' invariant
-    subspace (``p`` vectors, conjugate pairs together) and the factorisation is extended again,
-    until the union of the top ``k`` by each ordering has Ritz residual ``<= tol |theta|``."""
+    """Krylov-Schur (Stewart 2002): Arnoldi steps up to ``m`` vectors, then a reordered real
+    Schur form of ``B_m`` keeps the wanted Ritz values' invariant subspace (``p`` vectors,
+    conjugate pairs together) and the factorisation is extended again, until the union of the
+    top ``k`` by each ordering has Ritz residual ``<= tol |theta|``.
+
+    The Arnoldi steps go ``s`` at a time (s-step Arnoldi, monomial basis): from the last basis
+    vector ``u``, the ``s`` products ``A u, A^2 u, ...`` (each normalised), then one block
+    classical Gram-Schmidt against the basis (two matrix products that read the basis once per
+    block instead of once per vector; a second pass when a column lost more than
+    ``1 - 1/sqrt(2)`` of its norm) and a QR of the ``s`` new columns; the Hessenberg columns
+    follow from the QR factors (``A q_t = (c_{t+1} K_{t+1} - A V C_t - sum_l R_lt A q_l) / R_tt``).
+    The Krylov space is the same as ``s`` single steps. Where that recursion would amplify
+    rounding (growth factor ``> 100`` in float64, ``> 10`` in float32: a start near an invariant
+    subspace, as in the float64 polish), the block is cut there (its last products are discarded)
+    and the next block is shorter."""
     import scipy.linalg as sla
     from scipy.linalg import lapack
 
@@ -375,30 +386,71 @@ def _ks_run(
     B = np.zeros((m + 1, m))
     V[0] = (v0 / torch.linalg.vector_norm(v0)).to(device=dev, dtype=dtype)
     small = 1e-12 if dtype == torch.float64 else 1e-5
+    growth = 100.0 if dtype == torch.float64 else 10.0
     eta = 2**-0.5
-    p, nmv, restarts = 0, 0, 0
+    s = max(1, int(s))
+    p, nmv, restarts, s_cur = 0, 0, 0, s
     while True:
-        for j in range(p, m):  # the Krylov recurrence is sequential; each step is batched linear algebra
+        j = p  # V[:j+1] orthonormal rows, A V[:j]^T = V[:j+1]^T B[:j+1, :j]; the image of V[j] comes next
+        while j < m:  # the Krylov recurrence is sequential; each block is batched linear algebra
             if check is not None:
                 check()
-            w = mv(V[j])
-            nmv += 1
+            ts = min(s_cur, m - j)
+            K = torch.empty(ts, n, dtype=dtype, device=dev)
+            c = np.empty(ts)
+            x = V[j]
+            for t in range(ts):  # powers of A: sequential products, one conv each
+                y = mv(x)
+                c[t] = float(torch.linalg.vector_norm(y))
+                K[t] = y / c[t] if c[t] > 0 else y
+                x = K[t]
+            nmv += ts
             Bj = V[: j + 1]
-            n0 = float(torch.linalg.vector_norm(w))
-            h = Bj @ w
-            w = w - h @ Bj
-            beta = float(torch.linalg.vector_norm(w))
-            if beta < eta * n0:  # second classical Gram-Schmidt pass only when needed (DGKS test, as ARPACK)
-                h2 = Bj @ w
-                w = w - h2 @ Bj
-                h = h + h2
-                beta = float(torch.linalg.vector_norm(w))
-            B[: j + 1, j] = h.double().cpu().numpy()
-            if beta <= max(n0, 1e-300) * small:  # invariant subspace: the Ritz values of B[:j+1, :j+1] are exact
-                B[j + 1, :] = 0.0
-                return _KSRun(V[: j + 2], B[: j + 2, : j + 1], j + 1, nmv, restarts, True, True)
-            B[j + 1, j] = beta
-            V[j + 1] = w / beta
+            C = Bj @ K.T  # (j+1, ts): one read of the basis for the whole block
+            K = K - C.T @ Bj
+            if bool((torch.linalg.vector_norm(K, dim=1) < eta).any()):  # second pass only when needed (DGKS test, as ARPACK)
+                C2 = Bj @ K.T
+                K = K - C2.T @ Bj
+                C = C + C2
+            Qt, R = torch.linalg.qr(K.T)  # (n, ts), (ts, ts)
+            Cn, Rn = C.double().cpu().numpy(), R.double().cpu().numpy()
+            sg = np.where(np.diag(Rn) < 0, -1.0, 1.0)
+            Rn, Qt = Rn * sg[:, None], Qt * torch.from_numpy(sg).to(device=dev, dtype=dtype)
+            d = np.diag(Rn)
+            zero = np.nonzero(d <= small)[0]
+            tb = int(zero[0]) if len(zero) else ts  # K[tb] in the span so far: invariant subspace
+            tlim = min(ts - 1, tb)
+            tacc, g = tlim, np.zeros(ts)
+            for t in range(tlim):  # rounding growth of the recursion below; cut the block where it is large
+                g[t] = (1.0 + float(np.abs(Rn[:t, t]) @ g[:t])) / d[t]
+                if g[t] > growth:
+                    tacc = t
+                    break
+            rows = j + 1 + ts
+            kap = np.concatenate([Cn, Rn])  # coordinates of K[t] in (V[:j+1], q_0..q_{ts-1})
+            AV = np.zeros((rows, j + 1))  # A V[:j+1] in those coordinates
+            AV[: j + 1, :j] = B[: j + 1, :j]
+            AV[:, j] = c[0] * kap[:, 0]
+            Hc = np.zeros((rows, tacc + 1))  # columns: A v_j, A q_0, ..., A q_{tacc-1}
+            Hc[:, 0] = AV[:, j]
+            for t in range(tacc):  # A q_t = (c_{t+1} K[t+1] - A V C[:, t] - sum_{l<t} R[l, t] A q_l) / R[t, t]
+                Hc[:, 1 + t] = (c[t + 1] * kap[:, t + 1] - AV @ Cn[:, t] - Hc[:, 1 : 1 + t] @ Rn[:t, t]) / d[t]
+            if tacc < tlim:  # cut: keep q_0..q_tacc (the image of q_tacc comes next), drop the rest
+                B[: j + tacc + 2, j : j + tacc + 1] = Hc[: j + tacc + 2]
+                V[j + 1 : j + tacc + 2] = Qt.T[: tacc + 1]
+                j += tacc + 1
+                s_cur = max(1, tacc + 1)
+                continue
+            if tb < ts:  # invariant subspace: the Ritz values of B[:mm, :mm] are exact
+                mm = j + 1 + tb
+                B[:mm, j : j + tb + 1] = Hc[:mm, : tb + 1]
+                V[j + 1 : mm] = Qt.T[:tb]
+                B[mm, :] = 0.0
+                return _KSRun(V[: mm + 1], B[: mm + 1, :mm], mm, nmv, restarts, True, True)
+            B[:rows, j : j + ts] = Hc
+            V[j + 1 : j + 1 + ts] = Qt.T
+            j += ts
+            s_cur = min(s, 2 * s_cur)
         Bm = B[:m, :m]
         vals, Y = np.linalg.eig(Bm)
         res = np.abs(B[m] @ Y)
@@ -451,6 +503,7 @@ def krylov_schur(
     max_restarts: int = 1000,
     keep_frac: float = 0.5,
     check: Optional[Callable[[], None]] = None,
+    s_step: int = 8,
 ) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues by each ordering in ``which`` (``LM``/``LR``) from one restarted
     Krylov-Schur run that stops when all of them have relative residual
@@ -462,7 +515,9 @@ def krylov_schur(
     (default ``max(60, 8 w)`` for ``w`` wanted values, at most ``n`` and ~1 GB). For a
     an :class:`Operator` the reported residuals are recomputed in float64 with the Ritz vectors
     (``(2w)`` matvecs in one batched call), else they are the Ritz estimates. v0: ``(n,)`` start
-    (default uniform[0,1), as upstream). Returns ``{which: EigResult}``."""
+    (default uniform[0,1), as upstream). ``s_step``: Arnoldi products per Gram-Schmidt block
+    (s-step Arnoldi, same Krylov space; 1 = one vector at a time; see :func:`_ks_run`).
+    Returns ``{which: EigResult}``."""
     t0 = time.perf_counter()
     which = [which] if isinstance(which, str) else list(which)
     for w in which:
@@ -489,10 +544,24 @@ def krylov_schur(
     mixed = dtype == torch.float32 and polish and tol < 1e-6
     first_dtype = torch.float32 if dtype == torch.float32 else torch.float64
     runs = [
-        _ks_run(mvs[first_dtype], n, dev, first_dtype, k, which, m, max(tol, 1e-6) if first_dtype == torch.float32 else tol, v0, max_restarts, keep_frac, check)
+        _ks_run(
+            mvs[first_dtype],
+            n,
+            dev,
+            first_dtype,
+            k,
+            which,
+            m,
+            max(tol, 1e-6) if first_dtype == torch.float32 else tol,
+            v0,
+            max_restarts,
+            keep_frac,
+            check,
+            s_step,
+        )
     ]
     if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check, s_step))
     elif mixed:
         # float64 polish: start in the float32 wanted invariant subspace (a random combination
         # of its Schur vectors), so only the last digits remain to be won in float64
@@ -503,7 +572,7 @@ def krylov_schur(
         c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64).to(dev) + 0.5
         start = (c.to(torch.complex128) @ X) @ Vm.to(torch.complex128)
         start = start.real + start.imag
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check, s_step))
     last = runs[-1]
     vals, Y, est = _ks_ritz(last, k, which)
     res = est
@@ -525,6 +594,7 @@ def krylov_schur(
         n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
         n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64),
         tol=tol,
+        s_step=int(s_step),
     )
     out: dict[str, EigResult] = {}
     for i, w in enumerate(which):
