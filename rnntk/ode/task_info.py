@@ -19,6 +19,7 @@ from rnntk.ode import tasks as T
 from rnntk.ode.config import ODEConfig
 
 COMMAND = "ode-train"
+RATE_RNN_TRIALS = 32  # trajectories of ode-train's rate-rnn training set (ODEProblem)
 
 
 def _on_grid(x0: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, table: dict[str, torch.Tensor], dt: float | None) -> TrialBatch:
@@ -121,7 +122,7 @@ def _spec(task: str) -> TaskSpec:
         times = torch.linspace(0.0, 1.0, cfg.ntimes)
         return TaskSpec(
             task,
-            lambda n, g: rate_rnn_trials(cfg, n, g),
+            lambda n, g: rate_rnn_trials(cfg, min(n, RATE_RNN_TRIALS), g),
             None,
             [f"x0 unit {i}" for i in range(cfg.n_units)],
             [f"x unit {i}" for i in range(cfg.n_units)],
@@ -129,6 +130,7 @@ def _spec(task: str) -> TaskSpec:
             notes=[
                 f"continuous time in s, a step = an output time: {cfg.ntimes} times over 1 s, {float(times[1] - times[0]) * 1000:.4g} ms = {float(times[1] - times[0]):.4g} s apart (--ntimes); the solver steps adaptively in between",
                 "squared error on every unit at every output time",
+                f"at most {RATE_RNN_TRIALS} trajectories sampled (ode-train's training set; each is a tight dopri5 solve)",
             ],
         )
     return TaskSpec(
