@@ -121,25 +121,25 @@ def trial_figure(spec: TaskSpec, seed: int = 0) -> Any:
     table = {k: _np(v) for k, v in tb.table.items()}
     n = int(table["trial_len"][0]) if "trial_len" in table else tb.steps
     dt = spec.dt
-    x = np.arange(n) * (dt if dt is not None else 1.0)
+    x = np.arange(n + 1) * (dt if dt is not None else 1.0)  # step k covers [x[k], x[k + 1]), as the period shading
     fig, axes = plt.subplots(3, 1, figsize=(8, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1.4, 0.8]})
     u = _np(tb.inputs[0, :n])
     for j in range(min(u.shape[1], 12)):
-        axes[0].plot(x, u[:, j], lw=1, label=spec.inputs[j] if j < len(spec.inputs) else f"in{j}")
+        axes[0].stairs(u[:, j], x, baseline=None, lw=1, label=spec.inputs[j] if j < len(spec.inputs) else f"in{j}")
     axes[0].set_ylabel("inputs")
     axes[0].legend(fontsize=7, loc="upper right", ncol=2)
     y = _np(tb.targets[0, :n])
     if spec.labels:
-        axes[1].step(x, y, where="post")
+        axes[1].stairs(y, x, baseline=None)
         axes[1].set_yticks(range(len(spec.outputs)), spec.outputs, fontsize=7)
     else:
         y = y.reshape(n, -1)
         for j in range(min(y.shape[1], 8)):
-            axes[1].plot(x, y[:, j], lw=1, label=spec.outputs[j] if j < len(spec.outputs) else f"out{j}")
+            axes[1].stairs(y[:, j], x, baseline=None, lw=1, label=spec.outputs[j] if j < len(spec.outputs) else f"out{j}")
         axes[1].legend(fontsize=7, loc="upper right", ncol=2)
     axes[1].set_ylabel("target")
     m = _np(tb.mask[0, :n]).reshape(n, -1).mean(-1)
-    axes[2].fill_between(x, 0, m, step="post", alpha=0.6)
+    axes[2].stairs(m, x, fill=True, alpha=0.6)
     axes[2].set_ylabel("loss mask")
     axes[2].set_xlabel("time (s)" if dt is not None else "step")
     periods = [k[len("period_") : -len("_start")] for k in table if k.startswith("period_") and k.endswith("_start")]
@@ -150,7 +150,7 @@ def trial_figure(spec: TaskSpec, seed: int = 0) -> Any:
         if s0 < 0 or s1 <= s0:
             continue
         for ax in axes:
-            ax.axvspan(s0 * step, s1 * step, color=colors[i % len(colors)], alpha=0.5, lw=0)
+            ax.axvspan(s0 * step, s1 * step, color=colors[i % len(colors)], alpha=0.5, lw=0, zorder=0)
         axes[0].text((s0 + s1) / 2 * step, 1.01, p, transform=axes[0].get_xaxis_transform(), ha="center", va="bottom", fontsize=8)
     fig.suptitle(f"{spec.name}: one trial", y=0.995)
     fig.tight_layout()
