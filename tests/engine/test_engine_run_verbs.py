@@ -129,3 +129,34 @@ def test_annotate_group_spelling(tmp_path, where):
         run.annotate(where, note="x")
     with h5py.File(tmp_path / where.strip("/") / "run.h5", "r") as f:
         assert f["results"].attrs["note"] == "x"
+
+
+def test_figures_skip_a_maker_the_file_cannot_feed(tmp_path, capsys, monkeypatch):
+    """A resumed run that an older rnntk started lacks datasets a newer maker reads: run.figures()
+    makes the figures it can, warns in one line for the other, and the run still closes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from rnntk.engine import figures
+
+    def good(reader):
+        fig, ax = plt.subplots()
+        ax.plot(reader.metrics()["loss"])
+        return [("loss_curve", fig)]
+
+    def stale(reader):
+        return [("needs_new", reader.f["/results/added_later"][()])]
+
+    monkeypatch.setitem(figures.FIGURES, "verbs", [good, stale])
+    with _open(tmp_path / "f") as run:
+        run.log(0, loss=1.0)
+        run.log(1, loss=0.5)
+        made = run.figures()
+    assert [p.name for p in made] == ["loss_curve.png"]
+    assert (tmp_path / "f" / "loss_curve.png").stat().st_size > 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rnntk: warning: a figure could not be made") and "stale: KeyError" in err[0]
+    with h5py.File(tmp_path / "f" / "run.h5", "r") as f:
+        np.testing.assert_allclose(f["metrics/loss"][:], [1.0, 0.5])
