@@ -67,6 +67,9 @@ class TangentImpl(str, Enum):
     manual = "manual"
 
 
+#: ``--max-step-norm`` when left unset and a constraint is on (see that option's help)
+AUTO_STEP_CAP = 0.02
+
 S = "SOFO"
 M = "Model and task"
 A = "Adam baseline"
@@ -110,7 +113,15 @@ class TrainConfig(ConstraintOptions):
     lr: float = option(1.0, "Learning rate η in Gauss–Newton units (1 = full step in the subspace).", panel=S, preset=True)
     tangents: str = option("orthonormal", "Tangent sampling.", panel=S, choices=Tangents)
     tangent_impl: str = option("auto", "auto = hand-written tangents for built-in cells, generic = vmap(jvp).", panel=S, choices=TangentImpl)
-    max_step_norm: float = option(0.0, "Cap ‖η·Δ‖ at this fraction of ‖θ‖ (0 = off).", panel=S, min=0.0)
+    max_step_norm: Optional[float] = option(
+        None,
+        f"Cap ‖η·Δ‖ at this fraction of ‖θ‖ (0 = off). Default: {AUTO_STEP_CAP:g} when a constraint is on (--dale-ratio, --connectivity, "
+        "--no-autapses, noise: the constrained network's softplus rates are unbounded, and an uncapped Gauss–Newton step along the "
+        "sketch's weakly curved directions can push W_rec's spectral radius past 1 and the run to inf/NaN), else 0.",
+        panel=S,
+        min=0.0,
+        metavar="FRAC",
+    )
     iters: int = option(300, "Training iterations.", min=1, preset=True)
     time_budget: Optional[float] = option(None, "Stop after this many seconds (equal wall-clock comparisons).", min=0.0, metavar="SEC")
     batch: int = option(32, "Trials per iteration.", panel=M, min=1, preset=True)
@@ -154,6 +165,8 @@ class TrainConfig(ConstraintOptions):
 
     def __post_init__(self) -> None:
         self.damping_mode = self.damping_mode.replace("_", "-")  # the library's relative_min spelling too
+        if self.max_step_norm is None:  # auto: declared with the option (AUTO_STEP_CAP)
+            self.max_step_norm = AUTO_STEP_CAP if self.constrained else 0.0
         check_options(self)
         self.check_constraints()
         if self.task not in TASKS and not self.task.startswith("neurogym:"):

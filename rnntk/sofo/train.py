@@ -71,7 +71,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Run) -> dict[str, float]:
                 lr=cfg.lr,
                 tangents=cfg.tangents,
                 damping_mode=cfg.damping_mode.replace("-", "_"),
-                max_step_norm=cfg.max_step_norm,
+                max_step_norm=cfg.max_step_norm or 0.0,  # resolved by TrainConfig (auto cap with constraints)
                 generator=run.device_generator,
             )
         else:

@@ -254,3 +254,36 @@ def test_neurogym_task_builds_the_constrained_network_and_its_sketch_is_vmap_jvp
     grads = torch.autograd.grad(L, list(m.parameters()))
     g_ref = sum(torch.einsum("k...,...->k", V[k], g) for k, g in zip(dict(m.named_parameters()), grads))
     torch.testing.assert_close(a.g_hat.float(), g_ref, rtol=1e-4, atol=1e-6)
+
+
+def test_step_cap_defaults_to_auto_with_constraints_only():
+    """--max-step-norm unset: AUTO_STEP_CAP with any constraint, 0 (off) without; an explicit value wins."""
+    from rnntk.sofo.config import AUTO_STEP_CAP, TrainConfig
+
+    assert AUTO_STEP_CAP > 0
+    assert TrainConfig(task="neurogym:PerceptualDecisionMaking-v0", dale_ratio=0.8).max_step_norm == AUTO_STEP_CAP
+    assert TrainConfig(task="single-reach", connectivity=0.5).max_step_norm == AUTO_STEP_CAP
+    assert TrainConfig(task="neurogym:PerceptualDecisionMaking-v0").max_step_norm == 0.0
+    assert TrainConfig().max_step_norm == 0.0
+    assert TrainConfig(task="neurogym:PerceptualDecisionMaking-v0", dale_ratio=0.8, max_step_norm=0.0).max_step_norm == 0.0
+
+
+def test_cli_neurogym_with_dale_and_defaults_stays_finite(tmp_path, cli_in_process):
+    """Issue 18: ``sofo-train --task neurogym:PerceptualDecisionMaking-v0 --dale-ratio 0.8`` with the
+    CLI's SOFO defaults (K, damping, lr, auto step cap) at the benchmark's dt 20 ms stays finite and
+    never raises the training loss above its start. Uncapped (``--max-step-norm 0``, the former
+    default) the Gauss–Newton steps along the sketch's weakly curved directions push W_rec's spectral
+    radius past 1, the softplus rates overflow, and the run stops non-finite (exit 3) within 12 iterations."""
+    pytest.importorskip("neurogym")
+    import h5py
+
+    args = ["sofo-train", "--task", "neurogym:PerceptualDecisionMaking-v0", "--task-kwargs", '{"dt": 20}', "--dale-ratio", "0.8"]
+    args += ["--iters", "12", "--eval-every", "6", "--eval-batch", "16", "--save-traces", "0"]
+    r = cli_in_process(*args, "--out", tmp_path / "r")
+    assert r.code == 0, r.stderr
+    with h5py.File(tmp_path / "r" / "run.h5", "r") as f:
+        loss, step = f["metrics/loss"][()], f["metrics/step_norm"][()]
+    assert len(loss) == 12 and np.isfinite(loss).all() and np.isfinite(step).all()
+    assert float(np.max(loss)) <= float(loss[0]) * 1.01
+    r0 = cli_in_process(*args, "--max-step-norm", "0", "--out", tmp_path / "r0")
+    assert r0.code == 3, "the uncapped run no longer overflows: re-check whether the auto cap is still needed"
