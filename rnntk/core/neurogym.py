@@ -183,13 +183,19 @@ class NeurogymTask:
             bound += int(m // self.dt_ms)
         return max(bound, 1)
 
-    def _probe_steps(self, n: int = 2000) -> int:
-        state = self.env.rng.get_state()
+    def _probe_steps(self, n: int = 2000, seed: int = 0) -> int:
+        """The longest of ``n`` probe trials, drawn with a RandomState of ``seed`` swapped in for the
+        environment's own (left as it was): the padded length is the same in every process (neurogym
+        makes environments with an unseeded RandomState)."""
+        own = self.env.rng
+        self.env.rng = np.random.RandomState(seed)
         longest = 1
-        for _ in range(n):
-            self.env.new_trial()
-            longest = max(longest, int(self.env.ob.shape[0]))
-        self.env.rng.set_state(state)
+        try:
+            for _ in range(n):
+                self.env.new_trial()
+                longest = max(longest, int(self.env.ob.shape[0]))
+        finally:
+            self.env.rng = own
         return longest
 
     # ------------------------------------------------------------------ trials

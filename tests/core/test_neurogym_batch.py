@@ -84,3 +84,17 @@ def test_unsupervised_and_continuous_envs_one_line(tmp_path):
     with pytest.raises(ValueError, match="continuous action space"):
         ngt.NeurogymTask("neurogym:ReachingDelayResponse-v0", loss_on="all")  # was an AttributeError ('Box' .n)
     assert_user_error(run_cli("task", "show", "neurogym:SpatialSuppressMotion-v0"), "continuous action space", engine=False)
+
+
+@pytest.mark.parametrize("env", ["PostDecisionWager-v0", "IntervalDiscrimination-v0"])
+def test_padded_length_does_not_depend_on_the_unseeded_env_rng(env):
+    """Tasks whose timing has a callable spec are padded to the longest of 2000 probe trials; neurogym
+    makes every environment with an unseeded RandomState, so the probe draws with its own fixed one
+    (was: 26 or 27 steps for PostDecisionWager-v0, 43 or 44 for IntervalDiscrimination-v0, by process)."""
+    task = ngt.NeurogymTask("neurogym:" + env, loss_on="all")
+    got = set()
+    for s in range(6):  # whatever state the environment's own generator is in
+        task.env.rng = np.random.RandomState(s)
+        got.add(task._probe_steps())
+        assert task.env.rng.get_state()[1][0] == np.random.RandomState(s).get_state()[1][0]  # left as it was
+    assert got == {task.steps}
