@@ -100,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
         return time.perf_counter() - t0
 
     times: dict[str, list[float]] = {k: [] for k in ("sample", "new_trial", "own", "sofo_fresh", "sofo_pre", "adam_fresh", "adam_pre")}
-    sofo_iter(fixed), adam_iter(fixed)  # warm-up
+    sofo_iter(fixed)  # warm-up
+    adam_iter(fixed)
     for r in range(args.repeats):
         for _ in range(5):  # short: five pairs per repeat
             if r % 2:

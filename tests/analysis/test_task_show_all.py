@@ -28,7 +28,7 @@ def _task_choices() -> dict[str, list[str]]:
     for cmd, spec in CONFIG_COMMANDS.items():
         for f, opt in option_fields(spec.config):
             if f.name == "task":
-                out[cmd] = [c.value for c in opt.choices] if opt.choices else opt.metavar.strip("[]").split("|")
+                out[cmd] = [c.value for c in opt.choices] if opt.choices else str(opt.metavar).strip("[]").split("|")
     return out
 
 
