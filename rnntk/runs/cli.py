@@ -31,7 +31,8 @@ def _status_table(folder: Path, manifest: dict[str, Any], st: dict[str, str]) ->
 
 def sweep_cmd(
     ctx: typer.Context,
-    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.toml", help="The sweep file: command, seeds, [options], [grid], [zip], [slurm].")],
+    # \\[ in help: rich markup would otherwise eat "[options]" (the help read "command, seeds, , , , .")
+    sweep_file: Annotated[Path, typer.Argument(metavar="SWEEP.toml", help="The sweep file: command, seeds, \\[options], \\[grid], \\[zip], \\[slurm].")],
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep folder (default runs/<sweep name>).")] = None,
     launcher: Annotated[
         LauncherName, typer.Option(help="local: worker processes here; slurm: a job array via submitit; print: write an sbatch script.")

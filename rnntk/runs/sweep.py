@@ -238,8 +238,8 @@ def job_state(run_dir: Path) -> str:
     """One of :data:`STATES`, from the run folder alone (see the module doc)."""
     from rnntk.engine.folder import lock_holder
 
-    if not run_dir.exists():
-        return "pending"
+    if not run_dir.exists():  # never started, or it stopped before making its folder:
+        return "failed" if _log_says_error(run_dir) else "pending"  # bad input (exit 2), in the job's log
     if lock_holder(run_dir) is not None:
         return "running"
     try:
@@ -251,6 +251,22 @@ def job_state(run_dir: Path) -> str:
     if status in ("completed", "nonfinite", "interrupted"):
         return str(status)
     return "failed"
+
+
+def _log_says_error(run_dir: Path) -> bool:
+    """Whether the last attempt of the job ``run_dir`` ended with rnntk's JSON error line in its
+    sweep log (``<sweep>/logs/<job>.log``): a job refused before it made its folder."""
+    log = run_dir.parent / "logs" / f"{run_dir.name}.log"
+    try:
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return False
+    if not lines or not lines[-1].startswith("{"):
+        return False
+    try:
+        return json.loads(lines[-1]).get("status") == "error"
+    except (ValueError, AttributeError):
+        return False
 
 
 def states(folder: Path, jobs: Iterable[Job]) -> dict[str, str]:

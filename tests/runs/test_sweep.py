@@ -222,7 +222,9 @@ def test_sbatch_script_task_checkpoints_requeues_and_resumes(tmp_path):
     assert p.wait(timeout=120) == 143
     assert (tmp_path / "requeued").read_text().split() == ["requeue", "77_0"]
     assert job_state(run) == "interrupted"
-    assert subprocess.run(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path, timeout=300, preexec_fn=_default_signals).returncode == 0  # the requeued task
+    assert (
+        subprocess.run(["bash", str(folder / "sbatch.sh")], env=env, cwd=tmp_path, timeout=300, preexec_fn=_default_signals).returncode == 0
+    )  # the requeued task
     assert job_state(run) == "completed"
     assert np.array_equal(losses(run), _reference(tmp_path, folder / "configs" / "s5.toml", 5))
 
@@ -231,3 +233,29 @@ def test_slurm_time_forms():
     assert [_minutes(t) for t in (30, "30", "1:30:00", "90:00", "2-00", "0:00:30")] == [30, 30, 90, 90, 2880, 1]
     with pytest.raises(UserError, match="bad --time"):
         _minutes("soon")
+
+
+def test_a_job_refused_before_it_made_its_folder_is_failed_not_pending(tmp_path):
+    """A job whose options the command refuses (exit 2, no run folder) is 'failed' (was shown and
+    counted as 'pending'); --status says so, a plain re-run skips it, --retry failed re-runs it."""
+    f = write(tmp_path / "bad.toml", 'command = "selftest"\nseeds = [3]\n[grid]\nhidden = [0]\n')
+    rc, out, err = rnntk("sweep", str(f), cwd=tmp_path)
+    assert rc == 1 and out["counts"] == {"failed": 1}, (out, err)
+    assert "hidden=0-s3: failed (exit 2" in err
+    assert not (tmp_path / "runs" / "bad" / "hidden=0-s3").exists()
+    rc, out, _ = rnntk("sweep", str(f), "--status", cwd=tmp_path)
+    assert rc == 0 and out["jobs"] == {"hidden=0-s3": "failed"}
+    rc, out, _ = rnntk("sweep", str(f), cwd=tmp_path)
+    assert out["ran"] == 0 and out["skipped"] == {"failed": 1}
+    rc, out, _ = rnntk("sweep", str(f), "--retry", "failed", cwd=tmp_path)
+    assert out["ran"] == 1 and out["counts"] == {"failed": 1}
+    # a job that was never started, or whose log ends otherwise, stays pending
+    assert job_state(tmp_path / "runs" / "bad" / "nothing-s0") == "pending"
+    (tmp_path / "runs" / "bad" / "logs" / "started-s0.log").write_text("# 2026-01-01T00:00:00Z rnntk sweep starts job started-s0\n")
+    assert job_state(tmp_path / "runs" / "bad" / "started-s0") == "pending"
+
+
+def test_help_names_the_sweep_file_tables(tmp_path):
+    """rich markup ate '[options]' etc. from the argument's help ('command, seeds, , , , .')."""
+    p = subprocess.run([sys.executable, "-m", "rnntk", "sweep", "--help"], env={**ENV, "COLUMNS": "250"}, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and "command, seeds, [options], [grid], [zip], [slurm]." in p.stdout, p.stdout
