@@ -86,7 +86,28 @@ def test_cite(sweep_dir):
     assert papers_for("ode-train", {"adjoint": "sde-adjoint"})[-1] == "li2020torchsde"
     assert papers_for("online-lru", {"arch": "gru", "rule": "online_snap"}) == ["zucchet2023online", "menick2021snap"]
     assert papers_for("sofo-train", {"optimizer": "both"}) == ["yu2024sofo", "kingma2015adam"]
-    for key, entry in PAPERS.items():  # each entry is one balanced BibTeX record under its key
-        assert entry.split("{", 1)[1].startswith(key.split("cordsnet")[0]) and entry.count("{") == entry.count("}")
+    for key, entry in PAPERS.items():  # each entry is one balanced BibTeX record under its own key (the key printed in the % line)
+        assert entry.split("{", 1)[1].split(",", 1)[0] == key and entry.count("{") == entry.count("}")
     p = cli("cite", "nowhere", cwd=sweep_dir)
     assert p.returncode == 2 and "not an rnntk run folder" in p.stderr
+
+
+def test_cite_analyses_and_solvers(sweep_dir):
+    """The CordsNet entry's key is the one printed (was soo2024cordsnet over @inproceedings{soo2024recurrent});
+    fixed-points, online-lru-memory and the eigen-solvers have their papers; a valid run with nothing
+    to cite (eigs --method dense) is not an error (was exit 2)."""
+    assert papers_for("cordsnet-eval", {}) == ["soo2024recurrent"]
+    assert papers_for("cordsnet-eigs", {"method": "arnoldi", "max_restarts": 1000}) == ["soo2024recurrent", "stewart2002krylovschur"]
+    assert papers_for("eigs", {"method": "arpack"}) == ["lehoucq1998arpack"]
+    assert papers_for("eigs", {"method": "arnoldi", "max_restarts": 0}) == [] == papers_for("eigs", {"method": "dense"})
+    assert papers_for("fixed-points", {}) == ["sussillo2013opening"]
+    assert papers_for("online-lru-memory", {}) == ["zucchet2023online"]
+    p = cli("eigs", "runs/g/lr=0.01-s0", "--method", "dense", "--k", "2", "--out", "eigs-dense", "-q", cwd=sweep_dir)
+    assert p.returncode == 0, p.stderr
+    p = cli("cite", "eigs-dense", cwd=sweep_dir)
+    assert p.returncode == 0 and p.stdout == "% rnntk eigs: no papers are listed for this run's options\n" and p.stderr == ""
+    p = cli("fixed-points", "runs/g/lr=0.01-s0", "--candidates", "16", "--n-traj", "4", "--steps", "20", "--out", "fp", "-q", cwd=sweep_dir)
+    assert p.returncode == 0, p.stderr
+    p = cli("cite", "fp", cwd=sweep_dir)
+    assert p.returncode == 0 and p.stdout.startswith("% rnntk fixed-points: sussillo2013opening\n@article{sussillo2013opening,")
+    assert "journal = {Neural Computation}" in p.stdout and "pages = {626--649}" in p.stdout
