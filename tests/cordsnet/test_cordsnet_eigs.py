@@ -298,16 +298,51 @@ def test_s_step_arnoldi_keeps_an_exact_krylov_relation():
         assert (r.n_matvec > r.m) == (name == "near")  # the cut discarded products only near the invariant subspace
 
 
+def test_schur_ritz_residuals_and_paired_true_residuals():
+    """Issue 12.13: the restart's convergence test takes Ritz residuals ``|b^T y|`` from the Schur
+    form (complex Schur back substitution) instead of a second eigendecomposition: equal to
+    numpy's eigenvectors' on a random factorisation (1e-10). The reported float64 residuals,
+    computed for one Ritz vector per conjugate pair, equal ``||A x - theta x||`` recomputed for
+    every Ritz vector with the operator (1e-12 relative)."""
+    import scipy.linalg as sla
+
+    from rnntk.analysis.eigs import _block_eigs, _ks_ritz, _ks_run, _residuals, _schur_ritz_residuals, _wanted
+
+    B = np.random.default_rng(0).standard_normal((61, 60)) / 8
+    T, Z = sla.schur(B[:60], output="real")
+    ev = _block_eigs(T)
+    W = _wanted(ev, 10, ["LR", "LM"])
+    vals, Y = np.linalg.eig(B[:60])
+    ref = np.abs(B[60] @ Y)
+    got = _schur_ritz_residuals(T, Z, B[60], W)
+    for v, r in zip(ev[W], got):
+        assert abs(r - ref[np.argmin(np.abs(vals - v))]) <= 1e-10 * max(r, 1e-3)
+    op = ConvOperator(_weight_norm_conv(16, seed=24), 8, 8)
+    v0 = torch.rand(op.N, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    which = ["LR", "LM"]
+    run = _ks_run(op.matvec, op.N, op.device, torch.float64, 10, which, 50, 1e-10, v0, 1000, 0.5, None, 8)
+    vals, Y, _ = _ks_ritz(run, 10, which)
+    X = (torch.from_numpy(np.ascontiguousarray(Y.T)) @ run.V[: run.m].to(torch.complex128)).numpy().T
+    full = _residuals(op, vals, X / np.linalg.norm(X, axis=0))  # every Ritz vector, real and imaginary parts
+    assert (vals.imag != 0).sum() >= 4  # conjugate pairs: the pairing is exercised
+    res = krylov_schur(op, k=10, which=which, m=50, tol=1e-10, dtype=torch.float64, v0=v0, s_step=8)  # the same run as above
+    for r in res.values():
+        assert r.converged.all()
+        for v, rr in zip(r.values, r.residuals):
+            i = int(np.argmin(np.abs(vals - v)))
+            assert abs(vals[i] - v) <= 1e-14 and abs(rr - full[i]) <= 1e-12 * abs(v), (v, rr, full[i])
+
+
 @pytest.mark.parametrize("dtype,polish", [(torch.float64, False), (torch.float32, True)])
 def test_s_step_krylov_schur_equals_single_steps_and_dense(dtype, polish):
-    """Issue 12.13: ``krylov_schur(s_step=8)`` (the default) and ``s_step=1`` converge to the
+    """Issue 12.13: ``krylov_schur(s_step=16)`` (the default) and ``s_step=1`` converge to the
     same top-10 by Re lambda and |lambda| as LAPACK's dense spectrum (1e-9), with the same
-    number of products up to one restart (same Krylov spaces; rounding only)."""
+    number of products up to one restart in float64 (same Krylov spaces; rounding only)."""
     op = ConvOperator(_weight_norm_conv(24, seed=31), 7, 7)
     ev = np.linalg.eigvals(op.to_dense().numpy())
     res = {
         s: krylov_schur(op, k=10, which=("LR", "LM"), m=50, tol=1e-10, dtype=dtype, polish=polish, s_step=s, generator=torch.Generator().manual_seed(0))
-        for s in (1, 8)
+        for s in (1, 16)
     }
     for s, r in res.items():
         assert r["LR"].info["s_step"] == s
@@ -315,8 +350,10 @@ def test_s_step_krylov_schur_equals_single_steps_and_dense(dtype, polish):
             assert r[w].converged.all() and (r[w].residuals <= 1e-10 * np.abs(r[w].values)).all(), (s, w)
             key = (lambda z: z.real) if w == "LR" else np.abs
             assert np.abs(np.sort(key(r[w].values)) - np.sort(key(ev[select(ev, 10, w)]))).max() <= 1e-9, (s, w)
-    n1, n8 = res[1]["LR"].n_matvec, res[8]["LR"].n_matvec
-    assert abs(n8 - n1) <= 50, (n1, n8)
+    n1, n16 = res[1]["LR"].n_matvec, res[16]["LR"].n_matvec
+    # float64: the same products up to one restart (m - p <= 50); mixed: the float64 polish starts
+    # from float32 Ritz vectors whose rounding differs, so its count varies more
+    assert abs(n16 - n1) <= (50 if not polish else 0.2 * n1), (n1, n16)
 
 
 @pytest.mark.parametrize("C,H,seed", [(16, 8, 24), (24, 7, 31)])
