@@ -11,7 +11,7 @@ import typer
 from rnntk.engine.errors import EXIT_USER, RnntkError, UserError
 from rnntk.engine.options import ENGINE_COMMANDS, error_line
 
-from .launchers import LauncherName, LocalLauncher, PrintLauncher, Retry, make_launcher, parse_extra
+from .launchers import LauncherName, LocalLauncher, PrintLauncher, Retry, SlurmLauncher, make_launcher, parse_extra
 from .sweep import STATES, Job, check_options, load_sweep, read_manifest, states, write_manifest
 
 PANEL_SLURM = "Slurm (--launcher slurm or print)"
@@ -99,7 +99,9 @@ def sweep_cmd(
             return
         st = states(folder, all_jobs)
         counts = {s: sum(v == s for v in st.values()) for s in STATES if any(v == s for v in st.values())}
-        outcome = {"status": "completed", "sweep_dir": str(folder), "jobs": len(all_jobs), "ran": len(todo), "skipped": skipped, "counts": counts}
+        submitted = isinstance(chosen, SlurmLauncher) and not chosen.wait and bool(todo)  # the jobs run later, on the cluster
+        status_word = "submitted" if submitted else "completed"
+        outcome = {"status": status_word, "sweep_dir": str(folder), "jobs": len(all_jobs), "ran": len(todo), "skipped": skipped, "counts": counts}
         outcome.update({k: v for k, v in facts.items() if k != "ran" and v is not None})
         stopped = facts.get("stopped_by")
         if stopped:

@@ -275,6 +275,13 @@ class SlurmLauncher:
 
     def launch(self, folder: Path, sweep: Sweep, todo: Sequence[tuple[Job, str]]) -> dict[str, Any]:
         ex = self.executor(folder, sweep)
+        if self.cluster is None and getattr(ex, "cluster", None) != "slurm" and todo:  # submitit's AutoExecutor fell back
+            print(
+                f"rnntk: warning: no Slurm here (sbatch not found): submitit runs the {len(todo)} job(s) as processes on this machine, "
+                "in the background; follow them with --status",
+                file=sys.stderr,
+                flush=True,
+            )
         fn = SweepJob(sweep.command, str(folder.resolve()))
         self.submitted = ex.map_array(fn, [j.to_json() for j, _ in todo]) if todo else []
         ids = {j.name: s.job_id for (j, _), s in zip(todo, self.submitted)}
@@ -388,6 +395,11 @@ def make_launcher(name: LauncherName, jobs: int, sweep: Sweep, flags: dict[str, 
         if jobs < 1:
             raise UserError(f"bad --jobs {jobs}: must be at least 1")
         return LocalLauncher(n_jobs=jobs)
+    if name is LauncherName.slurm:  # before anything is written
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise UserError("--launcher slurm needs submitit: pip install 'rnntk[cluster]' (or pip install submitit)") from None
     given = {k: v for k, v in flags.items() if v not in (None, [], {})}
     unknown = sorted(set(sweep.slurm) - {"partition", "time", "cpus_per_task", "gpus_per_task", "mem", "array_parallelism", "extra"})
     if unknown:

@@ -259,3 +259,40 @@ def test_help_names_the_sweep_file_tables(tmp_path):
     """rich markup ate '[options]' etc. from the argument's help ('command, seeds, , , , .')."""
     p = subprocess.run([sys.executable, "-m", "rnntk", "sweep", "--help"], env={**ENV, "COLUMNS": "250"}, capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "command, seeds, [options], [grid], [zip], [slurm]." in p.stdout, p.stdout
+
+
+def test_slurm_without_submitit_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, cli_in_process):
+    """Without submitit: one line, exit 2, and no sweep folder (the manifest was written first)."""
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit raises ImportError
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path / "s.toml", 'command = "selftest"\n[options]\niters = 2\n')
+    r = cli_in_process("sweep", "s.toml", "--launcher", "slurm", "--out", "sw")
+    assert r.code == 2 and r.stderr.strip().splitlines() == [
+        "rnntk: error: --launcher slurm needs submitit: pip install 'rnntk[cluster]' (or pip install submitit)"
+    ]
+    assert json.loads(r.stdout.splitlines()[-1])["status"] == "error"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
+def test_slurm_launcher_reports_submitted_and_warns_when_submitit_falls_back_to_local(tmp_path):
+    """--launcher slurm returns once the array is submitted: status 'submitted' (was 'completed'
+    with every job pending); where sbatch is absent submitit's AutoExecutor runs the jobs as local
+    processes, which is said on stderr (was silent)."""
+    pytest.importorskip("submitit")
+    path = os.pathsep.join(p for p in ENV["PATH"].split(os.pathsep) if not (Path(p) / "sbatch").exists())
+    f = write(tmp_path / "s.toml", f'command = "selftest"\nseeds = [4]\n[options]\n{TINY}')
+    p = subprocess.run(
+        [sys.executable, "-m", "rnntk", "sweep", str(f), "--launcher", "slurm"],
+        cwd=tmp_path,
+        env={**ENV, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = json.loads(p.stdout.splitlines()[-1])
+    assert p.returncode == 0 and out["status"] == "submitted" and out["cluster"] == "local" and list(out["slurm_jobs"]) == ["s4"], (p.stdout, p.stderr)
+    assert p.stderr.startswith("rnntk: warning: no Slurm here (sbatch not found)") and p.stderr.count("\n") == 1
+    run, deadline = tmp_path / "runs" / "s" / "s4", time.time() + 120
+    while job_state(run) != "completed" and time.time() < deadline:  # the background job finishes its run
+        time.sleep(0.3)
+    assert job_state(run) == "completed"
