@@ -193,13 +193,17 @@ def where(runs: Iterable[RunInfo], conditions: Sequence[str]) -> list[RunInfo]:
 
 
 def sort_runs(runs: list[RunInfo], key: Optional[str]) -> list[RunInfo]:
-    """Sort by a field (``-key``: descending); runs without it go last."""
+    """Sort by a field (``-key``: descending); runs without it go last. A field no run has (a
+    typo) is a one-line :class:`UserError` naming the fields there are."""
     if not key:
         return runs
     desc = key.startswith("-")
     k = key.lstrip("-")
     have = [r for r in runs if r.fields().get(k) is not None]
     missing = [r for r in runs if r.fields().get(k) is None]
+    if runs and not have and not any(k in r.fields() for r in runs):
+        known = sorted({f for r in runs for f in r.fields()})
+        raise UserError(f"bad --sort '{key}': no run has a field '{k}' (fields: {', '.join(known)})")
     try:
         have.sort(key=lambda r: r.fields()[k], reverse=desc)
     except TypeError:

@@ -47,8 +47,8 @@ def ls_cmd(
         _fail(e)
         return
     if as_json:
-        for r in runs:
-            print(json.dumps(r.fields(), default=str))
+        for r in runs:  # every field, and the sweep's swept values again as one object (jq: .axes)
+            print(json.dumps({**r.fields(), "axes": r.axes}, default=str))
         return
     from rich.console import Console
     from rich.table import Table

@@ -111,3 +111,18 @@ def test_cite_analyses_and_solvers(sweep_dir):
     p = cli("cite", "fp", cwd=sweep_dir)
     assert p.returncode == 0 and p.stdout.startswith("% rnntk fixed-points: sussillo2013opening\n@article{sussillo2013opening,")
     assert "journal = {Neural Computation}" in p.stdout and "pages = {626--649}" in p.stdout
+
+
+def test_ls_json_axes_object_and_a_sort_field_no_run_has(sweep_dir):
+    """--json carries the swept values as one object (they were only mixed in with every option);
+    --sort on a field no run has (a typo) is one line, exit 2 (was silently unsorted)."""
+    p = cli("ls", "runs", "--json", cwd=sweep_dir)
+    rows = [json.loads(x) for x in p.stdout.splitlines()]
+    assert sorted((r["run"], json.dumps(r["axes"])) for r in rows) == sorted(
+        (f"runs/g/lr={lr}-s{s}", json.dumps({"lr": lr})) for lr in (0.01, 0.001) for s in (0, 1)
+    )
+    p = cli("ls", "runs", "--sort", "-val_los", cwd=sweep_dir)
+    assert p.returncode == 2 and p.stdout == "" and p.stderr.count("\n") == 1
+    assert p.stderr.startswith("rnntk: error: bad --sort '-val_los': no run has a field 'val_los' (fields: ") and "val_loss" in p.stderr
+    p = cli("ls", "runs", "--where", "lr=7", "--sort", "nothing", cwd=sweep_dir)  # no run left to sort: no error
+    assert p.returncode == 0 and "0 runs" in p.stdout
