@@ -362,6 +362,20 @@ def _block_qr(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return Q * sg, R * sg[:, None]
 
 
+def _mid_cycle_check_from(hist: Sequence[tuple[int, float]], cycle: int) -> Optional[float]:
+    """Products into the next Krylov-Schur cycle (of ``cycle`` products) after which to test for
+    convergence at every block end, or None: from the last two restarts' worst wanted residual
+    (log of residual / tolerance, ``hist``), extrapolated linearly in the product count; tests
+    start at 3/4 of the predicted point when that falls inside the cycle."""
+    if len(hist) < 2 or hist[-1][1] <= 0:
+        return None
+    (n0, r0), (n1, r1) = hist[-2], hist[-1]
+    if n1 <= n0 or r1 >= r0:
+        return None
+    need = r1 * (n1 - n0) / (r0 - r1)
+    return 0.75 * need if need < cycle else None
+
+
 def _ks_run(
     mv: Callable[[torch.Tensor], torch.Tensor],
     n: int,
@@ -405,8 +419,10 @@ def _ks_run(
     eta = 2**-0.5
     s = max(1, int(s))
     p, nmv, restarts, s_cur = 0, 0, 0, s
+    hist: list[tuple[int, float]] = []  # (products, log of the worst wanted residual / tolerance) at each restart
     while True:
         j = p  # V[:j+1] orthonormal rows, A V[:j]^T = V[:j+1]^T B[:j+1, :j]; the image of V[j] comes next
+        check_from = _mid_cycle_check_from(hist, m - p)
         while j < m:  # the Krylov recurrence is sequential; each block is batched linear algebra
             if check is not None:
                 check()
@@ -417,8 +433,10 @@ def _ks_run(
             for t in range(ts):  # powers of A: sequential products, one conv each
                 y = mv(x)
                 c[t] = float(torch.linalg.vector_norm(y))
-                K[t] = y / c[t] if c[t] > 0 else y
-                x = K[t]
+                if c[t] == 0:
+                    c[t] = 1.0  # A u = 0: an invariant subspace, caught below by the zero pivot
+                K[t] = y if y.dtype == dtype else y.to(dtype)
+                x = K[t].mul_(1.0 / c[t])
             nmv += ts
             Bj = V[: j + 1]
             C = Bj @ K.T  # (j+1, ts): one read of the basis for the whole block
@@ -464,10 +482,19 @@ def _ks_run(
             V[j + 1 : j + 1 + ts] = Qt.T
             j += ts
             s_cur = min(s, 2 * s_cur)
+            if check_from is not None and nmv >= hist[-1][0] + check_from and j < m:
+                # the residual trend says this cycle converges before it ends: test at block ends
+                # (the factorisation holds at any j), and stop as soon as every wanted value passes
+                vj, Yj = np.linalg.eig(B[:j, :j])
+                Wj = _wanted(vj, k, which)
+                if _rel_ok(vj[Wj], np.abs(B[j, :j] @ Yj[:, Wj]), tol).all():
+                    return _KSRun(V[: j + 1], B[: j + 1, :j], j, nmv, restarts, False, True)
         T, Z = cast(Any, sla.schur(B[:m, :m], output="real"))  # one Schur form serves the test and the restart
         ev = _block_eigs(T)
         W = _wanted(ev, k, which)
-        ok = _rel_ok(ev[W], _schur_ritz_residuals(T, Z, B[m], W), tol)
+        resW = _schur_ritz_residuals(T, Z, B[m], W)
+        ok = _rel_ok(ev[W], resW, tol)
+        hist.append((nmv, float(np.log(max(float(np.max(resW / (tol * np.maximum(np.abs(ev[W]), np.finfo(np.float64).eps ** (2 / 3))))), 1e-300)))))
         if ok.all() or restarts >= max_restarts:
             return _KSRun(V, B, m, nmv, restarts, False, bool(ok.all()))
         pr = _priority(ev, which)

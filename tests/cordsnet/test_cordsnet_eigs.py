@@ -333,6 +333,31 @@ def test_schur_ritz_residuals_and_paired_true_residuals():
             assert abs(vals[i] - v) <= 1e-14 and abs(rr - full[i]) <= 1e-12 * abs(v), (v, rr, full[i])
 
 
+def test_krylov_schur_stops_mid_cycle_when_the_trend_says_so():
+    """Issue 12.13: from the last two restarts' worst residual, Krylov-Schur predicts where the
+    next cycle converges and tests at block ends from 3/4 of that point on, so it can stop before
+    the basis is full (about half a cycle of products saved on average). The run that stops early
+    keeps an exact factorisation and its Ritz values are LAPACK's dense top-10 by Re and |lambda|."""
+    from rnntk.analysis.eigs import _ks_ritz, _ks_run, _mid_cycle_check_from
+
+    assert _mid_cycle_check_from([(100, 2.0), (180, 0.5)], 80) == pytest.approx(20.0)  # converges 26.7 products in
+    assert _mid_cycle_check_from([(100, 5.0), (180, 3.0)], 80) is None  # not within this cycle
+    assert _mid_cycle_check_from([(100, 2.0), (180, 2.5)], 80) is None  # no progress: no early tests
+    op = ConvOperator(_weight_norm_conv(24, seed=31), 7, 7)
+    A = op.to_dense().numpy()
+    ev = np.linalg.eigvals(A)
+    v0 = torch.rand(op.N, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    r = _ks_run(op.matvec, op.N, op.device, torch.float64, 10, ["LR", "LM"], 50, 1e-10, v0, 1000, 0.5, None, 8)
+    assert r.converged and not r.breakdown and 0 < r.m < 50  # stopped inside a cycle
+    V, B = r.V[: r.m + 1].numpy(), r.B[: r.m + 1, : r.m]
+    assert np.abs(A @ V[:-1].T - V.T @ B).max() <= 1e-13
+    vals, _, est = _ks_ritz(r, 10, ["LR", "LM"])
+    assert (est <= 1e-10 * np.abs(vals)).all()
+    for w in ("LR", "LM"):
+        key = (lambda z: z.real) if w == "LR" else np.abs
+        assert np.abs(np.sort(key(vals[select(vals, 10, w)])) - np.sort(key(ev[select(ev, 10, w)]))).max() <= 1e-9
+
+
 @pytest.mark.parametrize("dtype,polish", [(torch.float64, False), (torch.float32, True)])
 def test_s_step_krylov_schur_equals_single_steps_and_dense(dtype, polish):
     """Issue 12.13: ``krylov_schur(s_step=16)`` (the default) and ``s_step=1`` converge to the
