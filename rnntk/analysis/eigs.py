@@ -567,7 +567,7 @@ def krylov_schur(
     max_restarts: int = 1000,
     keep_frac: float = 0.5,
     check: Optional[Callable[[], None]] = None,
-    s_step: int = 16,
+    s_step: Optional[int] = None,
 ) -> dict[str, EigResult]:
     """Top-``k`` eigenvalues by each ordering in ``which`` (``LM``/``LR``) from one restarted
     Krylov-Schur run that stops when all of them have relative residual
@@ -580,7 +580,8 @@ def krylov_schur(
     an :class:`Operator` the reported residuals are recomputed in float64 with the Ritz vectors
     (``(2w)`` matvecs in one batched call), else they are the Ritz estimates. v0: ``(n,)`` start
     (default uniform[0,1), as upstream). ``s_step``: Arnoldi products per Gram-Schmidt block
-    (s-step Arnoldi, same Krylov space; 1 = one vector at a time; see :func:`_ks_run`).
+    (s-step Arnoldi, same Krylov space; 1 = one vector at a time; see :func:`_ks_run`; default
+    32 for a float64 run, 16 for a float32 one, whose recursion amplifies rounding more).
     Returns ``{which: EigResult}``."""
     t0 = time.perf_counter()
     which = [which] if isinstance(which, str) else list(which)
@@ -621,11 +622,11 @@ def krylov_schur(
             max_restarts,
             keep_frac,
             check,
-            s_step,
+            s_step or (16 if first_dtype == torch.float32 else 32),
         )
     ]
     if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check, s_step))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check, s_step or 32))
     elif mixed:
         # float64 polish: start in the float32 wanted invariant subspace (a random combination
         # of its Schur vectors), so only the last digits remain to be won in float64
@@ -636,7 +637,7 @@ def krylov_schur(
         c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64).to(dev) + 0.5
         start = (c.to(torch.complex128) @ X) @ Vm.to(torch.complex128)
         start = start.real + start.imag
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check, s_step))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check, s_step or 32))
     last = runs[-1]
     vals, Y, est = _ks_ritz(last, k, which)
     res = est
@@ -677,7 +678,7 @@ def krylov_schur(
         n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
         n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64),
         tol=tol,
-        s_step=int(s_step),
+        s_step=int(s_step) if s_step else ("16 (float32), 32 (float64)" if mixed else (16 if first_dtype == torch.float32 else 32)),
     )
     out: dict[str, EigResult] = {}
     for i, w in enumerate(which):

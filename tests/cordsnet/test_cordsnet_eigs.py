@@ -360,7 +360,7 @@ def test_krylov_schur_stops_mid_cycle_when_the_trend_says_so():
 
 @pytest.mark.parametrize("dtype,polish", [(torch.float64, False), (torch.float32, True)])
 def test_s_step_krylov_schur_equals_single_steps_and_dense(dtype, polish):
-    """Issue 12.13: ``krylov_schur(s_step=16)`` (the default) and ``s_step=1`` converge to the
+    """Issue 12.13: ``krylov_schur(s_step=16)`` (s-step Arnoldi) and ``s_step=1`` converge to the
     same top-10 by Re lambda and |lambda| as LAPACK's dense spectrum (1e-9), with the same
     number of products up to one restart in float64 (same Krylov spaces; rounding only)."""
     op = ConvOperator(_weight_norm_conv(24, seed=31), 7, 7)
