@@ -98,7 +98,9 @@ def compare_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{metric}, final value per group ({out})", title_justify="left")
+    t = Table(
+        title=f"{metric}, last logged value per group, where the curves end ({out}); `rnntk ls` shows each run's end-of-run summary", title_justify="left"
+    )
     for col in ("group", "runs", "mean", "s.e.m.", "min", "max"):
         t.add_column(col)
     for r in rows:
