@@ -4,8 +4,8 @@ Solvers (model-agnostic; ``cordsnet-eigs`` and ``rnntk eigs`` share them), on an
 :class:`Operator` (``N``, ``dtype``, ``device``, batched ``matvec``, ``to(dtype)``, ``to_dense``,
 ``as_linear_operator``; CordsNet's ``ConvOperator`` and :class:`MatrixFreeOperator` are two):
 
-* :func:`krylov_schur` — restarted Krylov-Schur (Stewart 2002) to a relative residual, optional
-  float32 run finished in float64; :func:`arnoldi` — one unrestarted Krylov run (CGS2), Ritz
+* :func:`krylov_schur` — restarted Krylov-Schur (Stewart 2002) to a relative residual, s-step
+  Arnoldi (a block of products per Gram-Schmidt pass), optional float32 run finished in float64; :func:`arnoldi` — one unrestarted Krylov run (CGS2), Ritz
   values with residuals and converged flags;
 * :func:`eigs_arpack` — scipy's ARPACK on the float64 ``LinearOperator``, residuals recomputed;
 * :func:`dense_eigs` — LAPACK on the unrolled float64 matrix; refuses above ``max_n``;
@@ -405,7 +405,7 @@ def _ks_run(
     The Krylov space is the same as ``s`` single steps. Where that recursion would amplify
     rounding (growth factor ``> 100`` in float64, ``> 10`` in float32: a start near an invariant
     subspace, as in the float64 polish), the block is cut there (its last products are discarded)
-    and the next block is shorter."""
+    and the next block is shorter; blocks start at one product and double up to ``s``."""
     import scipy.linalg as sla
     from scipy.linalg import lapack
 
@@ -418,7 +418,7 @@ def _ks_run(
     growth = 100.0 if dtype == torch.float64 else 10.0
     eta = 2**-0.5
     s = max(1, int(s))
-    p, nmv, restarts, s_cur = 0, 0, 0, s
+    p, nmv, restarts, s_cur = 0, 0, 0, 1  # blocks grow 1, 2, 4, ... to s (a start near an invariant subspace cuts early blocks)
     hist: list[tuple[int, float]] = []  # (products, log of the worst wanted residual / tolerance) at each restart
     while True:
         j = p  # V[:j+1] orthonormal rows, A V[:j]^T = V[:j+1]^T B[:j+1, :j]; the image of V[j] comes next
