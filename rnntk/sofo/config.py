@@ -127,7 +127,7 @@ class TrainConfig(ConstraintOptions):
     batch: int = option(32, "Trials per iteration.", panel=M, min=1, preset=True)
     hidden: int = option(32, "Hidden units.", panel=M, min=1, preset=True)
     dt: float = option(0.01, "Time step (s), reach tasks.", panel=M, preset=True)
-    tau: float = option(0.02, "Time constant (s), reach tasks.", panel=M)
+    tau: float = option(0.02, "Time constant (s); neurogym tasks use max(--tau, dt), i.e. no leak at the default.", panel=M)
     duration: float = option(2.0, "Trial duration (s), reach tasks.", panel=M)
     steps: int = option(500, "Time steps per trial (kalman).", panel=M, min=2, preset=True)
     noise: bool = option(True, "Multiplicative rate noise (reach tasks).", flags=("--noise/--no-noise",), panel=M)
