@@ -405,7 +405,8 @@ def _ks_run(
     The Krylov space is the same as ``s`` single steps. Where that recursion would amplify
     rounding (growth factor ``> 100`` in float64, ``> 10`` in float32: a start near an invariant
     subspace, as in the float64 polish), the block is cut there (its last products are discarded)
-    and the next block is shorter; blocks start at one product and double up to ``s``."""
+    and the next block is shorter; blocks start at one product and double up to ``s`` while the
+    growth stays below 1/8 of that limit."""
     import scipy.linalg as sla
     from scipy.linalg import lapack
 
@@ -481,7 +482,8 @@ def _ks_run(
             B[:rows, j : j + ts] = Hc
             V[j + 1 : j + 1 + ts] = Qt.T
             j += ts
-            s_cur = min(s, 2 * s_cur)
+            if ts == s_cur and float(g.max()) <= growth / 8:  # well conditioned with room to spare: a longer block next
+                s_cur = min(s, 2 * s_cur)
             if check_from is not None and nmv >= hist[-1][0] + check_from and j < m:
                 # the residual trend says this cycle converges before it ends: test at block ends
                 # (the factorisation holds at any j), and stop as soon as every wanted value passes

@@ -255,7 +255,7 @@ def test_krylov_schur_invariant_subspace_and_plain_matvec():
 def test_mixed_polish_starts_warm_from_the_float32_subspace():
     """Issue 12.13: the float64 polish of ``--dtype mixed`` starts in the float32 wanted
     invariant subspace, so on a seeded weight-norm conv (N = 1,024) it takes about half the
-    float64 products of a cold float64 run (deterministic counts: 253 vs 498 here), and the
+    float64 products of a cold float64 run (deterministic counts: 288 vs 511 here), and the
     result is converged to 1e-10. It cannot be a few dozen: the float32 Ritz vectors carry
     float32 rounding noise (~1e-6, full rank), which the polish must filter like a cold run."""
     op = ConvOperator(_weight_norm_conv(16, seed=24), 8, 8)
@@ -387,7 +387,7 @@ def test_one_krylov_schur_run_serves_lr_and_lm(C, H, seed):
     of both wanted sets and which stops when both are converged, where ARPACK needs one run per
     ordering. On seeded weight-norm convs (N = 1,024, overlap 0 of 10; N = 1,176, overlap 6 of
     10) the joint run takes <= 0.7x the products of separate LR and LM runs (deterministic
-    counts: 379 vs 387 + 235; 311 vs 306 + 270) and finds the same values."""
+    counts: 350 vs 367 + 242; 303 vs 335 + 265) and finds the same values."""
     op = ConvOperator(_weight_norm_conv(C, seed=seed), H, H)
 
     def run(which):
