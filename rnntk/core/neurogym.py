@@ -28,6 +28,7 @@ import copy
 import json
 import math
 import operator
+import os
 import threading
 import warnings
 import weakref
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 PREFIX = "neurogym:"
 INSTALL = "pip install 'rnntk[neurogym]' (neurogym and gymnasium)"
 LOSS_ON = ("decision", "all")
+#: prefetched batches in a row that the next call did not take before prefetch turns itself off
+MAX_MISSES = 3
 
 
 class NeurogymMissing(ValueError):
@@ -52,6 +55,21 @@ class NeurogymMissing(ValueError):
 
 class NoDecisionPeriod(ValueError):
     """``loss_on="decision"`` for an environment whose timing has no ``decision`` period."""
+
+
+#: the environment variable that turns prefetch on (1) or off (0, unset) for every task made without ``prefetch=``
+PREFETCH_ENV = "RNNTK_NEUROGYM_PREFETCH"
+
+
+def prefetch_default() -> bool:
+    """Whether :class:`NeurogymTask` prefetches when not told: ``RNNTK_NEUROGYM_PREFETCH`` is 1
+    (0, empty or unset: no); any other value is a one-line ``ValueError``."""
+    v = os.environ.get(PREFETCH_ENV, "").strip().lower()
+    if v in ("", "0", "false", "no", "off"):
+        return False
+    if v in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"bad {PREFETCH_ENV}={v!r}: use 1 (prefetch the next neurogym batch in a thread) or 0")
 
 
 def is_neurogym(task: str) -> bool:
@@ -119,7 +137,10 @@ class NeurogymTask:
     value of the non-decision steps with ``loss_on="all"``; steps: the padded length (default:
     the longest trial the timing specs allow, else the longest of 2000 probe trials); prefetch:
     build the next batch in a background thread (see :meth:`sample`; the batches are the same with
-    it on or off).
+    it on or off); None (the default): on when the environment variable ``RNNTK_NEUROGYM_PREFETCH``
+    is 1, else off. Off by default because it did not pay on the 2-core machine it was measured on
+    (``benchmarks/neurogym_adapter.py``, arm "prefetch": the thread's Python work holds the GIL and
+    needs a free core; it does not make the generation cheaper).
     """
 
     task: str
@@ -127,7 +148,7 @@ class NeurogymTask:
     loss_on: str = "decision"
     fixation_weight: float = 1.0
     steps: Optional[int] = None
-    prefetch: bool = True
+    prefetch: Optional[bool] = None
 
     def __post_init__(self) -> None:
         ngym = require_neurogym()
@@ -151,6 +172,9 @@ class NeurogymTask:
         self._pending: Optional[_Prefetch] = None
         self._last_generator: Optional[torch.Generator] = None
         self.prefetched = 0  # batches taken from the prefetch thread (the others were built in place)
+        self._misses = 0  # prefetched batches in a row not taken (another seed, batch size or padded length)
+        if self.prefetch is None:
+            self.prefetch = prefetch_default()
         _LIVE.add(self)
         self.dt_ms = float(self._env.dt)
         self.n_in = int(self._env.observation_space.shape[0])
@@ -244,7 +268,7 @@ class NeurogymTask:
         environment is first seeded with an integer drawn from it, so the batch depends on that
         generator alone; without, the environment's own stream continues.
 
-        Prefetch (:attr:`prefetch`, on by default): from the second call in a row with the same
+        Prefetch (:attr:`prefetch`, off by default): from the second call in a row with the same
         ``generator``, the next batch is built in a background thread while the caller trains, on
         a copy of the environment as this call leaves it, for the seed the generator will give next
         (peeked: the generator's state is restored, so it is exactly as without prefetch). The next
@@ -252,7 +276,9 @@ class NeurogymTask:
         padded length match and the environment was not reached in between (else it waits for the
         thread, discards its batch and builds in place): the batches, the generator and the
         environment's stream are those of the path without prefetch, bit for bit. An exception in
-        the thread is raised by the call that takes its batch. :meth:`close` ends the thread."""
+        the thread is raised by the call that takes its batch. :meth:`close` ends the thread.
+        After :data:`MAX_MISSES` prefetched batches in a row are not taken (a caller that draws
+        from the generator between batches), prefetch turns itself off."""
         if generator is None:
             self._cancel()
             self._last_generator = None
@@ -296,7 +322,11 @@ class NeurogymTask:
             return None
         if (job.seed, job.batch, job.steps_in) != (seed, batch, self._padded()):
             job.restore(self._env)
+            self._misses += 1  # e.g. the caller draws from the generator between batches (noise): prefetch cannot guess the seed
+            if self._misses >= MAX_MISSES:
+                self.prefetch = False
             return None
+        self._misses = 0
         if job.error is not None:  # the environment is where building in place would have left it
             raise job.error
         assert job.result is not None

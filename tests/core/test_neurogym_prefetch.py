@@ -91,8 +91,26 @@ def test_other_generators_batch_sizes_and_env_access_discard_the_prefetched_batc
     on.close()
 
 
+def test_a_caller_drawing_between_batches_turns_prefetch_off():
+    """floss draws the noise of a constrained network from the trials' generator between batches:
+    the peeked seed is never the next one; batches stay identical, and after MAX_MISSES misses in
+    a row prefetch stops (no thread working for nothing)."""
+    make = lambda on: ngt.NeurogymTask("neurogym:PerceptualDecisionMaking-v0", {"dt": 20}, prefetch=on)  # noqa: E731
+    on, off = make(True), make(False)
+    got = {}
+    for task in (on, off):
+        g = torch.Generator().manual_seed(4)
+        hs = []
+        for _ in range(ngt.MAX_MISSES + 4):
+            hs.append(batch_hash(task.sample(8, g)))
+            torch.randn(3, generator=g)  # the noise
+        got[task is on] = hs
+    assert got[True] == got[False]
+    assert on.prefetched == 0 and on.prefetch is False and on._pending is None and not prefetch_threads()
+
+
 def test_worker_exception_surfaces_at_the_next_sample(monkeypatch):
-    task = ngt.NeurogymTask("neurogym:PerceptualDecisionMaking-v0", {"dt": 20})
+    task = ngt.NeurogymTask("neurogym:PerceptualDecisionMaking-v0", {"dt": 20}, prefetch=True)
     g = torch.Generator().manual_seed(0)
     real = type(task._env).new_trial
 
@@ -112,7 +130,7 @@ def test_worker_exception_surfaces_at_the_next_sample(monkeypatch):
 
 
 def test_no_thread_left_after_close_and_at_exit():
-    task = ngt.NeurogymTask("neurogym:PerceptualDecisionMaking-v0", {"dt": 20})
+    task = ngt.NeurogymTask("neurogym:PerceptualDecisionMaking-v0", {"dt": 20}, prefetch=True)
     g = torch.Generator().manual_seed(0)
     for _ in range(3):
         task.sample(64, g)
@@ -129,10 +147,25 @@ TINY = ("--task", "neurogym:PerceptualDecisionMaking-v0", "--task-kwargs", '{"dt
         "--eval-batch", "8", "-K", "4", "--eval-every", "2", "-q")  # fmt: skip
 
 
-def test_sofo_train_neurogym_resume_is_bit_identical(tmp_path):
-    """A run cut after 3 iterations and resumed to 6 (prefetch on: the trial generator's state in
-    the checkpoint is the one without prefetch) logs the same metrics as a run of 6."""
+def test_prefetch_switch(monkeypatch):
+    for value, on in (("1", True), ("0", False), ("", False)):
+        monkeypatch.setenv(ngt.PREFETCH_ENV, value)
+        assert ngt.NeurogymTask("neurogym:GoNogo-v0", loss_on="all").prefetch is on
+        assert ngt.NeurogymTask("neurogym:GoNogo-v0", loss_on="all", prefetch=not on).prefetch is (not on)
+    monkeypatch.delenv(ngt.PREFETCH_ENV)
+    assert ngt.NeurogymTask("neurogym:GoNogo-v0", loss_on="all").prefetch is False  # off unless asked
+    monkeypatch.setenv(ngt.PREFETCH_ENV, "maybe")
+    with pytest.raises(ValueError, match="bad RNNTK_NEUROGYM_PREFETCH='maybe'"):
+        ngt.NeurogymTask("neurogym:GoNogo-v0", loss_on="all")
+
+
+def test_sofo_train_neurogym_resume_is_bit_identical(tmp_path, monkeypatch):
+    """A run with prefetch on cut after 3 iterations and resumed to 6 (the trial generator's state
+    in the checkpoint is the one without prefetch) logs the same metrics as a run of 6 without
+    prefetch."""
+    monkeypatch.setenv(ngt.PREFETCH_ENV, "0")
     assert run_cli("sofo-train", "--iters", "6", *TINY, "--out", tmp_path / "ref").code == 0
+    monkeypatch.setenv(ngt.PREFETCH_ENV, "1")
     assert run_cli("sofo-train", "--iters", "3", *TINY, "--out", tmp_path / "cut").code == 0
     r = run_cli("sofo-train", "--resume", tmp_path / "cut", "--iters", "6", "-q")
     assert r.code == 0, r.stderr
@@ -143,7 +176,8 @@ def test_sofo_train_neurogym_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(a[k][:], b[k][:], err_msg=k)
 
 
-def test_sofo_train_neurogym_sigint_exits_130_with_a_checkpoint(tmp_path):
+def test_sofo_train_neurogym_sigint_exits_130_with_a_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv(ngt.PREFETCH_ENV, "1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
     from test_reliability_signals import assert_interrupted, signal_inside
 
