@@ -22,9 +22,9 @@ core, so it is the load-robust figure; run with ``OMP_NUM_THREADS=1`` so that it
 not threads spinning). One repeat takes ~45 s of CPU on one thread (3 repeats took 16 min of
 wall time at load 10-15 on 2 shared cores; use ``--repeats 1`` or 2 on a loaded machine).
 Krylov-Schur runs s-step Arnoldi (32 products per block Gram-Schmidt in float64, 16 in float32)
-and may stop inside a restart cycle; with that, 3 interleaved repeats (load average 2.8 -> 2.3 on
-2 shared cores) printed: f64 0.18x ARPACK's wall time, 0.19x its CPU time (MET); mixed 0.19x /
-0.21x (1,000-1,100 f32 + 830-940 f64 products: its polish costs more than the float64 run saves).
+and may stop inside a restart cycle; with that, 3 interleaved repeats (load average 1.5 -> 1.8 on
+2 shared cores) printed f64 0.19x ARPACK's wall time and 0.19x its CPU time, mixed 0.19x / 0.19x
+(992-1,111 f32 + 798-834 f64 products: its polish costs about what the float32 run saves): MET.
 
 Part 4 (``--polish-study``, ~1 min) — why the float64 polish of ``--dtype mixed`` is a new float64
 run from the float32 wanted subspace: the float32 wanted Schur block's float64 residual is full
