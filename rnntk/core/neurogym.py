@@ -219,18 +219,25 @@ class NeurogymTask:
         return max(bound, 1)
 
     def _probe_steps(self, n: int = 2000, seed: int = 0) -> int:
-        """The longest of ``n`` probe trials, drawn with a RandomState of ``seed`` swapped in for the
-        environment's own (left as it was): the padded length is the same in every process (neurogym
-        makes environments with an unseeded RandomState)."""
-        own = self.env.rng
-        self.env.rng = np.random.RandomState(seed)
+        """The longest of ``n`` probe trials, drawn with RandomStates of ``seed`` swapped in for the
+        environment's own and for those of its timing samplers (``TruncExp`` and friends keep one
+        each), all left as they were: the padded length is the same in every process (neurogym
+        makes environments and samplers with unseeded RandomStates)."""
+        env = self.env
+        samplers = [s for s in env.timing.values() if isinstance(getattr(s, "rng", None), np.random.RandomState)]
+        own, own_samplers = env.rng, [s.rng for s in samplers]
+        env.rng = np.random.RandomState(seed)
+        for j, s in enumerate(samplers):
+            s.rng = np.random.RandomState(seed + 1 + j)
         longest = 1
         try:
             for _ in range(n):
-                self.env.new_trial()
-                longest = max(longest, int(self.env.ob.shape[0]))
+                env.new_trial()
+                longest = max(longest, int(env.ob.shape[0]))
         finally:
-            self.env.rng = own
+            env.rng = own
+            for s, r in zip(samplers, own_samplers):
+                s.rng = r
         return longest
 
     # ------------------------------------------------------------------ trials

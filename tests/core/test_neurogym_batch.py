@@ -91,11 +91,17 @@ def test_unsupervised_and_continuous_envs_one_line(tmp_path):
 def test_padded_length_does_not_depend_on_the_unseeded_env_rng(env):
     """Tasks whose timing has a callable spec are padded to the longest of 2000 probe trials; neurogym
     makes every environment with an unseeded RandomState, so the probe draws with its own fixed one
-    (was: 26 or 27 steps for PostDecisionWager-v0, 43 or 44 for IntervalDiscrimination-v0, by process)."""
+    (was: 26 or 27 steps for PostDecisionWager-v0, 43 or 44 for IntervalDiscrimination-v0, by process);
+    and so for its timing samplers' RandomStates (was: PostDecisionWager-v0 still 26 or 27)."""
     task = ngt.NeurogymTask("neurogym:" + env, loss_on="all")
+    samplers = [v for v in task.env.timing.values() if hasattr(v, "rng")]  # TruncExp keeps its own, unseeded too
     got = set()
-    for s in range(6):  # whatever state the environment's own generator is in
+    for s in range(6):  # whatever state the environment's own generator and its samplers' are in
         task.env.rng = np.random.RandomState(s)
+        for j, v in enumerate(samplers):
+            v.rng = np.random.RandomState(100 * s + j)
         got.add(task._probe_steps())
         assert task.env.rng.randint(1 << 30) == np.random.RandomState(s).randint(1 << 30)  # left as it was
+        for j, v in enumerate(samplers):
+            assert v.rng.randint(1 << 30) == np.random.RandomState(100 * s + j).randint(1 << 30)
     assert got == {task.steps}
