@@ -277,12 +277,11 @@ class NeurogymTask:
 
         Prefetch (:attr:`prefetch`, off by default): from the second call in a row with the same
         ``generator``, the next batch is built in a background thread while the caller trains, on
-        the environment as this call leaves it (a snapshot of its state taken first), for the seed
-        the generator will give next (peeked: the generator's state is restored, so it is exactly
-        as without prefetch). The next call draws its seed as always and takes that batch only if
-        the seed, ``batch`` and the padded length match and the environment was not reached in
-        between (else it waits for the thread, puts the environment back from the snapshot,
-        discards the batch and builds in place): the batches, the generator and the
+        a copy of the environment as this call leaves it, for the seed the generator will give next
+        (peeked: the generator's state is restored, so it is exactly as without prefetch). The next
+        call draws its seed as always and takes that batch only if the seed, ``batch`` and the
+        padded length match and the environment was not reached in between (else it waits for the
+        thread, discards its batch and builds in place): the batches, the generator and the
         environment's stream are those of the path without prefetch, bit for bit. An exception in
         the thread is raised by the call that takes its batch. :meth:`close` ends the thread.
         After :data:`MAX_MISSES` prefetched batches in a row are not taken (a caller that draws

@@ -50,10 +50,7 @@ class FlossConfig(ConstraintOptions):
         metavar="[xor|parity|copy|neurogym:ID]",
     )
     task_kwargs: Optional[str] = option(
-        None,
-        "neurogym tasks: JSON of neurogym.make arguments, in neurogym's ms, e.g. '{\"dt\": 20}'. Environment variable RNNTK_NEUROGYM_PREFETCH=1: build the next batch in a background thread (same batches; off by default).",
-        panel=T,
-        metavar="JSON",
+        None, "neurogym tasks: JSON of neurogym.make arguments, in neurogym's ms, e.g. '{\"dt\": 20}'.", panel=T, metavar="JSON"
     )
     loss_on: str = option(
         "decision", "neurogym tasks: score the decision period only, or all periods (--fixation-weight on the others).", panel=T, choices=LossOn

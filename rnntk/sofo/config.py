@@ -151,10 +151,7 @@ class TrainConfig(ConstraintOptions):
         metavar="SIGMA",
     )
     task_kwargs: Optional[str] = option(
-        None,
-        'neurogym tasks: JSON of neurogym.make arguments, in neurogym\'s ms, e.g. \'{"dt": 20, "timing": {"stimulus": 500}}\'. Environment variable RNNTK_NEUROGYM_PREFETCH=1: build the next batch in a background thread (same batches; off by default).',
-        panel=M,
-        metavar="JSON",
+        None, 'neurogym tasks: JSON of neurogym.make arguments, in neurogym\'s ms, e.g. \'{"dt": 20, "timing": {"stimulus": 500}}\'.', panel=M, metavar="JSON"
     )
     loss_on: str = option(
         "decision", "neurogym tasks: score the decision period only, or all periods (--fixation-weight on the others).", panel=M, choices=LossOn
