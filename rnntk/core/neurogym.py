@@ -23,15 +23,10 @@ for any model's logits: :func:`decision_accuracy`, :func:`psychometric`.
 
 from __future__ import annotations
 
-import atexit
-import copy
 import json
 import math
 import operator
-import os
-import threading
 import warnings
-import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
@@ -45,8 +40,6 @@ if TYPE_CHECKING:
 PREFIX = "neurogym:"
 INSTALL = "pip install 'rnntk[neurogym]' (neurogym and gymnasium)"
 LOSS_ON = ("decision", "all")
-#: prefetched batches in a row that the next call did not take before prefetch turns itself off
-MAX_MISSES = 3
 
 
 class NeurogymMissing(ValueError):
@@ -55,21 +48,6 @@ class NeurogymMissing(ValueError):
 
 class NoDecisionPeriod(ValueError):
     """``loss_on="decision"`` for an environment whose timing has no ``decision`` period."""
-
-
-#: the environment variable that turns prefetch on (1) or off (0, unset) for every task made without ``prefetch=``
-PREFETCH_ENV = "RNNTK_NEUROGYM_PREFETCH"
-
-
-def prefetch_default() -> bool:
-    """Whether :class:`NeurogymTask` prefetches when not told: ``RNNTK_NEUROGYM_PREFETCH`` is 1
-    (0, empty or unset: no); any other value is a one-line ``ValueError``."""
-    v = os.environ.get(PREFETCH_ENV, "").strip().lower()
-    if v in ("", "0", "false", "no", "off"):
-        return False
-    if v in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"bad {PREFETCH_ENV}={v!r}: use 1 (prefetch the next neurogym batch in a thread) or 0")
 
 
 def is_neurogym(task: str) -> bool:
@@ -128,19 +106,14 @@ def _max_ms(spec: Any, fallback: Optional[float]) -> Optional[float]:
     return fallback
 
 
-@dataclass(eq=False)  # hashable (by identity): a task is one environment with its own state
+@dataclass
 class NeurogymTask:
     """One neurogym environment as a trial generator (see the module doc).
 
     task: ``neurogym:<EnvId>`` or the bare id; kwargs: ``neurogym.make`` keyword arguments
     (``dt`` and ``timing`` in ms); loss_on: ``decision`` or ``all``; fixation_weight: the mask
     value of the non-decision steps with ``loss_on="all"``; steps: the padded length (default:
-    the longest trial the timing specs allow, else the longest of 2000 probe trials); prefetch:
-    build the next batch in a background thread (see :meth:`sample`; the batches are the same with
-    it on or off); None (the default): on when the environment variable ``RNNTK_NEUROGYM_PREFETCH``
-    is 1, else off. Off by default because it did not pay on the 2-core machine it was measured on
-    (``benchmarks/neurogym_adapter.py``, arm "prefetch": the thread's Python work holds the GIL and
-    needs a free core; it does not make the generation cheaper).
+    the longest trial the timing specs allow, else the longest of 2000 probe trials).
     """
 
     task: str
@@ -148,7 +121,6 @@ class NeurogymTask:
     loss_on: str = "decision"
     fixation_weight: float = 1.0
     steps: Optional[int] = None
-    prefetch: Optional[bool] = None
 
     def __post_init__(self) -> None:
         ngym = require_neurogym()
@@ -168,22 +140,15 @@ class NeurogymTask:
         except Exception as e:  # gymnasium's NameNotFound / Error: an unknown id
             msg = " ".join(str(e).split())
             raise ValueError(f"bad --task {self.name}: {msg}") from None
-        self._env = env.unwrapped
-        self._pending: Optional[_Prefetch] = None
-        self._last_generator: Optional[torch.Generator] = None
-        self.prefetched = 0  # batches taken from the prefetch thread (the others were built in place)
-        self._misses = 0  # prefetched batches in a row not taken (another seed, batch size or padded length)
-        if self.prefetch is None:
-            self.prefetch = prefetch_default()
-        _LIVE.add(self)
-        self.dt_ms = float(self._env.dt)
-        self.n_in = int(self._env.observation_space.shape[0])
-        if not hasattr(self._env.action_space, "n"):
-            space = type(self._env.action_space).__name__
+        self.env = env.unwrapped
+        self.dt_ms = float(self.env.dt)
+        self.n_in = int(self.env.observation_space.shape[0])
+        if not hasattr(self.env.action_space, "n"):
+            space = type(self.env.action_space).__name__
             raise ValueError(f"--task {self.name} has a continuous action space ({space}); rnntk trains on neurogym tasks with discrete actions (class labels)")
-        self.n_out = int(self._env.action_space.n)
-        if "decision" not in self._env.timing and self.loss_on == "decision":
-            raise NoDecisionPeriod(f"--task {self.name} has no decision period (periods: {', '.join(self._env.timing)}); use --loss-on all")
+        self.n_out = int(self.env.action_space.n)
+        if "decision" not in self.env.timing and self.loss_on == "decision":
+            raise NoDecisionPeriod(f"--task {self.name} has no decision period (periods: {', '.join(self.env.timing)}); use --loss-on all")
         if self.steps is None:
             self.steps = self._bound_steps()
 
@@ -195,23 +160,23 @@ class NeurogymTask:
 
     def periods(self) -> list[str]:
         """Period names in trial order."""
-        return list(self._env.timing)
+        return list(self.env.timing)
 
     def input_names(self) -> list[str]:
         """A name per input channel (from ``observation_space.name``)."""
-        return _channel_names(getattr(self._env.observation_space, "name", None), self.n_in, "in")
+        return _channel_names(getattr(self.env.observation_space, "name", None), self.n_in, "in")
 
     def output_names(self) -> list[str]:
         """A name per output class (from ``action_space.name``)."""
-        return _channel_names(getattr(self._env.action_space, "name", None), self.n_out, "action")
+        return _channel_names(getattr(self.env.action_space, "name", None), self.n_out, "action")
 
     def timing_table(self) -> list[dict[str, Any]]:
         """Per period: the timing spec as given and its largest duration in ms (None if unbounded)."""
-        return [{"period": p, "spec": _spec_str(s), "max_ms": _max_ms(s, None)} for p, s in self._env.timing.items()]
+        return [{"period": p, "spec": _spec_str(s), "max_ms": _max_ms(s, None)} for p, s in self.env.timing.items()]
 
     def _bound_steps(self) -> int:
         bound = 0
-        for spec in self._env.timing.values():
+        for spec in self.env.timing.values():
             m = _max_ms(spec, None)
             if m is None or (isinstance(spec, (list, tuple)) and len(spec) == 2 and spec[0] == "until"):
                 return self._probe_steps()
@@ -262,118 +227,18 @@ class NeurogymTask:
             )
         return out
 
-    @property
-    def env(self) -> Any:
-        """The (unwrapped) neurogym environment. Reaching it first waits for a batch being prefetched
-        and discards it (the caller may change the environment's state, which that batch was built
-        from), so that batches stay those of the environment as the caller leaves it."""
-        self._cancel()
-        return self._env
-
     def sample(self, batch: int, generator: Optional[torch.Generator] = None) -> TrialBatch:
         """``batch`` trials padded to :attr:`steps` (see the module doc). With ``generator`` the
         environment is first seeded with an integer drawn from it, so the batch depends on that
-        generator alone; without, the environment's own stream continues.
-
-        Prefetch (:attr:`prefetch`, off by default): from the second call in a row with the same
-        ``generator``, the next batch is built in a background thread while the caller trains, on
-        a copy of the environment as this call leaves it, for the seed the generator will give next
-        (peeked: the generator's state is restored, so it is exactly as without prefetch). The next
-        call draws its seed as always and takes that batch only if the seed, ``batch`` and the
-        padded length match and the environment was not reached in between (else it waits for the
-        thread, discards its batch and builds in place): the batches, the generator and the
-        environment's stream are those of the path without prefetch, bit for bit. An exception in
-        the thread is raised by the call that takes its batch. :meth:`close` ends the thread.
-        After :data:`MAX_MISSES` prefetched batches in a row are not taken (a caller that draws
-        from the generator between batches), prefetch turns itself off."""
-        if generator is None:
-            self._cancel()
-            self._last_generator = None
-            tb, self.steps = self._build(self._env, batch, self._padded())
-            return tb
-        seed = _draw_seed(generator)
-        tb = self._take(seed, batch)
-        if tb is None:
-            self._env.seed(seed)
-            tb, self.steps = self._build(self._env, batch, self._padded())
-        if self.prefetch and generator is self._last_generator:
-            self._start(_peek_seed(generator), batch)
-        self._last_generator = generator
-        return tb
-
-    def close(self) -> None:
-        """Wait for a batch being prefetched (if any) and discard it: no thread is left."""
-        self._cancel()
-
-    def _padded(self) -> int:
-        return max(int(self.steps or 1), 1)
-
-    def _cancel(self) -> None:
-        """Wait for the prefetch thread (if any), discard its batch and put the environment back
-        in the state it had before the thread drew from it."""
-        job, self._pending = getattr(self, "_pending", None), None
-        if job is not None:
-            job.thread.join()
-            job.restore(self._env)
-
-    def _take(self, seed: int, batch: int) -> Optional[TrialBatch]:
-        """The prefetched batch if it is the one ``seed`` and ``batch`` give now (the environment
-        is then in the state building it in place would have left), else None (discarded, the
-        environment put back)."""
-        job, self._pending = self._pending, None
-        if job is None:
-            return None
-        job.thread.join()
-        if job.snapshot is None:  # an environment deepcopy cannot copy: no prefetch for it
-            self.prefetch = False
-            return None
-        if (job.seed, job.batch, job.steps_in) != (seed, batch, self._padded()):
-            job.restore(self._env)
-            self._misses += 1  # e.g. the caller draws from the generator between batches (noise): prefetch cannot guess the seed
-            if self._misses >= MAX_MISSES:
-                self.prefetch = False
-            return None
-        self._misses = 0
-        if job.error is not None:  # the environment is where building in place would have left it
-            raise job.error
-        assert job.result is not None
-        self.steps = job.steps_out
-        self.prefetched += 1
-        return job.result
-
-    def _start(self, seed: int, batch: int) -> None:
-        """Build the batch of ``seed`` in a thread, on this task's environment itself (the main
-        thread leaves it alone until it joins the thread: every use goes through :meth:`sample`,
-        :attr:`env` or :meth:`close`); a snapshot of its state, taken first, puts it back when the
-        batch is not taken. The snapshot deep-copies the attributes but keeps the environment
-        object itself, so closures over it (timing lambdas drawing from ``self.rng``) stay right."""
-        job = _Prefetch(seed=seed, batch=batch, steps_in=self._padded())
-        env = self._env
-
-        def work() -> None:
-            try:
-                job.snapshot = copy.deepcopy(env.__dict__, {id(env): env})
-            except Exception:  # left untouched; sample() turns prefetch off
-                return
-            try:
-                env.seed(seed)
-                job.result, job.steps_out = self._build(env, batch, job.steps_in)
-            except BaseException as e:  # raised again by the sample() call that takes this batch
-                job.error = e
-
-        job.thread = threading.Thread(target=work, name="rnntk-neurogym-prefetch", daemon=True)
-        self._pending = job
-        job.thread.start()
-
-    def _build(self, env: Any, batch: int, T: int) -> tuple[TrialBatch, int]:
-        """``batch`` trials of ``env`` (seeded by the caller) padded to ``T`` steps or more; the
-        batch and its padded length. Touches nothing of ``self`` but constants (runs in the
-        prefetch thread too)."""
+        generator alone; without, the environment's own stream continues."""
         import torch
 
         from rnntk.core.trials import TrialBatch
 
-        periods = list(env.timing)
+        if generator is not None:
+            self.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
+        env, periods = self.env, self.periods()
+        T = max(int(self.steps or 1), 1)
         x = np.zeros((batch, T, self.n_in), dtype=np.float32)
         y = np.zeros((batch, T), dtype=np.int64)
         lens: list[int] = []
@@ -400,6 +265,7 @@ class NeurogymTask:
                 bounds.append((get(start), get(end)))
             except KeyError:  # a period this trial (and every trial before it) has not had
                 bounds.append((tuple(start.get(p, -1) for p in names), tuple(end.get(p, -1) for p in names)))
+        self.steps = T  # a longer trial than the bound grows the padded length for good
         B = np.asarray(bounds, dtype=np.int64).reshape(batch, 2, len(names)).transpose(0, 2, 1)
         L = np.asarray(lens, dtype=np.int64)
         t = np.arange(T)
@@ -414,8 +280,7 @@ class NeurogymTask:
         table["trial_len"] = L
         for j, p in enumerate(periods):
             table[f"period_{p}_start"], table[f"period_{p}_end"] = B[:, j, 0].copy(), B[:, j, 1].copy()
-        tb = TrialBatch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), {k: torch.as_tensor(v) for k, v in table.items()}, dt=self.dt)
-        return tb, T  # a longer trial than the bound grows the padded length for good
+        return TrialBatch(torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(m), {k: torch.as_tensor(v) for k, v in table.items()}, dt=self.dt)
 
     def input_stream(self, steps: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """Observations of consecutive trials concatenated to ``(1, steps, n_in)`` (a drive sequence
@@ -423,7 +288,7 @@ class NeurogymTask:
         import torch
 
         if generator is not None:
-            self.seed(_draw_seed(generator))
+            self.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
         chunks, n = [], 0
         while n < steps:
             tr = self.new_trials(1)[0]
@@ -443,54 +308,6 @@ class NeurogymTask:
             "fixation_weight": self.fixation_weight,
             "loss": "masked softmax cross-entropy on neurogym's ground-truth labels",
         }
-
-
-#: tasks that may have a prefetch thread; closed at exit (the threads are daemons: this only waits for them)
-_LIVE: weakref.WeakSet[NeurogymTask] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_all() -> None:
-    """Close every task's prefetch thread (at interpreter exit)."""
-    for task in list(_LIVE):
-        task.close()
-
-
-def _draw_seed(generator: torch.Generator) -> int:
-    """The environment seed of one batch: an integer in [0, 2**31 - 1) drawn from ``generator``."""
-    import torch
-
-    return int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
-
-
-def _peek_seed(generator: torch.Generator) -> int:
-    """The seed :func:`_draw_seed` will draw next; ``generator`` is left in the state it was."""
-    state = generator.get_state()
-    try:
-        return _draw_seed(generator)
-    finally:
-        generator.set_state(state)
-
-
-@dataclass
-class _Prefetch:
-    """A batch being built in the background: for ``seed``, ``batch`` trials, padded from ``steps_in``."""
-
-    seed: int
-    batch: int
-    steps_in: int
-    thread: threading.Thread = field(init=False)
-    snapshot: Optional[dict[str, Any]] = None  # the environment's attributes before the thread drew from it
-    result: Optional[TrialBatch] = None
-    steps_out: int = 0
-    error: Optional[BaseException] = None
-
-    def restore(self, env: Any) -> None:
-        """Put ``env`` back in the state of :attr:`snapshot` (after the thread has ended)."""
-        if self.snapshot is not None:
-            env.__dict__.clear()
-            env.__dict__.update(self.snapshot)
-            self.snapshot = None
 
 
 def _spec_str(spec: Any) -> str:
