@@ -554,6 +554,39 @@ def _ks_ritz(run: _KSRun, k: int, which: Sequence[str]) -> tuple[np.ndarray, np.
     return vals[W], Y[:, W], res
 
 
+def _ks_basis(n: int, nw: int, m: Optional[int]) -> int:
+    """:func:`krylov_schur`'s basis size for ``nw`` wanted values on ``n`` units: ``m`` as asked,
+    or by default 8 vectors per wanted value (at least 60, at most ~1 GB of float64 basis); never
+    more than ``n`` nor fewer than ``nw + 3``."""
+    m = int(m) if m is not None else min(max(60, 8 * nw), max(nw + 20, int(2**30 / (8 * n))))
+    return max(min(m, n), min(n, nw + 3))
+
+
+def solver_bytes(
+    method: str, n: int, k: int, n_which: int, *, krylov_m: Optional[int] = None, ncv: Optional[int] = None, max_restarts: int = 1000, dtype: str = "float64"
+) -> float:
+    """Bytes of the main arrays :func:`leading_eigs` allocates for ``method`` on an operator of
+    ``n`` units, ``k`` values for each of ``n_which`` orderings (a fit check before the solve).
+    dense: the float64 matrix and LAPACK's copy, the complex eigenvectors (twice); arnoldi: the
+    Krylov basis ``(m + 1, n)`` twice (the basis and its update) in ``dtype`` (``mixed``: a float32
+    run's and the float64 polish's, both held) and the ``m x m`` Schur matrices, with ``m`` the
+    restarted run's (:func:`krylov_schur`) or, with ``max_restarts`` 0, the one ``krylov_m``-step
+    run's (default 300); arpack: its ``(ncv + 2, n)`` basis (ncv as :func:`eigs_arpack`); power: a
+    few vectors."""
+    if method == "dense":
+        return 2.0 * 8 * n * n + 2.0 * 16 * n * n
+    if method == "arnoldi":
+        if max_restarts == 0:
+            m, item = min(n, krylov_m or 300), (4 if dtype == "float32" else 8)  # krylov(): one dtype (mixed runs it in float64)
+        else:
+            m, item = _ks_basis(n, min(n, max(1, min(k, n)) * n_which), krylov_m), {"float32": 4, "mixed": 12}.get(dtype, 8)
+        return 2.0 * item * n * (m + 1) + 4.0 * 16 * m * m
+    if method == "arpack":
+        nc = min(n - 1, ncv or max(4 * k, 40))
+        return 2.0 * 8 * n * (nc + 2) + 4.0 * 16 * nc * nc
+    return 8.0 * 16 * n
+
+
 def krylov_schur(
     op: Operator | Callable[[torch.Tensor], torch.Tensor],
     n: Optional[int] = None,
@@ -603,8 +636,7 @@ def krylov_schur(
     nw = min(n, k * len(which))
     # default basis: 8 vectors per wanted value (measured on the realistic R8 area 7, 20 wanted:
     # m = 60 / 80 / 120 / 160 took 7,049 / 4,835 / 1,737 / 1,456 matvecs), at most ~1 GB of basis
-    m = int(m) if m is not None else min(max(60, 8 * nw), max(nw + 20, int(2**30 / (8 * n))))
-    m = max(min(m, n), min(n, nw + 3))
+    m = _ks_basis(n, nw, m)
     if v0 is None:
         v0 = torch.rand(n, generator=generator, dtype=torch.float64, device=generator.device if generator is not None else dev)
     v0 = v0.to(dev)

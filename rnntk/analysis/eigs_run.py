@@ -119,24 +119,13 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
 
 
 def _check_eigs_fits(cfg: AnalysisEigsConfig, n: int, device: str) -> None:
-    """Refuse (one line, exit 2) an eigen-solve whose main arrays cannot fit, before it starts:
-    dense: the float64 operator, its complex eigenvectors and LAPACK's workspace; arnoldi: the
-    Krylov basis (N x m) and the m x m Schur matrices; arpack: its basis (N x ncv); power: a
-    few vectors (``n``: the largest layer's units)."""
+    """Refuse (one line, exit 2) an eigen-solve whose main arrays cannot fit, before it starts
+    (:func:`rnntk.analysis.eigs.solver_bytes` for the largest layer, ``n`` units)."""
+    from rnntk.analysis.eigs import solver_bytes
     from rnntk.engine.device import resolve_device
-    from rnntk.engine.limits import check_fits, nbytes_of
+    from rnntk.engine.limits import check_fits
 
-    wanted = cfg.k * len(cfg.whiches)
-    if cfg.method == "dense":
-        need = nbytes_of(n, n, itemsize=8) * 2 + nbytes_of(n, n, itemsize=16) * 2
-    elif cfg.method == "arnoldi":
-        m = min(n, cfg.krylov or max(60, 8 * wanted))
-        need = nbytes_of(n, m + 1, itemsize=8) * 2 + nbytes_of(m, m, itemsize=16) * 4
-    elif cfg.method == "arpack":
-        ncv = min(n, cfg.ncv or max(4 * cfg.k, 40))
-        need = nbytes_of(n, ncv + 2, itemsize=8) * 2 + nbytes_of(ncv, ncv, itemsize=16) * 4
-    else:
-        need = nbytes_of(n, 8, itemsize=8)
+    need = solver_bytes(cfg.method, n, cfg.k, len(cfg.whiches), krylov_m=cfg.krylov, ncv=cfg.ncv, max_restarts=cfg.max_restarts)
     check_fits(need, resolve_device(device), f"--method {cfg.method} on N = {n} units", hint="use --method arnoldi or arpack, a smaller --k/--krylov/--ncv")
 
 

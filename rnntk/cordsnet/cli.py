@@ -122,25 +122,15 @@ def cordsnet_eigs(opts: RunOptions, cfg: EigsConfig, model_path: Path) -> None:
 
 def _check_eigs_fits(cfg: EigsConfig, n: int, n_all: int, device: str) -> None:
     """Refuse (one line, exit 2) spectra whose main arrays cannot fit, before any is computed:
-    the states and gates of the analysed areas (``n_all`` units in all, float64), and for the
-    largest area (``n`` units) dense: the operator, its complex eigenvectors and LAPACK's
-    workspace; arnoldi: the Krylov basis (N x m, float64 and float32) and the m x m Schur
-    matrices; arpack: its basis (N x ncv); power, fft-circular: a few vectors."""
+    the states and gates of the analysed areas (``n_all`` units in all, float64) and the solver's
+    arrays for the largest area (``n`` units; :func:`rnntk.analysis.eigs.solver_bytes`)."""
+    from rnntk.analysis.eigs import solver_bytes
     from rnntk.engine.device import resolve_device
     from rnntk.engine.limits import check_fits, nbytes_of
 
-    wanted = max(cfg.k, cfg.plot_k or 0) * len(cfg.whiches)
+    k = max(cfg.k, cfg.plot_k or 0)
     need = nbytes_of(n_all, 4, itemsize=8)
-    if cfg.method == "dense":
-        need += nbytes_of(n, n, itemsize=8) * 2 + nbytes_of(n, n, itemsize=16) * 2
-    elif cfg.method == "arnoldi":
-        m = min(n, cfg.krylov or (300 if cfg.max_restarts == 0 else max(60, 8 * wanted)))
-        need += nbytes_of(n, m + 1, itemsize=12) * 2 + nbytes_of(m, m, itemsize=16) * 4
-    elif cfg.method == "arpack":
-        ncv = min(n, cfg.ncv or max(4 * cfg.k, 40))
-        need += nbytes_of(n, ncv + 2, itemsize=8) * 2 + nbytes_of(ncv, ncv, itemsize=16) * 4
-    else:
-        need += nbytes_of(n, 8, itemsize=16)
+    need += solver_bytes(cfg.method, n, k, len(cfg.whiches), krylov_m=cfg.krylov, ncv=cfg.ncv, max_restarts=cfg.max_restarts, dtype=cfg.dtype)
     check_fits(
         need,
         resolve_device(device),
