@@ -105,8 +105,8 @@ def contrast(task: str, seed: int, args: argparse.Namespace, log=print) -> dict:
     """Interleaved SOFO / Adam x3 on ``task``; returns per-arm snapshots ``[(iteration, optimiser
     seconds, accuracy on all trials, accuracy on coherence > 0 trials or None)]``."""
     from rnntk.core import neurogym as ngt
-    from rnntk.sofo.optimizer import SOFO
     from rnntk.sofo.problems import make_problem
+    from rnntk.sofo.train import make_sofo
 
     cfg = cli_config(task, args.dale_ratio, args.dt)
     kw = dict(hidden=cfg.hidden, tau=cfg.tau, task_kwargs=cfg.task_kwargs, loss_on=cfg.loss_on, fixation_weight=cfg.fixation_weight)
@@ -116,16 +116,7 @@ def contrast(task: str, seed: int, args: argparse.Namespace, log=print) -> dict:
     pos = torch.as_tensor(val.trials.table["coh"]) > 0 if "coh" in val.trials.table else None
     arms: dict[str, tuple] = {}
     m = copy.deepcopy(model)
-    sofo = SOFO(
-        dict(m.named_parameters()),
-        n_tangents=cfg.n_tangents,
-        damping=cfg.damping,
-        lr=cfg.lr,
-        tangents=cfg.tangents,
-        damping_mode=cfg.damping_mode.replace("-", "_"),
-        max_step_norm=cfg.max_step_norm or 0.0,
-        generator=torch.Generator().manual_seed(seed + 2),
-    )
+    sofo = make_sofo(m, cfg, torch.Generator().manual_seed(seed + 2))  # as sofo-train builds it
     arms["sofo"] = (m, sofo)
     for f in ADAM_FACTORS:
         m = copy.deepcopy(model)

@@ -46,6 +46,22 @@ class DataStreams:
             self.noise.set_state(state["noise"])
 
 
+def make_sofo(model: torch.nn.Module, cfg: TrainConfig, generator: torch.Generator) -> SOFO:
+    """The SOFO optimiser ``sofo-train`` builds for ``model`` from its options (K, damping and its
+    mode, lr, tangent kind, step cap as :class:`TrainConfig` resolved it); ``generator``: the
+    tangents' stream. ``benchmarks/sofo_neurogym.py`` builds its SOFO arm with it too."""
+    return SOFO(
+        dict(model.named_parameters()),
+        n_tangents=cfg.n_tangents,
+        damping=cfg.damping,
+        lr=cfg.lr,
+        tangents=cfg.tangents,
+        damping_mode=cfg.damping_mode.replace("-", "_"),
+        max_step_norm=cfg.max_step_norm or 0.0,  # resolved by TrainConfig (auto cap with constraints)
+        generator=generator,
+    )
+
+
 def train(problem: Problem, cfg: TrainConfig, run: Run) -> dict[str, float]:
     """Run the training loop on ``run`` and return the final metrics.
 
@@ -64,16 +80,7 @@ def train(problem: Problem, cfg: TrainConfig, run: Run) -> dict[str, float]:
     for i, name in enumerate(names):
         m = model if i == 0 else copy.deepcopy(model)
         if name == "sofo":
-            opt: Any = SOFO(
-                dict(m.named_parameters()),
-                n_tangents=cfg.n_tangents,
-                damping=cfg.damping,
-                lr=cfg.lr,
-                tangents=cfg.tangents,
-                damping_mode=cfg.damping_mode.replace("-", "_"),
-                max_step_norm=cfg.max_step_norm or 0.0,  # resolved by TrainConfig (auto cap with constraints)
-                generator=run.device_generator,
-            )
+            opt: Any = make_sofo(m, cfg, run.device_generator)
         else:
             opt = torch.optim.Adam(m.parameters(), lr=cfg.adam_lr, eps=cfg.adam_eps)
         arms[name] = {"model": m, "opt": opt}

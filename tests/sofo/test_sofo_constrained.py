@@ -287,3 +287,25 @@ def test_cli_neurogym_with_dale_and_defaults_stays_finite(tmp_path, cli_in_proce
     assert float(np.max(loss)) <= float(loss[0]) * 1.01
     r0 = cli_in_process(*args, "--max-step-norm", "0", "--out", tmp_path / "r0")
     assert r0.code == 3, "the uncapped run no longer overflows: re-check whether the auto cap is still needed"
+
+
+def test_benchmark_builds_sofo_as_sofo_train_does():
+    """benchmarks/sofo_neurogym.py's SOFO arm is ``make_sofo`` (sofo-train's own builder), so
+    'SOFO with sofo-train's defaults' cannot drift from the command: K, damping and its mode, lr,
+    tangent kind and the auto step cap with Dale's law."""
+    import ast
+    from pathlib import Path
+
+    from rnntk.core.constrained_rnn import ConstrainedRNN
+    from rnntk.sofo.config import AUTO_STEP_CAP, TrainConfig
+    from rnntk.sofo.train import make_sofo
+
+    cfg = TrainConfig(task="single-reach", dale_ratio=0.8, n_tangents=7, damping=0.03, lr=0.5, damping_mode="relative-min")
+    g = torch.Generator().manual_seed(0)
+    m = ConstrainedRNN(2, 6, 2, dale_ratio=0.8, generator=g)
+    opt = make_sofo(m, cfg, g)
+    assert (opt.n_tangents, opt.damping, opt.lr, opt.tangents, opt.damping_mode) == (7, 0.03, 0.5, cfg.tangents, "relative_min")
+    assert opt.max_step_norm == AUTO_STEP_CAP and opt.generator is g
+    bench = ast.parse((Path(__file__).resolve().parents[2] / "benchmarks" / "sofo_neurogym.py").read_text())
+    calls = {n.func.id for n in ast.walk(bench) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert "make_sofo" in calls and "SOFO" not in calls
