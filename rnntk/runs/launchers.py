@@ -38,6 +38,18 @@ def _log_file(folder: Path, job: Job) -> Any:
     return log
 
 
+def _mark_queued(folder: Path, todo: Sequence[tuple[Job, str]], how: str) -> None:
+    """Append a line to the log of each job of ``todo`` that ran before (``--retry failed``): a
+    job handed to Slurm waits in its queue, and until it starts its log would still end with its
+    last attempt's error line, which reads as 'failed' (:func:`rnntk.runs.sweep.job_state`)."""
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for job, _ in todo:
+        log = folder / "logs" / f"{job.name}.log"
+        if log.exists():
+            with open(log, "ab") as f:
+                f.write(f"# {stamp} rnntk sweep {how} job {job.name}; pending until it starts\n".encode())
+
+
 class Launcher(Protocol):
     """Runs (or submits) ``todo``: each job with the state it starts from."""
 
@@ -283,6 +295,7 @@ class SlurmLauncher:
                 flush=True,
             )
         fn = SweepJob(sweep.command, str(folder.resolve()))
+        _mark_queued(folder, todo, "submits")
         self.submitted = ex.map_array(fn, [j.to_json() for j, _ in todo]) if todo else []
         ids = {j.name: s.job_id for (j, _), s in zip(todo, self.submitted)}
         if self.wait:
@@ -361,6 +374,7 @@ exit "$rc"
         path = folder / "sbatch.sh"
         path.write_text(self.script)
         os.chmod(path, 0o755)
+        _mark_queued(folder, todo, "wrote sbatch.sh for")
         return {"sbatch_script": str(path)}
 
 

@@ -37,7 +37,9 @@ def write(path: Path, text: str) -> Path:
 
 def losses(run: Path) -> np.ndarray:
     with h5py.File(run / "run.h5", "r") as f:
-        return np.asarray(f["metrics"]["loss"][:])
+        d = f["metrics/loss"]
+        assert isinstance(d, h5py.Dataset)
+        return np.asarray(d[()])
 
 
 # --- expansion --------------------------------------------------------------------------------
@@ -296,3 +298,31 @@ def test_slurm_launcher_reports_submitted_and_warns_when_submitit_falls_back_to_
     while job_state(run) != "completed" and time.time() < deadline:  # the background job finishes its run
         time.sleep(0.3)
     assert job_state(run) == "completed"
+
+
+def test_a_failed_job_resubmitted_to_slurm_is_pending_while_it_waits(tmp_path, monkeypatch):
+    """--retry failed through --launcher slurm (or a new sbatch.sh): while the array waits in
+    Slurm's queue, --status said 'failed' for a job refused before it made its folder (its log
+    still ended with the last attempt's error line); now 'pending' until the job starts."""
+    sweep = load_sweep(write(tmp_path / "q.toml", 'command = "selftest"\nseeds = [3, 4]\n[options]\niters = 2\n'))
+    folder = tmp_path / "runs" / "q"
+    jobs = sweep.jobs()
+    write_manifest(folder, sweep, jobs)
+    err = json.dumps({"status": "error", "run_dir": None, "command": "selftest", "error": "bad --hidden 0"})
+    (folder / "logs" / "s3.log").write_text(f"# 2026-01-01T00:00:00Z rnntk sweep starts job s3\nrnntk: error: bad --hidden 0\n{err}\n")
+    assert job_state(folder / "s3") == "failed" and job_state(folder / "s4") == "pending"
+
+    class Queued:  # a Slurm array accepted by the scheduler, not started yet
+        cluster = "slurm"
+
+        def map_array(self, fn, args):
+            return [type("J", (), {"job_id": f"77_{i}"})() for i, _ in enumerate(args)]
+
+    launcher = SlurmLauncher(cluster="slurm")
+    monkeypatch.setattr(launcher, "executor", lambda folder, sweep: Queued())
+    launcher.launch(folder, sweep, [(j, job_state(folder / j.name)) for j in jobs])
+    assert job_state(folder / "s3") == "pending" and job_state(folder / "s4") == "pending"
+    assert not (folder / "logs" / "s4.log").exists()  # a job that never ran gets no log from this
+    (folder / "logs" / "s3.log").write_text(f"{err}\n")
+    PrintLauncher().launch(folder, sweep, [(j, job_state(folder / j.name)) for j in jobs])
+    assert job_state(folder / "s3") == "pending"
