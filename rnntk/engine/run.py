@@ -352,14 +352,14 @@ class Run(RunOutputs, RunClose):
     def figures(self) -> list[Path]:
         """Make every figure registered for this command (:mod:`rnntk.engine.figures`) from
         what ``run.h5`` holds now, as PNGs in the run folder; ``rnntk plot`` makes the same
-        ones later from the file alone. A figure that this run's file cannot feed (a run that
-        an older rnntk started and this one resumed) is left out with a one-line warning: the
-        results are written already, and a figure never fails the run."""
+        ones later from the file alone. In a resumed run, a figure that the file cannot feed (a
+        run that an older rnntk started) is left out with a one-line warning, since the results
+        are written already; in a fresh run a maker's error is a bug and propagates."""
         from .figures import RunReader, command_figures
 
         self.flush()
         skipped: list[str] = []
-        made = [self.figure(fig, name) for name, fig in command_figures(RunReader(self.h5.f), skipped)]
+        made = [self.figure(fig, name) for name, fig in command_figures(RunReader(self.h5.f), skipped if self.resumed else None)]
         for line in skipped:
             print(f"rnntk: warning: a figure could not be made from {self.dir / 'run.h5'} ({line}); the results are stored", file=sys.stderr, flush=True)
         return made
