@@ -461,3 +461,11 @@ def test_verdicts_only_from_sets_that_certify_them():
     }
     v = certified_stability(ok, 0.2)
     assert v["euler_stable"] is True and v["continuous_stable"] is True
+
+
+def test_s_step_below_one_is_refused():
+    """``s_step=0`` used to fall back silently to the default block size."""
+    from rnntk.analysis.eigs import krylov_schur
+
+    with pytest.raises(ValueError, match="s_step must be >= 1"):
+        krylov_schur(torch.eye(6, dtype=torch.float64), k=1, s_step=0)
