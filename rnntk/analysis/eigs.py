@@ -347,6 +347,10 @@ class _KSRun:
     converged: bool
 
 
+# s-step Arnoldi's default products per Gram-Schmidt block (float32's recursion amplifies rounding more)
+S_STEP = {torch.float32: 16, torch.float64: 32}
+
+
 def _block_qr(K: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``K^T = Q R`` for a block of ``s`` rows ``K (s, n)``: ``Q (n, s)`` orthonormal columns,
     ``R (s, s)`` upper triangular with a non-negative diagonal. In float64, Cholesky QR (one
@@ -391,14 +395,14 @@ def _ks_run(
     max_restarts: int,
     keep_frac: float,
     check: Optional[Callable[[], None]],
-    s: int = 16,
+    s: Optional[int] = None,
 ) -> _KSRun:
     """Krylov-Schur (Stewart 2002): Arnoldi steps up to ``m`` vectors, then a reordered real
     Schur form of ``B_m`` keeps the wanted Ritz values' invariant subspace (``p`` vectors,
     conjugate pairs together) and the factorisation is extended again, until the union of the
     top ``k`` by each ordering has Ritz residual ``<= tol |theta|``.
 
-    The Arnoldi steps go ``s`` at a time (s-step Arnoldi, monomial basis): from the last basis
+    The Arnoldi steps go ``s`` at a time (default :data:`S_STEP` of ``dtype``; s-step Arnoldi, monomial basis): from the last basis
     vector ``u``, the ``s`` products ``A u, A^2 u, ...`` (each normalised), then one block
     classical Gram-Schmidt against the basis (two matrix products that read the basis once per
     block instead of once per vector; a second pass when a column lost more than
@@ -420,7 +424,7 @@ def _ks_run(
     small = 1e-12 if dtype == torch.float64 else 1e-5
     growth = 100.0 if dtype == torch.float64 else 10.0
     eta = 2**-0.5
-    s = max(1, int(s))
+    s = max(1, int(s)) if s else S_STEP[dtype]
     p, nmv, restarts, s_cur = 0, 0, 0, 1  # blocks grow 1, 2, 4, ... to s (a start near an invariant subspace cuts early blocks)
     hist: list[tuple[int, float]] = []  # (products, log of the worst wanted residual / tolerance) at each restart
     while True:
@@ -660,11 +664,11 @@ def krylov_schur(
             max_restarts,
             keep_frac,
             check,
-            s_step or (16 if first_dtype == torch.float32 else 32),
+            s_step,
         )
     ]
     if mixed and runs[0].breakdown:  # a small invariant subspace: redo it in float64 from the same start (cheap)
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check, s_step or 32))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, v0, max_restarts, keep_frac, check, s_step))
     elif mixed:
         # float64 polish: start in the float32 wanted invariant subspace (a random combination
         # of its Schur vectors), so only the last digits remain to be won in float64
@@ -675,7 +679,7 @@ def krylov_schur(
         c = torch.rand(X.shape[0], generator=torch.Generator().manual_seed(12345), dtype=torch.float64).to(dev) + 0.5
         start = (c.to(torch.complex128) @ X) @ Vm.to(torch.complex128)
         start = start.real + start.imag
-        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check, s_step or 32))
+        runs.append(_ks_run(mvs[torch.float64], n, dev, torch.float64, k, which, m, tol, start, max_restarts, keep_frac, check, s_step))
     last = runs[-1]
     vals, Y, est = _ks_ritz(last, k, which)
     res = est
@@ -716,7 +720,7 @@ def krylov_schur(
         n_matvec_float32=runs[0].n_matvec if first_dtype == torch.float32 else 0,
         n_matvec_float64=sum(r.n_matvec for r in runs if r is not runs[0] or first_dtype == torch.float64),
         tol=tol,
-        s_step=int(s_step) if s_step else ("16 (float32), 32 (float64)" if mixed else (16 if first_dtype == torch.float32 else 32)),
+        s_step=int(s_step) if s_step else (f"{S_STEP[torch.float32]} (float32), {S_STEP[torch.float64]} (float64)" if mixed else S_STEP[first_dtype]),
     )
     out: dict[str, EigResult] = {}
     for i, w in enumerate(which):
