@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from rnntk.engine.config_cli import check_options, finite, option, positive
 
@@ -147,6 +147,13 @@ def parse_layers(text: str) -> Optional[list[int]]:
         return sorted({int(s) for s in text.split(",")})
     except ValueError:
         raise ValueError(f"bad --layers '{text}': all, or comma-separated layer indices") from None
+
+
+def solver_options(cfg: Any) -> dict[str, Any]:
+    """The solver options an eigs config shares (``rnntk eigs``'s :class:`AnalysisEigsConfig`,
+    ``rnntk cordsnet-eigs``' EigsConfig) as :func:`rnntk.analysis.eigs.leading_eigs` keywords:
+    ``--krylov`` (krylov_m), ``--max-restarts``, ``--tol``, ``--max-dense-n``, ``--ncv``, ``--power-iters``."""
+    return dict(krylov_m=cfg.krylov, max_restarts=cfg.max_restarts, tol=cfg.tol, max_dense_n=cfg.max_dense_n, ncv=cfg.ncv, power_iters=cfg.power_iters)
 
 
 C, S = "Candidates", "Search"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rnntk.analysis.config import AnalysisEigsConfig
+from rnntk.analysis.config import AnalysisEigsConfig, solver_options
 from rnntk.engine.errors import NonFiniteError, UserError
 from rnntk.engine.options import RunOptions
 
@@ -100,12 +100,7 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
                     cfg.method,
                     cfg.k,
                     cfg.whiches,
-                    krylov_m=cfg.krylov,
-                    max_restarts=cfg.max_restarts,
-                    tol=cfg.tol,
-                    max_dense_n=cfg.max_dense_n,
-                    ncv=cfg.ncv,
-                    power_iters=cfg.power_iters,
+                    **solver_options(cfg),
                     generator=start,
                     seed=start.initial_seed(),
                     check=stop_check,

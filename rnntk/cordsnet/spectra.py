@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import torch
 
+from rnntk.analysis.config import solver_options
 from rnntk.cordsnet.config import EigsConfig
 from rnntk.engine.errors import NonFiniteError, UserError
 
@@ -57,17 +58,12 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
                 cfg.method,
                 kk_,
                 cfg.whiches,
-                krylov_m=cfg.krylov,
+                **solver_options(cfg),
                 qr_steps=cfg.qr_steps,
-                tol=cfg.tol,
-                max_dense_n=cfg.max_dense_n,
-                ncv=cfg.ncv,
-                power_iters=cfg.power_iters,
                 generator=start,
                 dtype=dt_,
                 seed=start.initial_seed(),
                 check=stop_check,
-                max_restarts=cfg.max_restarts,
                 polish=mixed,
             )
         except ValueError as e:
