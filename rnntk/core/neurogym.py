@@ -210,23 +210,6 @@ class NeurogymTask:
         """Seed the environment's generators (``env.seed``: its RandomState, action space, timing samplers)."""
         self.env.seed(int(seed))
 
-    def new_trials(self, batch: int) -> list[dict[str, Any]]:
-        """``batch`` trials from ``env.new_trial()``: per trial its ``ob (T_i, n_in)``, ``gt (T_i,)``,
-        ``trial`` dict and ``start``/``end`` step indices per period."""
-        out = []
-        for _ in range(batch):
-            info = self.env.new_trial()
-            out.append(
-                {
-                    "ob": np.asarray(self.env.ob, dtype=np.float32),
-                    "gt": np.asarray(self.env.gt).astype(np.int64).reshape(-1),
-                    "trial": dict(info),
-                    "start": dict(self.env.start_ind),
-                    "end": dict(self.env.end_ind),
-                }
-            )
-        return out
-
     def sample(self, batch: int, generator: Optional[torch.Generator] = None) -> TrialBatch:
         """``batch`` trials padded to :attr:`steps` (see the module doc). With ``generator`` the
         environment is first seeded with an integer drawn from it, so the batch depends on that
@@ -291,9 +274,10 @@ class NeurogymTask:
             self.seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device)))
         chunks, n = [], 0
         while n < steps:
-            tr = self.new_trials(1)[0]
-            chunks.append(tr["ob"])
-            n += len(tr["ob"])
+            self.env.new_trial()  # neurogym's own, one per trial; only its observations are kept
+            ob = np.asarray(self.env.ob, dtype=np.float32)
+            chunks.append(ob)
+            n += len(ob)
         return torch.from_numpy(np.concatenate(chunks)[:steps])[None]
 
     def describe(self) -> dict[str, Any]:
