@@ -23,11 +23,9 @@ def write_layer(
     stacked: bool,
     rows: list[str],
     final: dict[str, Any],
-    all_means: list[Any],
 ) -> None:
     """Write layer ``lname`` (model ``m``) of the spectrum ``res`` (and singular values ``sv``)
-    to ``run``; append its CSV rows, its summary to ``final`` and ``(name, mean, sem, dt)`` to
-    ``all_means``."""
+    to ``run``; append its CSV rows and its summary to ``final``."""
     import torch
 
     from rnntk.analysis.lyapunov import condition_numbers
@@ -57,16 +55,13 @@ def write_layer(
     if cont:
         info.update(dt=dt_s, lambda_1_per_s=float(mean[0]) / dt_s, lambda_mean_per_s=float(mean.mean()) / dt_s)
     final[lname or name] = info
-    all_means.append((lname or name, mean.cpu(), sem.cpu(), dt_s if cont else None))
     per_s = f" ({info['lambda_1_per_s']:.6g} per s, dt = {dt_s:g} s)" if cont else ""
     print(f"{name}{' ' + lname if lname else ''}: lambda_1 = {info['lambda_1']:.6g} per step{per_s}, N = {m.n}, k = {kk}", file=sys.stderr)
 
 
-def finish(run: Any, cfg: LyapunovConfig, name: str, stacked: bool, ks: list[int], rows: list[str], final: dict[str, Any], all_means: list[Any]) -> None:
+def finish(run: Any, name: str, stacked: bool, rows: list[str], final: dict[str, Any]) -> None:
     """``lyapunov.csv``, the spectrum figure and the run's final summary (the largest
-    ``lambda_1`` over layers; per layer under ``layers`` for a stack)."""
-    import torch
-
+    ``lambda_1`` over layers, the mean of all their exponents; per layer under ``layers`` for a stack)."""
     from rnntk.engine.files import write_text_atomic
 
     header = ("layer," if stacked else "") + "index,lambda_mean,lambda_sem,lambda_mean_per_s,lambda_sem_per_s"
@@ -75,7 +70,9 @@ def finish(run: Any, cfg: LyapunovConfig, name: str, stacked: bool, ks: list[int
     run.figures()  # lyapunov_spectrum, from run.h5 (rnntk.analysis.figures)
     first = next(iter(final.values()))
     top = max(final.values(), key=lambda v: v["lambda_1"])
-    summary: dict[str, Any] = dict(lambda_1=top["lambda_1"], lambda_mean=float(torch.cat([a for _, a, _, _ in all_means]).mean()), k=sum(ks), model_class=name)
+    k = sum(v["k"] for v in final.values())
+    lambda_mean = sum(v["k"] * v["lambda_mean"] for v in final.values()) / k  # the mean over every layer's exponents
+    summary: dict[str, Any] = dict(lambda_1=top["lambda_1"], lambda_mean=lambda_mean, k=k, model_class=name)
     if "lambda_1_per_s" in top:
         summary.update(lambda_1_per_s=top["lambda_1_per_s"], dt=top["dt"])
     if stacked:

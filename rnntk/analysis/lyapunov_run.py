@@ -73,7 +73,6 @@ def lyapunov_cmd(opts: RunOptions, cfg: LyapunovConfig, model_path: Path) -> Non
         stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731  # a signal stops the spectrum within one step
         rows: list[str] = []
         final: dict[str, Any] = {}
-        all_means: list[Any] = []
         with torch.no_grad():
             inputs = stack.layer_inputs(u) if u is not None else [None] * len(layers)
             layers64, inputs64 = layers, inputs
@@ -86,8 +85,8 @@ def lyapunov_cmd(opts: RunOptions, cfg: LyapunovConfig, model_path: Path) -> Non
             for i, ((lname, m), kk) in enumerate(zip(layers, ks)):
                 x0 = torch.randn(n_traj, m.n, generator=gen).to(run.device, dt_) * 0.1
                 res, sv = _layer_spectrum(cfg, m, layers64[i][1], inputs[i], inputs64[i], kk, x0, hs, gen, stop_check, lname)
-                write_layer(run, cfg, name, lname, m, res, sv, hs, kk, stacked, rows, final, all_means)
-        finish(run, cfg, name, stacked, ks, rows, final, all_means)
+                write_layer(run, cfg, name, lname, m, res, sv, hs, kk, stacked, rows, final)
+        finish(run, name, stacked, rows, final)
 
 
 def _layer_spectrum(
