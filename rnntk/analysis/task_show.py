@@ -66,6 +66,11 @@ def task_summary(spec: TaskSpec, n_trials: int = 1000, seed: int = 0) -> dict[st
     }
 
 
+def _shown(names: list[str]) -> str:
+    """Channel names for one line: all of them up to 12, else the first 6, "...", the last."""
+    return ", ".join(names) if len(names) <= 12 else ", ".join(names[:6]) + ", ..., " + names[-1]
+
+
 def format_summary(spec: TaskSpec, s: dict[str, Any]) -> str:
     """The text ``rnntk task show`` prints."""
     dt = s["dt"]
@@ -101,11 +106,8 @@ def format_summary(spec: TaskSpec, s: dict[str, Any]) -> str:
         rng = lambda a, b: f"step {a}" if a == b else f"steps {a}..{b}"  # noqa: E731
         line += f", from {rng(f0, f1)} to {rng(l0, l1)} (0-based, inclusive)"
     out.append(line)
-    names = s["inputs"]
-    out.append(f"inputs ({s['n_in']}): {', '.join(names) if len(names) <= 12 else ', '.join(names[:6]) + ', ..., ' + names[-1]}")
-    outs = s["outputs"]
-    shown = ", ".join(outs) if len(outs) <= 12 else ", ".join(outs[:6]) + ", ..., " + outs[-1]
-    out.append(f"outputs ({len(outs)}): {shown}" + (" (class labels)" if spec.labels else ""))
+    out.append(f"inputs ({s['n_in']}): {_shown(s['inputs'])}")
+    out.append(f"outputs ({len(s['outputs'])}): {_shown(s['outputs'])}" + (" (class labels)" if spec.labels else ""))
     return "\n".join(out)
 
 
