@@ -35,7 +35,7 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
     import torch
 
     from rnntk.analysis.fixed_points_report import write_figure_data, write_layer
-    from rnntk.analysis.source import load_trained, parse_input, read_state_traces, trajectories
+    from rnntk.analysis.source import load_trained, make_drive, parse_input, read_state_traces, trajectories
     from rnntk.core.models import as_recurrent_layers
     from rnntk.engine.device import resolve_device
     from rnntk.engine.files import write_text_atomic
@@ -83,12 +83,9 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
         stop_check = lambda: run.check_interrupt(checkpoint=False)  # noqa: E731
         u_model = torch.tensor(u_const, dtype=f64, device=dev)
         with torch.no_grad():
-            if cfg.drive == "const":
+            u_traj = make_drive(cfg.drive, n_traj, steps, stack.n_in, generator=gen, device=dev, dtype=f64) if cfg.drive != "const" else None
+            if u_traj is None:  # --drive const: the input condition throughout
                 u_traj = u_model.expand(n_traj, steps, stack.n_in)
-            elif cfg.drive == "bits":
-                u_traj = torch.randint(0, 2, (n_traj, steps, stack.n_in), generator=gen).to(dev, f64)
-            else:
-                u_traj = torch.randn(n_traj, steps, stack.n_in, generator=gen).to(dev, f64)
             traj_inputs = stack.layer_inputs(u_traj) if stacked else [u_traj]
             cond_inputs = stack.layer_inputs(u_model.expand(1, max(steps, 1), stack.n_in)) if stacked else [u_model[None, None]]
         rows: list[str] = []
