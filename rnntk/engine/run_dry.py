@@ -87,17 +87,8 @@ class DryRun(Run):
         self.device_generator = device_generator(self.device, self.generator, derive_seed(self.seed, "device"))
         return self
 
-    # what the command registers: kept for the parameter count, never written to a checkpoint;
-    # on --resume loaded from the run's checkpoint and checked as a real resume does
-    def track(self, model: nn.Module | None = None, optimizer: Any = None, *, hparams: Mapping[str, Any] | None = None, **others: Any) -> None:
-        """Record the model, optimizer and other objects (for the parameter count); with
-        ``--resume``, load their states from the checkpoint (:meth:`Run.track`'s checks)."""
-        if model is not None:
-            self._tracked["model"] = model
-        if optimizer is not None:
-            self._tracked["optimizer"] = optimizer
-        self._tracked.update(others)
-        self._load_tracked(model, optimizer, others)
+    # track(): Run.track as it is (kept in memory for the parameter count, never written to a
+    # checkpoint; on --resume loaded from the run's checkpoint and checked as a real resume does)
 
     def before_compute(self, what: str, model: nn.Module | Callable[[], nn.Module] | None = None, *, results_bytes: float | None = None) -> None:
         """Stop the dry run where the command's computation would begin (source loaded, every
