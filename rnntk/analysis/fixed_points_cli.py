@@ -90,8 +90,7 @@ def fixed_points_cmd(opts: RunOptions, cfg: FixedPointsConfig, model_path: Path)
             cond_inputs = stack.layer_inputs(u_model.expand(1, max(steps, 1), stack.n_in)) if stacked else [u_model[None, None]]
         rows: list[str] = []
         final: dict[str, Any] = {}
-        for lname, m in layers:
-            i = [ln for ln, _ in layers].index(lname)
+        for i, (lname, m) in enumerate(layers):
             u_cond = cond_inputs[i][0, -1]  # the constant input this layer settles to
             X = stored.to(dev) if stored is not None else trajectories(m, traj_inputs[i], cfg.init_scale, gen, stop_check)
             flat = X.reshape(-1, m.n)
