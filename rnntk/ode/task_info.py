@@ -19,7 +19,6 @@ from rnntk.ode import tasks as T
 from rnntk.ode.config import ODEConfig
 
 COMMAND = "ode-train"
-RATE_RNN_TRIALS = 32  # trajectories of ode-train's rate-rnn training set (ODEProblem)
 
 
 def _on_grid(x0: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, table: dict[str, torch.Tensor], dt: float | None) -> TrialBatch:
@@ -65,17 +64,15 @@ def sines_trials(cfg: ODEConfig, n: int, g: torch.Generator) -> TrialBatch:
 def rate_rnn_trials(cfg: ODEConfig, n: int, g: torch.Generator) -> TrialBatch:
     """rate-rnn: x0 of the teacher RNN at t = 0, its trajectory scored at ``cfg.ntimes`` times in [0, 1] s
     (a step of the table = an output time; the spacing is in the spec's notes)."""
-    times = torch.linspace(0.0, 1.0, cfg.ntimes)
-    tb = T.leaky_rnn_trajectories(n, cfg.n_units, times, tau=cfg.tau, generator=g)
+    tb = T.leaky_rnn_trajectories(n, cfg.n_units, T.rate_rnn_times(cfg.ntimes), tau=cfg.tau, generator=g)
     return _on_grid(tb.inputs[:, 0], tb.targets, tb.mask, {}, None)
 
 
 def ou_trials(cfg: ODEConfig, n: int, g: torch.Generator, n_paths: int = 8) -> TrialBatch:
     """ou: y0 ~ U(-3, 3) at t = 0 and ``n_paths`` sample paths at ``cfg.ntimes`` times in [0, 10];
     the loss compares the paths' mean and variance at every t > 0 (ODEProblem's KL)."""
-    times = torch.linspace(0.0, 10.0, cfg.ntimes)
-    y0 = torch.rand(n, generator=g) * 6 - 3
-    paths = T.ou_paths(y0, n_paths, times, generator=g, dtype=torch.float32)  # (n, P, K)
+    y0 = T.ou_initial(n, generator=g)
+    paths = T.ou_paths(y0, n_paths, T.ou_times(cfg.ntimes), generator=g, dtype=torch.float32)  # (n, P, K)
     targets = paths.transpose(1, 2).contiguous()  # (n, K, P)
     mask = torch.ones(n, cfg.ntimes)
     mask[:, 0] = 0.0
@@ -119,10 +116,10 @@ def _spec(task: str) -> TaskSpec:
             notes=[f"continuous time in radians of phase, a step = an output time ({spacing}); squared error at every output time"],
         )
     if task == "rate-rnn":
-        times = torch.linspace(0.0, 1.0, cfg.ntimes)
+        times = T.rate_rnn_times(cfg.ntimes)
         return TaskSpec(
             task,
-            lambda n, g: rate_rnn_trials(cfg, min(n, RATE_RNN_TRIALS), g),
+            lambda n, g: rate_rnn_trials(cfg, min(n, T.RATE_RNN_TRAIN), g),
             None,
             [f"x0 unit {i}" for i in range(cfg.n_units)],
             [f"x unit {i}" for i in range(cfg.n_units)],
@@ -130,7 +127,7 @@ def _spec(task: str) -> TaskSpec:
             notes=[
                 f"continuous time in s, a step = an output time: {cfg.ntimes} times over 1 s, {float(times[1] - times[0]) * 1000:.4g} ms = {float(times[1] - times[0]):.4g} s apart (--ntimes); the solver steps adaptively in between",
                 "squared error on every unit at every output time",
-                f"at most {RATE_RNN_TRIALS} trajectories sampled (ode-train's training set; each is a tight dopri5 solve)",
+                f"at most {T.RATE_RNN_TRAIN} trajectories sampled (ode-train's training set; each is a tight dopri5 solve)",
             ],
         )
     return TaskSpec(

@@ -31,12 +31,33 @@ __all__ = [
     "ou_moments",
     "g1d",
     "leaky_rnn_trajectories",
+    "RATE_RNN_TRAIN",
+    "ou_times",
+    "ou_initial",
+    "rate_rnn_times",
 ]
 
 #: Zero dimensions the upstream g1d model appends to the 1-D state (state dim 1 + 3 = 4).
 G1D_AUG_DIMS: int = 3
 #: Zero dimensions the upstream nested-spheres model appends to the 2-D point (state dim 5).
 SPHERES_AUG_DIMS: int = 3
+#: Trajectories in ode-train's rate-rnn training set.
+RATE_RNN_TRAIN: int = 32
+
+
+def ou_times(ntimes: int) -> torch.Tensor:
+    """ode-train's ou output times: ``ntimes`` points evenly over [0, 10] (the process's own time unit)."""
+    return torch.linspace(0.0, 10.0, ntimes)
+
+
+def ou_initial(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``n`` initial values ``y0 ~ U(-3, 3)`` of ode-train's ou task, shape ``(n,)``."""
+    return torch.rand(n, generator=generator) * 6 - 3
+
+
+def rate_rnn_times(ntimes: int) -> torch.Tensor:
+    """ode-train's rate-rnn output times: ``ntimes`` points evenly over [0, 1] s."""
+    return torch.linspace(0.0, 1.0, ntimes)
 
 
 def _seed_from(generator: torch.Generator | None) -> int:

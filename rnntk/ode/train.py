@@ -127,9 +127,9 @@ class ODEProblem:
         elif cfg.task == "ou":
             from rnntk.ode.wong_zakai import KLNoise, WongZakaiSDE
 
-            self.t = torch.linspace(0.0, 10.0, cfg.ntimes)
-            y_tr = torch.rand(40, generator=g) * 6 - 3
-            y_te = torch.rand(10, generator=g) * 6 - 3
+            self.t = ode_tasks.ou_times(cfg.ntimes)
+            y_tr = ode_tasks.ou_initial(40, generator=g)
+            y_te = ode_tasks.ou_initial(10, generator=g)
             P = cfg.n_paths
             self.train = (y_tr, ode_tasks.ou_paths(y_tr, P, self.t, generator=g, dtype=torch.float32))
             self.test = (y_te, ode_tasks.ou_paths(y_te, P, self.t, generator=g, dtype=torch.float32))
@@ -140,8 +140,8 @@ class ODEProblem:
             self.readout = None
             self._bm_seed = int(torch.randint(0, 2**31, (1,), generator=g))
         elif cfg.task == "rate-rnn":
-            times = torch.linspace(0.0, 1.0, cfg.ntimes)
-            tr = ode_tasks.leaky_rnn_trajectories(32, cfg.n_units, times, tau=cfg.tau, generator=g)
+            times = ode_tasks.rate_rnn_times(cfg.ntimes)
+            tr = ode_tasks.leaky_rnn_trajectories(ode_tasks.RATE_RNN_TRAIN, cfg.n_units, times, tau=cfg.tau, generator=g)
             te = ode_tasks.leaky_rnn_trajectories(8, cfg.n_units, times, tau=cfg.tau, generator=g)
             self.train, self.test = (tr.inputs[:, 0], tr.targets), (te.inputs[:, 0], te.targets)
             self.t = times
