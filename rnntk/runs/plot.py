@@ -46,8 +46,7 @@ def plot_run(run: Path, fmt: str = "png", out: Optional[Path] = None) -> dict[st
     skipped: list[str] = []
     with reader:
         command = reader.command
-        figs = []
-        figs.extend(command_figures(reader, skipped))
+        figs = command_figures(reader, skipped)
         panel = metric_panel(reader)
     if panel is not None:
         figs.append(("metrics", panel))
