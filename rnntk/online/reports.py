@@ -54,21 +54,21 @@ def memory_report(cfg: MemoryConfig, dtype: torch.dtype, run: Run) -> None:
     """Bytes saved for backward plus trace and carried-state bytes of one gradient computation,
     per (rule, execution mode) and sequence length (copy-like random inputs, 8 channels)."""
     from rnntk.online.memory import rule_memory
-    from rnntk.online.models.seq_model import build_seq_model
+    from rnntk.online.models.seq_model import SeqModel, build_seq_model
 
     Ts, combos, mo, B = cfg.lengths, cfg.combos, cfg.model_options, cfg.batch_size
     res = {k: np.zeros((len(combos), len(Ts))) for k in ("saved", "traces", "total")}
     print(f"{'rule':<18}{'exec':<10}" + "".join(f"{'T=' + str(t):>14}" for t in Ts) + "   (total bytes)", file=sys.stderr)
     lines = ["rule,exec,T,saved_bytes,trace_bytes,total_bytes"]
 
-    def first_model() -> torch.nn.Module:  # built only by a dry run, for its parameter count (each T builds its own)
+    def make_model() -> SeqModel:  # the same model for every (rule, mode, T); a dry run builds it once to count it
         return build_seq_model(d_in=8, n_classes=2, n_out=7, generator=run.rng("online-lru-memory/model"), **mo)
 
     what = f"one gradient per rule and mode ({len(combos)}) at each of --seq-lens {','.join(map(str, Ts))}"
-    run.before_compute(what, first_model, results_bytes=3 * 8 * len(combos) * len(Ts))  # saved, traces, total (float64)
+    run.before_compute(what, make_model, results_bytes=3 * 8 * len(combos) * len(Ts))  # saved, traces, total (float64)
     for i, (r, m) in enumerate(combos):
         for j, T in enumerate(Ts):
-            model = build_seq_model(d_in=8, n_classes=2, n_out=7, generator=run.rng("online-lru-memory/model"), **mo).to(run.device, dtype)
+            model = make_model().to(run.device, dtype)
             g = run.rng(f"online-lru-memory/data/T{T}")  # bytes do not depend on the draws
             x = torch.randn(B, T, 8, generator=g).to(run.device, dtype)
             y = torch.randint(0, 2, (B, T, 7), generator=g).to(run.device)
