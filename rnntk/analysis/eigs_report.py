@@ -43,8 +43,7 @@ def write_layer(
         )
         run.result(f"eigs/{tag}_{w}_residual", r.residuals)
         run.result(f"eigs/{tag}_{w}_converged", np.asarray(r.converged, bool), description="per value: its residual met the tolerance")
-        for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
-            rows.append(f"{j},{N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
+        rows += csv_rows(j, N, w, r)
     if not weight:
         run.result(f"eigs/{tag}_state", x[0], description="the state (n,) the Jacobian is taken at")
         if u_at is not None:
@@ -52,6 +51,18 @@ def write_layer(
     final[tag] = dict(name=lname or name, N=N, time=m.time, **verdict, converged=bool(all(r.converged.all() for r in res.values())))
     label = f"{name}{' ' + lname if lname else ''}"
     print(f"{label} ({cfg.operator} at {cfg.state}, N = {N}): {eig_line(verdict)}", file=sys.stderr)
+
+
+CSV_HEADER = "layer,N,method,rank,which,real,imag,abs,residual,converged"
+
+
+def csv_rows(j: int, N: int, w: str, r: Any) -> list[str]:
+    """The eigs.csv rows (under :data:`CSV_HEADER`; ``rnntk eigs`` and ``rnntk cordsnet-eigs``)
+    of layer ``j`` (operator size ``N``): one per value of the EigResult ``r`` for ordering ``w``."""
+    return [
+        f"{j},{N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}"
+        for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged))
+    ]
 
 
 def read_fixed_point(path: Path, i: int, n: int) -> tuple[Any, Any]:

@@ -24,7 +24,7 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
     import torch
 
     from rnntk.analysis.eigs import jacobian_operator, leading_eigs, weight_operator
-    from rnntk.analysis.eigs_report import read_fixed_point, write_layer
+    from rnntk.analysis.eigs_report import CSV_HEADER, read_fixed_point, write_layer
     from rnntk.analysis.source import load_trained, make_drive
     from rnntk.core.models import as_recurrent_layers
 
@@ -75,7 +75,7 @@ def eigs_cmd(opts: RunOptions, cfg: AnalysisEigsConfig, model_path: Path) -> Non
                 u = torch.zeros(1, max(steps, 1), stack.n_in, device=dev, dtype=f64) if stacked else None
             inputs = stack.layer_inputs(u) if u is not None else [None] * len(all_layers)
         run.annotate(model=name, operator=cfg.operator, state=state, method=cfg.method)
-        rows = ["layer,N,method,rank,which,real,imag,abs,residual,converged"]
+        rows = [CSV_HEADER]
         final: dict[str, Any] = {}
         for step in run.steps(len(js), desc="eigs"):
             j = js[step]

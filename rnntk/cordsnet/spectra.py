@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.Tensor], model_path: Path, run: Run) -> None:
     """Spectra of the areas ``js`` of ``model`` (operator, method and orderings of ``cfg``;
     ``img`` ``(1, C, S, S)`` for the image-driven Jacobian) written to ``run``."""
+    from rnntk.analysis.eigs_report import CSV_HEADER, csv_rows
     from rnntk.cordsnet.eigs import certified_stability, cordsnet_operators, leading_eigs
     from rnntk.engine.device import resolve_dtype
     from rnntk.engine.files import write_text_atomic
@@ -45,7 +46,7 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
         if not bool(torch.isfinite(ops[j].weight).all()):
             raise NonFiniteError(0, f"area {j} recurrent weight", float("nan"), note="the model's weights are not finite")
     run.annotate(model=model.describe(), operator=cfg.operator, method=cfg.method)
-    rows = ["layer,N,method,rank,which,real,imag,abs,residual,converged"]
+    rows = [CSV_HEADER]
     final: dict[str, Any] = {}
     for step in run.steps(len(js), desc="cordsnet-eigs"):
         j = js[step]
@@ -88,8 +89,7 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
             a = shown[w]  # every value computed (--plot-k widens the set): what eigs_layer<j>.png draws
             run.result(f"eigs/layer{j}_{w}_computed", a.values, method=a.method, description="every value computed, leading first (the top --k are reported)")
             run.result(f"eigs/layer{j}_{w}_computed_converged", np.asarray(a.converged, bool), description="per computed value: converged")
-            for i, (v, rr, c) in enumerate(zip(r.values, r.residuals, r.converged)):
-                rows.append(f"{j},{op.N},{r.method},{i + 1},{w},{v.real:.12g},{v.imag:.12g},{abs(v):.12g},{rr:.3g},{int(c)}")
+            rows += csv_rows(j, op.N, w, r)
         secs = sum(r.seconds for r in res.values())
         num = {
             kk: float(verdict[kk]) for kk in ("spectral_radius", "max_real", "continuous_stable", "euler_stable") if verdict[kk] not in (None, "unknown")
