@@ -105,12 +105,10 @@ def contrast(task: str, seed: int, args: argparse.Namespace, log=print) -> dict:
     """Interleaved SOFO / Adam x3 on ``task``; returns per-arm snapshots ``[(iteration, optimiser
     seconds, accuracy on all trials, accuracy on coherence > 0 trials or None)]``."""
     from rnntk.core import neurogym as ngt
-    from rnntk.sofo.problems import make_problem
-    from rnntk.sofo.train import make_sofo
+    from rnntk.sofo.train import make_problem_for, make_sofo
 
     cfg = cli_config(task, args.dale_ratio, args.dt)
-    kw = dict(hidden=cfg.hidden, tau=cfg.tau, task_kwargs=cfg.task_kwargs, loss_on=cfg.loss_on, fixation_weight=cfg.fixation_weight)
-    prob: Any = make_problem(task, **kw, constraints=cfg.constraint_kwargs())  # as rnntk/sofo/cli.py builds it
+    prob: Any = make_problem_for(cfg)  # as sofo-train builds it
     model = prob.make_model(torch.Generator().manual_seed(seed))
     val = prob.sample(args.val_batch, torch.Generator().manual_seed(seed + 10_007))
     pos = torch.as_tensor(val.trials.table["coh"]) > 0 if "coh" in val.trials.table else None

@@ -52,27 +52,11 @@ def sofo_train(opts: RunOptions, cfg: TrainConfig, preset: Preset) -> None:
     Gauss–Newton matrix in that K-dim subspace, and takes a damped Gauss–Newton step.
     [bold]--optimizer both[/bold] trains Adam+BPTT side by side on identical data.
     Example: [bold]rnntk sofo-train --task double-reach --optimizer both[/bold]."""
-    from rnntk.sofo.problems import make_problem
-    from rnntk.sofo.train import train
+    from rnntk.sofo.train import make_problem_for, train
 
     _check_fits(cfg, opts.device)
     try:
-        problem = make_problem(
-            cfg.task,
-            hidden=cfg.hidden,
-            dt=cfg.dt,
-            tau=cfg.tau,
-            duration=cfg.duration,
-            noise=cfg.noise,
-            init_gain=cfg.init_gain,
-            steps=cfg.steps,
-            supervise=cfg.supervise,
-            target_noise=cfg.target_noise,
-            task_kwargs=cfg.task_kwargs,
-            loss_on=cfg.loss_on,
-            fixation_weight=cfg.fixation_weight,
-            constraints=cfg.constraint_kwargs() if cfg.constrained else None,
-        )
+        problem = make_problem_for(cfg)
     except ValueError as e:
         raise UserError(str(e)) from None
     if cfg.tangent_impl == "manual" and not problem.has_manual_tangents:

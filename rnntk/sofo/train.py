@@ -46,6 +46,30 @@ class DataStreams:
             self.noise.set_state(state["noise"])
 
 
+def make_problem_for(cfg: TrainConfig) -> Problem:
+    """The :class:`Problem` ``sofo-train`` trains on for the options ``cfg`` (task, model sizes,
+    task options, constraints); ``benchmarks/sofo_neurogym.py`` builds its problem with it too.
+    ``ValueError`` (one line) for a bad task or option."""
+    from rnntk.sofo.problems import make_problem
+
+    return make_problem(
+        cfg.task,
+        hidden=cfg.hidden,
+        dt=cfg.dt,
+        tau=cfg.tau,
+        duration=cfg.duration,
+        noise=cfg.noise,
+        init_gain=cfg.init_gain,
+        steps=cfg.steps,
+        supervise=cfg.supervise,
+        target_noise=cfg.target_noise,
+        task_kwargs=cfg.task_kwargs,
+        loss_on=cfg.loss_on,
+        fixation_weight=cfg.fixation_weight,
+        constraints=cfg.constraint_kwargs() if cfg.constrained else None,
+    )
+
+
 def make_sofo(model: torch.nn.Module, cfg: TrainConfig, generator: torch.Generator) -> SOFO:
     """The SOFO optimiser ``sofo-train`` builds for ``model`` from its options (K, damping and its
     mode, lr, tangent kind, step cap as :class:`TrainConfig` resolved it); ``generator``: the
