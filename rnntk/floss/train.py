@@ -53,7 +53,7 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
     def spectrum(updates: int, after_floss: bool = False) -> None:
         """Spectrum of the probe sequence; ``updates`` = task updates done so far."""
         with torch.no_grad():
-            x0 = _x0(model)
+            x0 = model.initial_state(1).detach()  # VanillaRNN: its first trained x0; ConstrainedRNN: zeros
             res = lyapunov_spectrum(model, probe, cfg.n_units, x0=x0, q0=q_probe, warmup=min(100, cfg.le_len // 4), check=stop_check)
             sv = long_term_jacobian_singular_values(model, probe, horizons, x0=x0, check=stop_check) if horizons else torch.zeros(0, cfg.n_units)
         st["le_epochs"].append(int(updates))
@@ -73,7 +73,7 @@ def train_floss(cfg: FlossConfig, run: Run) -> dict[str, float]:
                     floss_opt,
                     u,
                     cfg.floss_k,
-                    x0=_x0(model),
+                    x0=model.initial_state(1).detach(),
                     warmup=cfg.floss_warmup,
                     t_ons=cfg.floss_tons,
                     target=cfg.floss_target,
@@ -143,11 +143,6 @@ def make_model(cfg: FlossConfig, n_in: int, n_out: int, generator: torch.Generat
     seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))  # the connectivity draw
     act = "softplus" if cfg.dale_ratio is not None else "tanh"
     return ConstrainedRNN(n_in, cfg.n_units, n_out, dt=cfg.alpha, tau=1.0, g=cfg.g, activation=act, generator=generator, seed=seed, **cfg.constraint_kwargs())
-
-
-def _x0(model: VanillaRNN | ConstrainedRNN) -> torch.Tensor:
-    """The initial state ``(1, N)`` of spectra and flossing (VanillaRNN: its first trained x0)."""
-    return model.x0[:1].detach() if isinstance(model, VanillaRNN) else model.initial_state(1)
 
 
 def _finish(cfg: FlossConfig, run: Run, model: VanillaRNN | ConstrainedRNN, horizons: list[int]) -> dict[str, float]:
