@@ -113,8 +113,8 @@ def cordsnet_eigs(opts: RunOptions, cfg: EigsConfig, model_path: Path) -> None:
         )
     img = eigs_image(cfg.image, model, cfg.dataset_preset) if cfg.operator == "jacobian-image" else None
     _check_eigs_fits(cfg, max(Ns.values()), sum(Ns.values()), opts.device)
-    kk = max(cfg.k, cfg.plot_k or 0)  # per area and ordering: values, residuals, flags, reported and computed
-    results = len(js) * len(cfg.whiches) * 2 * min(kk, max(Ns.values())) * (16 + 8 + 1)
+    # per area and ordering: values, residuals, flags, reported and computed
+    results = len(js) * len(cfg.whiches) * 2 * min(cfg.k_computed, max(Ns.values())) * (16 + 8 + 1)
     with opts.open_run(config={"model_path": str(model_path)}) as run:
         run.before_compute(f"the spectra of {len(js)} area(s) (--operator {cfg.operator}, --method {cfg.method})", model, results_bytes=results)
         eigs_report(cfg, model, js, img, model_path, run)
@@ -128,9 +128,8 @@ def _check_eigs_fits(cfg: EigsConfig, n: int, n_all: int, device: str) -> None:
     from rnntk.engine.device import resolve_device
     from rnntk.engine.limits import check_fits, nbytes_of
 
-    k = max(cfg.k, cfg.plot_k or 0)
     need = nbytes_of(n_all, 4, itemsize=8)
-    need += solver_bytes(cfg.method, n, k, len(cfg.whiches), krylov_m=cfg.krylov, ncv=cfg.ncv, max_restarts=cfg.max_restarts, dtype=cfg.dtype)
+    need += solver_bytes(cfg.method, n, cfg.k_computed, len(cfg.whiches), krylov_m=cfg.krylov, ncv=cfg.ncv, max_restarts=cfg.max_restarts, dtype=cfg.dtype)
     check_fits(
         need,
         resolve_device(device),

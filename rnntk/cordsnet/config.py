@@ -141,3 +141,9 @@ class EigsConfig:
     def whiches(self) -> list[str]:
         """The orderings computed: ["LM", "LR"] for ``both``."""
         return ["LM", "LR"] if self.which == "both" else [self.which]
+
+    @property
+    def k_computed(self) -> int:
+        """Values computed per ordering: ``--k``, or ``--plot-k`` when larger (one run for the
+        larger set; the top ``--k`` of it are reported)."""
+        return max(self.k, self.plot_k or 0)

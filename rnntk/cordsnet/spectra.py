@@ -51,13 +51,12 @@ def eigs_report(cfg: EigsConfig, model: Any, js: list[int], img: Optional[torch.
     for step in run.steps(len(js), desc="cordsnet-eigs"):
         j = js[step]
         op = ops[j]
-        kk_ = max(cfg.k, cfg.plot_k or 0)  # --plot-k: one run for the larger set; the top k of it are reported
         start = run.rng(f"cordsnet-eigs/start/area{j}", device=run.device)  # start vectors (Arnoldi, power; ARPACK's v0)
         try:
             shown = leading_eigs(
                 op,
                 cfg.method,
-                kk_,
+                cfg.k_computed,  # --plot-k: one run for the larger set; the top k of it are reported
                 cfg.whiches,
                 **solver_options(cfg),
                 qr_steps=cfg.qr_steps,
